@@ -1,0 +1,87 @@
+"""Reading the event history: every message stored in the `ACCOUNT_EVENTS` stream, from the stream itself."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from nats.js import api
+
+from publisher.events import STREAM_NAME, STREAM_SUBJECTS, AccountEvent, EventError, channel_of_subject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One stored message: a valid event, or a malformed one with the reason."""
+
+    stream_seq: int
+    subject: str
+    payload: bytes
+    event: AccountEvent | None
+    problem: str | None
+    stored_at: str
+
+    @property
+    def channel(self) -> str:
+        return channel_of_subject(self.subject)
+
+
+def parse_stored(stream_seq: int, subject: str, payload: bytes, stored_at: str) -> StoredEvent:
+    try:
+        return StoredEvent(stream_seq, subject, payload, AccountEvent.from_json(payload, subject), None, stored_at)
+    except EventError as exc:
+        return StoredEvent(stream_seq, subject, payload, None, str(exc), stored_at)
+
+
+async def read_history(nc: NATS, *, start_seq: int = 1, limit: int | None = None, timeout: float = 30.0) -> list[StoredEvent]:
+    """Every stored event from `start_seq` up to the stream's last sequence when the call began.
+
+    Uses an ephemeral pull consumer without acks, so reading the history changes nothing.
+    """
+    js = nc.jetstream()
+    info = await js.stream_info(STREAM_NAME)
+    last = info.state.last_seq
+    if last < start_seq or info.state.messages == 0:
+        return []
+    name = f"natslab-history-{uuid.uuid4().hex[:12]}"
+    config = api.ConsumerConfig(
+        name=name,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=max(start_seq, info.state.first_seq),
+        ack_policy=api.AckPolicy.NONE,
+        filter_subjects=list(STREAM_SUBJECTS),
+        inactive_threshold=30.0,
+        mem_storage=True,
+    )
+    await js.add_consumer(STREAM_NAME, config)
+    sub = await js.pull_subscribe_bind(consumer=name, stream=STREAM_NAME)
+    events: list[StoredEvent] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                want = 500 if limit is None else min(500, limit - len(events))
+                try:
+                    msgs = await sub.fetch(want, timeout=2.0)
+                except asyncio.TimeoutError:
+                    break
+                for msg in msgs:
+                    meta = msg.metadata
+                    events.append(
+                        parse_stored(meta.sequence.stream, msg.subject, msg.data, meta.timestamp.isoformat())
+                    )
+                if not msgs or events[-1].stream_seq >= last or msgs[-1].metadata.num_pending == 0:
+                    break
+                if limit is not None and len(events) >= limit:
+                    break
+    finally:
+        try:
+            await sub.unsubscribe()
+            await js.delete_consumer(STREAM_NAME, name)
+        except Exception as exc:  # an ephemeral consumer also expires by itself
+            log.debug("history consumer cleanup: %r", exc)
+    return [event for event in events if event.stream_seq <= last]

@@ -1,0 +1,252 @@
+"""The lab: the whole running system behind one object.
+
+A `Lab` starts (or joins) the NATS server, declares the stream and both queue groups, opens the
+publisher with its outbox relay, spawns the listener processes and follows their status. The dashboard,
+the scenarios, the benchmark and the tests all drive the system through it; it never imports Textual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import api
+
+from dashboard.checker import CheckReport, run_check
+from dashboard.natsserver import EmbeddedServer
+from dashboard.settings import Settings
+from dashboard.supervisor import Supervisor
+from listeners.accounts import AccountRow, AccountsDB, Mode, accounts_db_name
+from listeners.groups import GROUPS, QueueGroup, ensure_consumer, group_for_mode
+from listeners.status import STATUS_SUBJECT_PREFIX, control_subject
+from publisher.events import STREAM_NAME
+from publisher.jetstream import connect, ensure_stream
+from publisher.service import Publisher
+from publisher.transactions import TransactionsDB
+
+log = logging.getLogger(__name__)
+
+
+class LabError(RuntimeError):
+    """Something the lab cannot do, said in words a user understands."""
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll `predicate` until it holds; raise TimeoutError naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def connect_with_retry(url: str, name: str, timeout: float = 10.0, **kwargs: Any) -> NATS:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await connect(url, name, **kwargs)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"cannot connect to NATS at {url}: {exc}") from exc
+            await asyncio.sleep(0.1)
+
+
+async def declare(nc: NATS, ack_wait_s: float, timeout: float = 10.0) -> None:
+    """Declare the stream and both groups, retrying while JetStream finishes starting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await ensure_stream(nc)
+            for group in GROUPS:
+                await ensure_consumer(nc, group, ack_wait_s)
+            return
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"cannot declare the stream and consumers: {exc}") from exc
+            await asyncio.sleep(0.1)
+
+
+class Lab:
+    """Server, publisher, listener processes and their status, started and stopped together."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.server: EmbeddedServer | None = None
+        self.nc: NATS | None = None
+        self.transactions: TransactionsDB | None = None
+        self.publisher: Publisher | None = None
+        self.supervisor: Supervisor | None = None
+        self.statuses: dict[str, dict[str, Any]] = {}
+        self.status_callbacks: list[Callable[[dict[str, Any]], None]] = []
+        self.connected = False
+        self.server_state = "stopped"
+        self._relay_task: asyncio.Task | None = None
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        if self._url is None:
+            raise LabError("the lab has not been started")
+        return self._url
+
+    @property
+    def embedded(self) -> bool:
+        return self.server is not None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self, *, listeners: int | None = None, naive: int | None = None) -> None:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        if settings.nats_url:
+            self._url = settings.nats_url
+        else:
+            self.server = EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log")
+            self.server_state = "starting"
+            self._url = await self.server.start()
+            settings.url_file.write_text(self._url + "\n")
+        self.server_state = "running"
+        self.nc = await connect_with_retry(
+            self._url, "natslab-dashboard", on_disconnect=self._on_disconnect, on_reconnect=self._on_reconnect
+        )
+        self.connected = True
+        await declare(self.nc, settings.ack_wait_s)
+        await self.nc.subscribe(f"{STATUS_SUBJECT_PREFIX}.*", cb=self._on_status)
+        self.transactions = await TransactionsDB.open(settings.transactions_db)
+        self.publisher = Publisher(self.transactions, self.nc)
+        self._relay_task = asyncio.create_task(self.publisher.run_relay(), name="outbox-relay")
+        self.supervisor = Supervisor(
+            self._url, settings.data_dir, ack_wait_s=settings.ack_wait_s, defer=settings.defer, batch=settings.batch
+        )
+        for _ in range(settings.listeners if listeners is None else listeners):
+            self.supervisor.spawn("guarded")
+        for _ in range(settings.naive if naive is None else naive):
+            self.supervisor.spawn("naive")
+
+    async def stop(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop_all()
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            try:
+                await self._relay_task
+            except asyncio.CancelledError:
+                pass
+            self._relay_task = None
+        if self.nc is not None:
+            try:
+                await self.nc.close()
+            except Exception as exc:
+                log.debug("close: %r", exc)
+            self.nc = None
+        if self.transactions is not None:
+            await self.transactions.close()
+            self.transactions = None
+        if self.server is not None:
+            await self.server.stop()
+            self.settings.url_file.unlink(missing_ok=True)
+            self.server_state = "stopped"
+
+    async def restart_server(self) -> None:
+        """Stop and start the embedded server on the same port with the same store."""
+        if self.server is None:
+            raise LabError("the NATS server is external (--nats-url); natslab can restart only its own server")
+        self.server_state = "restarting"
+        await self.server.stop()
+        self.server_state = "down"
+        await self.server.start()
+        self.server_state = "running"
+
+    async def _on_disconnect(self) -> None:
+        self.connected = False
+
+    async def _on_reconnect(self) -> None:
+        self.connected = True
+
+    # -- status and control ------------------------------------------------------------------------
+
+    async def _on_status(self, msg: Msg) -> None:
+        try:
+            status = json.loads(msg.data)
+            name = str(status["name"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("malformed status on %s", msg.subject)
+            return
+        self.statuses[name] = status
+        for callback in self.status_callbacks:
+            callback(status)
+
+    async def send_control(self, name: str, command: str, timeout: float = 2.0) -> str:
+        """Send a fault-injection command; returns the listener's reply."""
+        if self.nc is None:
+            raise LabError("not connected")
+        try:
+            reply = await self.nc.request(control_subject(name), command.encode(), timeout=timeout)
+        except Exception as exc:
+            raise LabError(f"listener {name} did not answer {command!r}: {exc!r}") from exc
+        text = reply.data.decode()
+        if text != "ok":
+            raise LabError(f"listener {name}: {text}")
+        return text
+
+    # -- observations ------------------------------------------------------------------------------
+
+    async def consumer_info(self, group: QueueGroup) -> api.ConsumerInfo:
+        assert self.nc is not None
+        return await self.nc.jetstream().consumer_info(STREAM_NAME, group.name)
+
+    async def stream_info(self) -> api.StreamInfo:
+        assert self.nc is not None
+        return await self.nc.jetstream().stream_info(STREAM_NAME)
+
+    async def accounts(self, mode: Mode) -> list[AccountRow]:
+        path = self.settings.data_dir / accounts_db_name(mode)
+        if not path.exists():
+            return []
+        db = await AccountsDB.open(path)
+        try:
+            return await db.accounts()
+        finally:
+            await db.close()
+
+    async def check(self) -> CheckReport:
+        assert self.nc is not None
+        return await run_check(self.nc, self.settings.data_dir)
+
+    async def drained(self, modes: tuple[Mode, ...] = ("guarded", "naive")) -> bool:
+        """Nothing left to publish, and every event of each running group delivered and acknowledged."""
+        if self.transactions is not None and await self.transactions.count_unpublished():
+            return False
+        assert self.supervisor is not None
+        try:
+            for mode in modes:
+                if not any(entry.alive for entry in self.supervisor.members(mode)):
+                    continue
+                info = await self.consumer_info(group_for_mode(mode))
+                if info.num_pending or info.num_ack_pending:
+                    return False
+        except Exception as exc:  # the server may be restarting: not drained yet
+            log.debug("drained: %r", exc)
+            return False
+        return True
+
+    async def wait_drained(self, timeout: float = 60.0, modes: tuple[Mode, ...] = ("guarded", "naive")) -> None:
+        await wait_until(lambda: self.drained(modes), timeout, "the listeners to drain", interval=0.1)
+
+    def listener_status(self, name: str) -> dict[str, Any] | None:
+        return self.statuses.get(name)

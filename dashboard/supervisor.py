@@ -1,0 +1,204 @@
+"""The process supervisor: starts listener processes and breaks them on purpose.
+
+Each listener is its own OS process, so "kill" is a real SIGKILL and "pause" a real SIGSTOP. The
+supervisor signals only processes it started, by pid, and the kernel ends them if we die first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dashboard.natsserver import die_with_parent
+from listeners.accounts import Mode
+from listeners.groups import group_for_mode
+
+GUARDED_NAMES = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+
+
+class SupervisorError(RuntimeError):
+    """A request the supervisor cannot carry out, such as an unknown listener name."""
+
+
+@dataclass(slots=True)
+class ListenerProcess:
+    name: str
+    mode: Mode
+    process: subprocess.Popen | None = None
+    state: str = "starting"  # running, paused, killed, crashed, exited, restarting, stopped
+    exit_code: int | None = None
+    restarts: int = 0
+    killed_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def group(self) -> str:
+        return group_for_mode(self.mode).name
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Supervisor:
+    """Owns the listener processes of both queue groups."""
+
+    def __init__(
+        self,
+        nats_url: str,
+        data_dir: Path,
+        *,
+        ack_wait_s: float,
+        defer: str = "nak",
+        batch: int = 100,
+    ) -> None:
+        self.nats_url = nats_url
+        self.data_dir = data_dir
+        self.ack_wait_s = ack_wait_s
+        self.defer = defer
+        self.batch = batch
+        self.listeners: dict[str, ListenerProcess] = {}
+
+    def next_name(self, mode: Mode) -> str:
+        if mode == "guarded":
+            for name in GUARDED_NAMES:
+                if name not in self.listeners:
+                    return name
+            raise SupervisorError("no listener names left")
+        number = 1
+        while f"N{number}" in self.listeners:
+            number += 1
+        return f"N{number}"
+
+    def command(self, name: str, mode: Mode, slow_ms: int = 0) -> list[str]:
+        return [
+            sys.executable, "-m", "dashboard.cli", "listener",
+            "--name", name,
+            "--mode", mode,
+            "--nats-url", self.nats_url,
+            "--data-dir", str(self.data_dir),
+            "--ack-wait", str(self.ack_wait_s),
+            "--defer", self.defer,
+            "--batch", str(self.batch),
+            "--slow-ms", str(slow_ms),
+            "--parent-pid", str(os.getpid()),
+        ]  # fmt: skip
+
+    def spawn(self, mode: Mode, name: str | None = None, slow_ms: int = 0) -> ListenerProcess:
+        name = name or self.next_name(mode)
+        entry = self.listeners.get(name)
+        if entry is not None and entry.alive:
+            raise SupervisorError(f"listener {name} is already running")
+        logs = self.data_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / f"listener-{name}.out", "ab") as out:
+            process = subprocess.Popen(
+                self.command(name, mode, slow_ms),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+            )
+        if entry is None:
+            entry = ListenerProcess(name, mode)
+            self.listeners[name] = entry
+        else:
+            entry.restarts += 1
+        entry.process = process
+        entry.state = "running"
+        entry.exit_code = None
+        entry.killed_at = None
+        entry.started_at = time.time()
+        return entry
+
+    def get(self, name: str) -> ListenerProcess:
+        try:
+            return self.listeners[name]
+        except KeyError:
+            raise SupervisorError(f"no listener named {name!r}") from None
+
+    def members(self, mode: Mode) -> list[ListenerProcess]:
+        return [entry for entry in self.listeners.values() if entry.mode == mode]
+
+    def kill(self, name: str) -> ListenerProcess:
+        """SIGKILL: the listener dies holding whatever it fetched; those events come back after the ack wait."""
+        entry = self.get(name)
+        if not entry.alive:
+            raise SupervisorError(f"listener {name} is not running")
+        assert entry.process is not None
+        entry.process.send_signal(signal.SIGKILL)
+        entry.process.wait()
+        entry.state = "killed"
+        entry.exit_code = entry.process.returncode
+        entry.killed_at = time.time()
+        return entry
+
+    def pause(self, name: str) -> ListenerProcess:
+        entry = self.get(name)
+        if not entry.alive:
+            raise SupervisorError(f"listener {name} is not running")
+        assert entry.process is not None
+        entry.process.send_signal(signal.SIGSTOP)
+        entry.state = "paused"
+        return entry
+
+    def resume(self, name: str) -> ListenerProcess:
+        entry = self.get(name)
+        if not entry.alive:
+            raise SupervisorError(f"listener {name} is not running")
+        assert entry.process is not None
+        entry.process.send_signal(signal.SIGCONT)
+        entry.state = "running"
+        return entry
+
+    def toggle_pause(self, name: str) -> ListenerProcess:
+        return self.resume(name) if self.get(name).state == "paused" else self.pause(name)
+
+    def restart(self, name: str) -> ListenerProcess:
+        entry = self.get(name)
+        if entry.alive:
+            self.kill(name)
+        entry.state = "restarting"
+        return self.spawn(entry.mode, name)
+
+    def poll(self) -> list[ListenerProcess]:
+        """Notice listeners that exited by themselves (injected crash, error); returns those that changed."""
+        changed = []
+        for entry in self.listeners.values():
+            if entry.process is None or entry.state in ("killed", "crashed", "exited", "stopped"):
+                continue
+            code = entry.process.poll()
+            if code is not None:
+                entry.exit_code = code
+                entry.state = "crashed" if code != 0 else "exited"
+                entry.killed_at = time.time()
+                changed.append(entry)
+        return changed
+
+    async def stop_all(self, timeout: float = 5.0) -> None:
+        """SIGTERM (after SIGCONT for paused ones) so listeners drain; SIGKILL what is left at the deadline."""
+        alive = [entry for entry in self.listeners.values() if entry.alive]
+        for entry in alive:
+            assert entry.process is not None
+            entry.process.send_signal(signal.SIGCONT)
+            entry.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while any(entry.alive for entry in alive) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for entry in alive:
+            assert entry.process is not None
+            if entry.process.poll() is None:
+                entry.process.kill()
+            entry.process.wait()
+            entry.exit_code = entry.process.returncode
+            entry.state = "stopped"

@@ -1,0 +1,379 @@
+"""The Account Service listener: one process of a queue group.
+
+The consumer loop fetches batches from the group's durable pull consumer, hands them to the account
+database in one transaction, and only then acknowledges: `ack` for applied, rejected and duplicate
+events, `nak` with a growing delay for early ones (or nothing, with `--defer ack-wait`, so the ack wait
+brings them back), `term` for poison. It survives server restarts (the client reconnects and the loop
+fetches again), drains on SIGTERM, publishes its status, and obeys fault-injection commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
+
+from listeners.accounts import AccountsDB, Delivery, Mode, Outcome, accounts_db_name
+from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
+from listeners.guard import SequenceGuard
+from listeners.status import STATUS_INTERVAL_S, control_subject, parse_control, status_subject
+from publisher.events import STREAM_NAME, AccountEvent, EventError, utc_now_iso
+from publisher.jetstream import connect, ensure_stream
+
+log = logging.getLogger(__name__)
+
+DeferMode = Literal["nak", "ack-wait"]
+CRASH_EXIT_CODE = 70
+MAX_STATUS_DELIVERIES = 200
+MAX_STATUS_IN_FLIGHT = 25
+
+
+@dataclass(slots=True)
+class ListenerConfig:
+    name: str
+    mode: Mode
+    nats_url: str
+    data_dir: Path
+    ack_wait_s: float = DEFAULT_ACK_WAIT_S
+    defer: DeferMode = "nak"
+    batch: int = 100
+    fetch_timeout_s: float = 1.0
+    slow_ms: int = 0
+    parent_pid: int | None = None
+
+    @property
+    def group(self) -> QueueGroup:
+        return group_for_mode(self.mode)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / accounts_db_name(self.mode)
+
+
+@dataclass(slots=True)
+class Counters:
+    applied: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    deferred: int = 0
+    poison: int = 0
+    redelivered: int = 0
+
+    def count(self, kind: str) -> None:
+        if kind == "duplicate":
+            self.duplicates += 1
+        else:
+            setattr(self, kind, getattr(self, kind) + 1)
+
+
+def delivery_from_msg(msg: Msg) -> Delivery:
+    """Parse a JetStream message; a contract violation becomes a poison delivery, never an exception."""
+    meta = msg.metadata
+    try:
+        event: AccountEvent | None = AccountEvent.from_json(msg.data, msg.subject)
+        reason = None
+    except EventError as exc:
+        event, reason = None, str(exc)
+    return Delivery(meta.sequence.stream, meta.num_delivered, msg.subject, msg.data, event, reason)
+
+
+def describe_delivery(delivery: Delivery) -> dict[str, Any]:
+    """The JSON form of a delivery in the status message."""
+    data: dict[str, Any] = {"streamSeq": delivery.stream_seq, "deliveryCount": delivery.delivery_count}
+    if delivery.event is not None:
+        event = delivery.event
+        data.update(
+            id=event.id, userId=event.user_id, number=event.number, type=event.type, amountCents=event.amount_cents
+        )
+    else:
+        data.update(subject=delivery.subject, reason=delivery.poison_reason)
+    return data
+
+
+@dataclass(slots=True)
+class _Fault:
+    crash: str | None = None  # "after-commit" or "before-commit"
+    slow_ms: int = 0
+    slow_changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class AccountListener:
+    """One member of a queue group, applying account events to its account database."""
+
+    def __init__(self, config: ListenerConfig) -> None:
+        self.config = config
+        self.guard = SequenceGuard(max_delay_s=max(0.05, min(1.0, config.ack_wait_s / 2)))
+        self.counters = Counters()
+        self.fault = _Fault(slow_ms=config.slow_ms)
+        self.state = "starting"
+        self.connected = False
+        self.in_flight: list[Delivery] = []
+        self.in_flight_since: float | None = None
+        self.last_outcome: dict[str, Any] | None = None
+        self._recent: deque[dict[str, Any]] = deque(maxlen=MAX_STATUS_DELIVERIES)
+        self._delivery_seq = 0
+        self._stop = asyncio.Event()
+        self._status_wake = asyncio.Event()
+        self._nc: NATS | None = None
+        self._db: AccountsDB | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self.state = "draining"
+        self._stop.set()
+        self.fault.slow_changed.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self.request_stop)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
+                pass
+        self._db = await AccountsDB.open(self.config.db_path)
+        self._nc = await connect(
+            self.config.nats_url,
+            f"natslab-listener-{self.config.name}",
+            on_disconnect=self._on_disconnect,
+            on_reconnect=self._on_reconnect,
+        )
+        self.connected = True
+        status_task = asyncio.create_task(self._status_loop(), name="status")
+        try:
+            await self._nc.subscribe(control_subject(self.config.name), cb=self._on_control)
+            await self._consume()
+        finally:
+            self.state = "stopped"
+            status_task.cancel()
+            try:
+                await self._publish_status()
+                await self._nc.drain()
+            except Exception:  # the server may be gone; closing is best effort
+                log.debug("drain failed", exc_info=True)
+            await self._db.close()
+
+    async def _on_disconnect(self) -> None:
+        self.connected = False
+        self._status_wake.set()
+
+    async def _on_reconnect(self) -> None:
+        self.connected = True
+        self._status_wake.set()
+
+    # -- consuming ---------------------------------------------------------------------------------
+
+    async def _bind(self):
+        assert self._nc is not None
+        await ensure_stream(self._nc)
+        await ensure_consumer(self._nc, self.config.group, self.config.ack_wait_s)
+        return await self._nc.jetstream().pull_subscribe_bind(
+            durable=self.config.group.name, stream=STREAM_NAME
+        )
+
+    async def _consume(self) -> None:
+        sub = None
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                if sub is None:
+                    sub = await self._bind()
+                    self.state = "running"
+                    self._status_wake.set()
+                # When slowed, take one event at a time so the delay is per event, as a person expects.
+                batch = 1 if self.fault.slow_ms else self.config.batch
+                msgs = await sub.fetch(batch, timeout=self.config.fetch_timeout_s)
+            except asyncio.TimeoutError:
+                continue
+            except NotFoundError:
+                log.warning("stream or consumer missing; declaring them again")
+                sub = None
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except Exception as exc:  # connection trouble: the client reconnects, we fetch again
+                if self._stop.is_set():
+                    break
+                log.warning("fetch failed: %r", exc)
+                self.state = "reconnecting"
+                self._status_wake.set()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+            if self.state == "reconnecting":
+                self.state = "running"
+            if msgs:
+                await self._handle(msgs)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _handle(self, msgs: list[Msg]) -> None:
+        assert self._db is not None
+        deliveries = [delivery_from_msg(msg) for msg in msgs]
+        self.in_flight = deliveries
+        self.in_flight_since = time.time()
+        self._status_wake.set()
+        if self.fault.slow_ms:
+            await self._slow_down(len(deliveries))
+        crash = self.fault.crash
+        before_commit = self._crash_now if crash == "before-commit" else None
+        try:
+            outcomes = await self._db.process_batch(
+                deliveries, self.config.mode, self.config.name, self.guard, before_commit
+            )
+        except Exception:
+            # Nothing was committed: let every message come back soon rather than after the ack wait.
+            log.exception("batch failed; nak-ing %d messages", len(msgs))
+            for msg in msgs:
+                await self._settle(msg.nak(delay=0.1))
+            self.in_flight = []
+            return
+        if crash == "after-commit":
+            self._crash_now()
+        for msg, outcome in zip(msgs, outcomes):
+            await self._settle(self._acknowledge(msg, outcome))
+        self._record(outcomes)
+        self.in_flight = []
+        self.in_flight_since = None
+        self._status_wake.set()
+
+    def _acknowledge(self, msg: Msg, outcome: Outcome):
+        if outcome.kind == "poison":
+            return msg.term()
+        if outcome.kind == "deferred":
+            if self.config.defer == "ack-wait":
+                return None
+            return msg.nak(delay=self.guard.defer_delay(outcome.delivery.delivery_count))
+        return msg.ack()
+
+    @staticmethod
+    async def _settle(ack) -> None:
+        if ack is None:
+            return
+        try:
+            await ack
+        except Exception as exc:  # a lost ack means a redelivery, which the guard turns into a duplicate
+            log.warning("ack failed: %r", exc)
+
+    async def _slow_down(self, count: int) -> None:
+        self.fault.slow_changed.clear()
+        try:
+            await asyncio.wait_for(self.fault.slow_changed.wait(), timeout=self.fault.slow_ms * count / 1000)
+        except asyncio.TimeoutError:
+            pass
+
+    def _crash_now(self) -> None:
+        log.warning("injected crash (%s)", self.fault.crash)
+        logging.shutdown()
+        os._exit(CRASH_EXIT_CODE)
+
+    def _record(self, outcomes: Iterable[Outcome]) -> None:
+        now = utc_now_iso()
+        for outcome in outcomes:
+            self.counters.count(outcome.kind)
+            if outcome.delivery.delivery_count > 1:
+                self.counters.redelivered += 1
+            self._delivery_seq += 1
+            entry = describe_delivery(outcome.delivery)
+            entry.update(seq=self._delivery_seq, outcome=outcome.kind, at=now)
+            self._recent.append(entry)
+            self.last_outcome = entry
+
+    # -- control and status ------------------------------------------------------------------------
+
+    async def _on_control(self, msg: Msg) -> None:
+        text = msg.data.decode("utf-8", "replace")
+        try:
+            command, value = parse_control(text)
+        except ValueError as exc:
+            reply = f"error: {exc}"
+        else:
+            if command == "crash-after-commit":
+                self.fault.crash = "after-commit"
+            elif command == "crash-before-commit":
+                self.fault.crash = "before-commit"
+            elif command == "slow":
+                self.fault.slow_ms = value
+                self.fault.slow_changed.set()
+            else:
+                self.fault.crash = None
+                self.fault.slow_ms = 0
+                self.fault.slow_changed.set()
+            reply = "ok"
+            log.info("control: %s", text)
+            self._status_wake.set()
+        if msg.reply:
+            await msg.respond(reply.encode())
+
+    def status(self) -> dict[str, Any]:
+        state = self.state
+        if state == "running" and self.fault.slow_ms:
+            state = "slow"
+        if not self.connected and state not in ("stopped", "draining"):
+            state = "disconnected"
+        deliveries = list(self._recent)
+        self._recent.clear()
+        return {
+            "name": self.config.name,
+            "pid": os.getpid(),
+            "mode": self.config.mode,
+            "group": self.config.group.name,
+            "defer": self.config.defer,
+            "state": state,
+            "slowMs": self.fault.slow_ms,
+            "crashArmed": self.fault.crash,
+            "counters": {
+                "applied": self.counters.applied,
+                "rejected": self.counters.rejected,
+                "duplicates": self.counters.duplicates,
+                "deferred": self.counters.deferred,
+                "poison": self.counters.poison,
+                "redelivered": self.counters.redelivered,
+            },
+            "inFlightCount": len(self.in_flight),
+            "inFlight": [describe_delivery(d) for d in self.in_flight[:MAX_STATUS_IN_FLIGHT]],
+            "inFlightSince": self.in_flight_since,
+            "lastEvent": self.last_outcome,
+            "deliveries": deliveries,
+            "ts": utc_now_iso(),
+        }
+
+    async def _publish_status(self) -> None:
+        if self._nc is None or not self._nc.is_connected:
+            return
+        await self._nc.publish(status_subject(self.config.name), json.dumps(self.status()).encode())
+
+    async def _status_loop(self) -> None:
+        parent = self.config.parent_pid
+        while True:
+            try:
+                await asyncio.wait_for(self._status_wake.wait(), timeout=STATUS_INTERVAL_S)
+            except asyncio.TimeoutError:
+                pass
+            self._status_wake.clear()
+            if parent is not None and os.getppid() != parent:
+                log.warning("parent %d is gone; stopping", parent)
+                self.request_stop()
+            try:
+                await self._publish_status()
+            except Exception as exc:
+                log.debug("status publish failed: %r", exc)
+            # Bound the status rate under load; outcomes accumulate and go out with the next message.
+            await asyncio.sleep(0.05)

@@ -1,0 +1,60 @@
+"""Queue groups: the durable pull consumers that listener processes share.
+
+A queue group of the seed is one durable pull consumer here; every listener process of the group
+fetches from it, so each event goes to one member. Explicit acks with a short ack wait make an
+unacknowledged event come back, and `max_deliver` stays unlimited so a deferred event is never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from listeners.accounts import Mode
+from publisher.events import STREAM_NAME
+
+DEFAULT_ACK_WAIT_S = 5.0
+MAX_ACK_PENDING = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class QueueGroup:
+    name: str
+    mode: Mode
+
+
+GUARDED_GROUP = QueueGroup("account-service", "guarded")
+NAIVE_GROUP = QueueGroup("account-service-naive", "naive")
+GROUPS = (GUARDED_GROUP, NAIVE_GROUP)
+
+
+def group_for_mode(mode: Mode) -> QueueGroup:
+    return GUARDED_GROUP if mode == "guarded" else NAIVE_GROUP
+
+
+def consumer_config(group: QueueGroup, ack_wait_s: float) -> api.ConsumerConfig:
+    return api.ConsumerConfig(
+        name=group.name,
+        durable_name=group.name,
+        deliver_policy=api.DeliverPolicy.ALL,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        ack_wait=ack_wait_s,
+        max_deliver=-1,
+        max_ack_pending=MAX_ACK_PENDING,
+        replay_policy=api.ReplayPolicy.INSTANT,
+    )
+
+
+async def ensure_consumer(nc: NATS, group: QueueGroup, ack_wait_s: float = DEFAULT_ACK_WAIT_S) -> api.ConsumerInfo:
+    """Create the group's durable consumer, or update its ack wait; idempotent."""
+    js = nc.jetstream()
+    try:
+        info = await js.consumer_info(STREAM_NAME, group.name)
+    except NotFoundError:
+        return await js.add_consumer(STREAM_NAME, consumer_config(group, ack_wait_s))
+    if info.config.ack_wait is not None and abs(info.config.ack_wait - ack_wait_s) < 1e-6:
+        return info
+    return await js.add_consumer(STREAM_NAME, consumer_config(group, ack_wait_s))

@@ -1,0 +1,77 @@
+"""Connecting to NATS and declaring the `ACCOUNT_EVENTS` stream: the event history.
+
+The stream keeps every event (limits retention, never work-queue retention, which would delete the
+history the lab shows). Declaring it is idempotent so every process can call `ensure_stream`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from publisher.events import STREAM_NAME, STREAM_SUBJECTS
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_WINDOW_S = 300.0
+
+
+def stream_config() -> api.StreamConfig:
+    return api.StreamConfig(
+        name=STREAM_NAME,
+        subjects=list(STREAM_SUBJECTS),
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        discard=api.DiscardPolicy.OLD,
+        duplicate_window=DUPLICATE_WINDOW_S,
+    )
+
+
+async def ensure_stream(nc: NATS) -> api.StreamInfo:
+    """Create the stream, or bring an existing one to our configuration."""
+    js = nc.jetstream()
+    config = stream_config()
+    try:
+        await js.stream_info(STREAM_NAME)
+    except NotFoundError:
+        return await js.add_stream(config)
+    return await js.update_stream(config)
+
+
+async def connect(
+    url: str,
+    name: str,
+    *,
+    on_disconnect: Callable[[], Awaitable[None]] | None = None,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    connect_timeout: float = 2.0,
+    allow_reconnect_at_start: bool = False,
+) -> NATS:
+    """Connect with endless reconnects: a restarted server must never end a lab process."""
+
+    async def error_cb(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    options: dict[str, Any] = {
+        "servers": [url],
+        "name": name,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 0.25,
+        "connect_timeout": connect_timeout,
+        "error_cb": error_cb,
+        "ping_interval": 5,
+        "max_outstanding_pings": 2,
+    }
+    if on_disconnect is not None:
+        options["disconnected_cb"] = on_disconnect
+    if on_reconnect is not None:
+        options["reconnected_cb"] = on_reconnect
+    if allow_reconnect_at_start:
+        options["allow_reconnect"] = True
+    return await nats.connect(**options)

@@ -1,0 +1,129 @@
+"""The publisher: the seed's Transactions service, with its outbox relay to JetStream.
+
+`Publisher.publish` writes the numbered transaction first and then asks the relay to send it. The
+relay sends unpublished rows in order with `Nats-Msg-Id` set to the event id (JetStream drops a
+resend inside the duplicate window), marks them published only after the PubAck, and on failure
+leaves them for the next attempt. So a crash or an outage between the write and the publish delays
+an event but never loses or duplicates it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+
+from publisher.events import AccountEvent
+from publisher.transactions import TransactionsDB
+
+log = logging.getLogger(__name__)
+
+PUBLISH_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    event: AccountEvent
+    stream_seq: int | None
+
+
+class Publisher:
+    """Records transactions and relays them from the outbox to JetStream."""
+
+    def __init__(self, db: TransactionsDB, nc: NATS | None, *, batch: int = 500) -> None:
+        self.db = db
+        self.nc = nc
+        self.batch = batch
+        self._relay_lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.published_count = 0
+        self.last_error: str | None = None
+        self.on_published: Callable[[list[tuple[AccountEvent, int]]], None] | None = None
+
+    async def record(self, kind: str, user_id: str, amount_cents: int) -> AccountEvent:
+        """Write the transaction and wake the relay; the event goes out shortly after."""
+        event = await self.db.record(kind, user_id, amount_cents)
+        self._wake.set()
+        return event
+
+    async def publish(self, kind: str, user_id: str, amount_cents: int) -> PublishResult:
+        """Write the transaction and relay it now; `stream_seq` is None if NATS was unreachable."""
+        event = await self.db.record(kind, user_id, amount_cents)
+        seqs = await self.relay_once()
+        return PublishResult(event, seqs.get(event.id))
+
+    async def relay_once(self) -> dict[str, int]:
+        """Send every unpublished transaction; returns event id -> stream sequence of those sent.
+
+        Stops at the first failure, keeping what was acknowledged before it.
+        """
+        if self.nc is None:
+            return {}
+        async with self._relay_lock:
+            sent: dict[str, int] = {}
+            while True:
+                pending = await self.db.unpublished(self.batch)
+                if not pending:
+                    return sent
+                acks = await self._send(pending)
+                await self.db.mark_published([(event.id, seq) for event, seq in acks])
+                sent.update((event.id, seq) for event, seq in acks)
+                self.published_count += len(acks)
+                if acks and self.on_published is not None:
+                    self.on_published(acks)
+                if len(acks) < len(pending):
+                    return sent
+
+    async def _send(self, events: list[AccountEvent]) -> list[tuple[AccountEvent, int]]:
+        """Publish a batch pipelined; return the acknowledged prefix, in order."""
+        assert self.nc is not None
+        js = self.nc.jetstream()
+        futures: list[asyncio.Future] = []
+        acks: list[tuple[AccountEvent, int]] = []
+        try:
+            for event in events:
+                futures.append(
+                    await js.publish_async(
+                        event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id}, wait_stall=PUBLISH_TIMEOUT_S
+                    )
+                )
+            done, _ = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_S)
+            for event, future in zip(events, futures):
+                if future not in done or future.exception() is not None:
+                    error = future.exception() if future in done else TimeoutError("no PubAck")
+                    self.last_error = f"publish {event.describe()}: {error!r}"
+                    log.warning("%s", self.last_error)
+                    break
+                acks.append((event, future.result().seq))
+            else:
+                self.last_error = None
+        except (NatsError, OSError, asyncio.TimeoutError) as exc:
+            self.last_error = f"publish: {exc!r}"
+            log.warning("%s", self.last_error)
+        finally:
+            for future in futures:
+                if not future.done():
+                    future.cancel()
+        return acks
+
+    async def run_relay(self, poll_s: float = 1.0) -> None:
+        """Relay forever: on every new record, and every `poll_s` for rows other processes wrote."""
+        backoff = 0.25
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.relay_once()
+                backoff = 0.25
+            except Exception as exc:  # a broken relay pass must not end the relay
+                self.last_error = f"relay: {exc!r}"
+                log.exception("relay pass failed")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,138 @@
+"""The transactions database: one numbered list of transactions per user, and the outbox.
+
+The publisher (the seed's Transactions service) owns this database. A new transaction gets the
+user's next number inside one `BEGIN IMMEDIATE` transaction, so several publishing processes never
+hand out the same number. A row stays "unpublished" until JetStream acknowledged it; the outbox relay
+publishes those rows, so a crash between the write and the publish loses nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from publisher.events import AccountEvent, EventType, kind_to_type, new_event_id, utc_now_iso, validate_user_id
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS transactions (
+    id           TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    number       INTEGER NOT NULL,
+    type         TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    created_at   TEXT NOT NULL,
+    published_at TEXT,
+    stream_seq   INTEGER,
+    UNIQUE (user_id, number)
+);
+CREATE INDEX IF NOT EXISTS transactions_unpublished ON transactions (published_at) WHERE published_at IS NULL;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A row of the transactions database, the source of one event."""
+
+    event: AccountEvent
+    published_at: str | None
+    stream_seq: int | None
+
+
+def _row_to_transaction(row: sqlite3.Row | tuple) -> Transaction:
+    event_id, user_id, number, event_type, amount, created_at, published_at, stream_seq = row
+    return Transaction(
+        AccountEvent(event_id, event_type, user_id, amount, number, created_at), published_at, stream_seq
+    )
+
+
+async def open_sqlite(path: Path) -> aiosqlite.Connection:
+    """A durable connection: WAL, fsync on commit, and patience with other writers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = await aiosqlite.connect(path, timeout=30.0, isolation_level=None)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=FULL")
+    await db.execute("PRAGMA busy_timeout=30000")
+    return db
+
+
+class TransactionsDB:
+    """Async access to `transactions.db`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> TransactionsDB:
+        db = await open_sqlite(path)
+        await db.executescript(SCHEMA)
+        return cls(db, path)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def record(self, kind: str, user_id: str, amount_cents: int) -> AccountEvent:
+        """Write a new transaction with the user's next number; returns its event."""
+        event_type: EventType = kind_to_type(kind)
+        validate_user_id(user_id, "user")
+        # Validate the whole event before anything is written.
+        AccountEvent.new(kind, user_id, amount_cents, 1)
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute(
+                "SELECT COALESCE(MAX(number), 0) + 1 FROM transactions WHERE user_id = ?", (user_id,)
+            ) as cursor:
+                (number,) = await cursor.fetchone()  # type: ignore[misc]
+            event = AccountEvent(new_event_id(), event_type, user_id, amount_cents, number, utc_now_iso())
+            await self._db.execute(
+                "INSERT INTO transactions (id, user_id, number, type, amount_cents, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (event.id, event.user_id, event.number, event.type, event.amount_cents, event.created_at),
+            )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        return event
+
+    async def unpublished(self, limit: int = 500) -> list[AccountEvent]:
+        """Unpublished transactions, oldest first (so each user's numbers go out in order)."""
+        async with self._db.execute(
+            "SELECT id, user_id, number, type, amount_cents, created_at, published_at, stream_seq"
+            " FROM transactions WHERE published_at IS NULL ORDER BY rowid LIMIT ?",
+            (limit,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_row_to_transaction(row).event for row in rows]
+
+    async def mark_published(self, acks: list[tuple[str, int]]) -> None:
+        """Record the stream sequence JetStream gave each event id."""
+        if not acks:
+            return
+        now = utc_now_iso()
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._db.executemany(
+                "UPDATE transactions SET published_at = ?, stream_seq = ? WHERE id = ? AND published_at IS NULL",
+                [(now, seq, event_id) for event_id, seq in acks],
+            )
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    async def count_unpublished(self) -> int:
+        async with self._db.execute("SELECT COUNT(*) FROM transactions WHERE published_at IS NULL") as cursor:
+            (count,) = await cursor.fetchone()  # type: ignore[misc]
+        return int(count)
+
+    async def all(self) -> list[Transaction]:
+        async with self._db.execute(
+            "SELECT id, user_id, number, type, amount_cents, created_at, published_at, stream_seq"
+            " FROM transactions ORDER BY user_id, number"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_row_to_transaction(row) for row in rows]
