@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 
 from dashboard.history import StoredEvent, read_history
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB
-from publisher.events import AccountEvent, apply_business_rule
+from publisher.events import AccountEvent, apply_business_rule, format_cents
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +134,23 @@ class CheckReport:
                 f" wrong_balance={n.wrong_balance}"
             )
         return line + (" | OK" if self.ok else " | FAILED")
+
+
+def format_report(report: CheckReport) -> str:
+    """The report as a table (user, expected, guarded, naive; `!` marks a wrong row) and its verdict."""
+    lines = [f"{'user':<16} {'expected':>14} {'guarded':>22} {'naive':>22}"]
+    for user in report.users:
+        expected = f"#{user.expected_last} {format_cents(user.expected_balance_cents)}"
+        guarded = f"#{user.guarded.last_number or 0} {format_cents(user.guarded.balance_cents or 0)}"
+        guarded += "" if user.guarded_ok() else " !"
+        naive = "-"
+        if user.naive is not None:
+            naive = f"#{user.naive.last_number or 0} {format_cents(user.naive.balance_cents or 0)}"
+            naive += "" if user.naive_ok() else " !"
+        lines.append(f"{user.user_id:<16} {expected:>14} {guarded:>22} {naive:>22}")
+    lines += [f"problem: {problem}" for problem in report.problems]
+    lines.append(report.verdict_line())
+    return "\n".join(lines)
 
 
 def _expected_events(

@@ -18,16 +18,12 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
-from dashboard.settings import Settings, default_data_dir
+from dashboard.settings import Settings, UsageError, default_data_dir
 from listeners import cli as listener_cli
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.events import KINDS, EventError, format_cents, parse_amount, validate_user_id
 
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: one line on stderr, exit code 2, nothing written."""
 
 
 def _positive_int(text: str) -> int:
@@ -249,28 +245,8 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
 # -- check -----------------------------------------------------------------------------------------
 
 
-def print_report(report, file=sys.stdout) -> None:
-    from dashboard.checker import CheckReport
-
-    assert isinstance(report, CheckReport)
-    header = f"{'user':<16} {'expected':>14} {'guarded':>22} {'naive':>22}"
-    print(header, file=file)
-    for user in report.users:
-        expected = f"#{user.expected_last} {format_cents(user.expected_balance_cents)}"
-        guarded = f"#{user.guarded.last_number or 0} {format_cents(user.guarded.balance_cents or 0)}"
-        guarded += "" if user.guarded_ok() else " !"
-        naive = "-"
-        if user.naive is not None:
-            naive = f"#{user.naive.last_number or 0} {format_cents(user.naive.balance_cents or 0)}"
-            naive += "" if user.naive_ok() else " !"
-        print(f"{user.user_id:<16} {expected:>14} {guarded:>22} {naive:>22}", file=file)
-    for problem in report.problems:
-        print(f"problem: {problem}", file=file)
-    print(report.verdict_line(), file=file)
-
-
 async def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboard.checker import run_check
+    from dashboard.checker import format_report, run_check
     from dashboard.lab import connect_with_retry
 
     url = _require_url(settings)
@@ -282,7 +258,7 @@ async def _check(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
-        print_report(report)
+        print(format_report(report))
     return 0 if report.ok else 1
 
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dashboard.checker import format_report
 from dashboard.lab import Lab, wait_until
-from dashboard.settings import Settings
+from dashboard.settings import Settings, UsageError
 from listeners.accounts import AccountRow, Mode
 from publisher.events import format_cents
 
@@ -148,8 +149,6 @@ async def run_scenario(
 
 
 def run_scenario_cli(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboard.cli import UsageError, print_report
-
     if args.list or not args.name:
         width = max(len(name) for name in SCENARIOS)
         for scenario in SCENARIOS.values():
@@ -191,7 +190,7 @@ def run_scenario_cli(args: argparse.Namespace, settings: Settings) -> int:
         print("\n".join(table_lines("Account database (guarded, account-service)", guarded)))
         print("\n".join(table_lines("Account database (naive, account-service-naive)", naive)))
         print()
-        print_report(report)
+        print(format_report(report))
     if report.ok:
         shutil.rmtree(data_dir, ignore_errors=True)
     else:

@@ -13,6 +13,10 @@ from listeners.groups import DEFAULT_ACK_WAIT_S
 URL_FILE = "nats.url"
 
 
+class UsageError(Exception):
+    """Bad input from the user: one line on stderr, exit code 2, nothing written."""
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("NATSLAB_DATA_DIR") or platformdirs.user_data_path("natslab"))
 

@@ -114,7 +114,7 @@ class AccountListener:
 
     def __init__(self, config: ListenerConfig) -> None:
         self.config = config
-        self.guard = SequenceGuard(max_delay_s=max(0.05, min(1.0, config.ack_wait_s / 2)))
+        self.guard = SequenceGuard(max_delay_s=max(0.05, min(0.5, config.ack_wait_s / 2)))
         self.counters = Counters()
         self.fault = _Fault(slow_ms=config.slow_ms)
         self.state = "starting"
@@ -160,9 +160,12 @@ class AccountListener:
             status_task.cancel()
             try:
                 await self._publish_status()
-                await self._nc.drain()
+                # Acks are already sent; flush them out rather than drain, which waits on the pull inbox.
+                await self._nc.flush(timeout=2)
             except Exception:  # the server may be gone; closing is best effort
-                log.debug("drain failed", exc_info=True)
+                log.debug("flush failed", exc_info=True)
+            await self._nc.close()
+            log.info("listener %s stopped", self.config.name)
             await self._db.close()
 
     async def _on_disconnect(self) -> None:

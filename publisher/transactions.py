@@ -8,6 +8,7 @@ publishes those rows, so a crash between the write and the publish loses nothing
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,8 @@ class TransactionsDB:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        # One connection, shared by the caller and the outbox relay: write transactions take turns.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> TransactionsDB:
@@ -80,6 +83,10 @@ class TransactionsDB:
         validate_user_id(user_id, "user")
         # Validate the whole event before anything is written.
         AccountEvent.new(kind, user_id, amount_cents, 1)
+        async with self._write_lock:
+            return await self._record(event_type, user_id, amount_cents)
+
+    async def _record(self, event_type: EventType, user_id: str, amount_cents: int) -> AccountEvent:
         await self._db.execute("BEGIN IMMEDIATE")
         try:
             async with self._db.execute(
@@ -100,7 +107,8 @@ class TransactionsDB:
 
     async def unpublished(self, limit: int = 500) -> list[AccountEvent]:
         """Unpublished transactions, oldest first (so each user's numbers go out in order)."""
-        async with self._db.execute(
+        # Under the lock, so a read never sees another task's uncommitted row.
+        async with self._write_lock, self._db.execute(
             "SELECT id, user_id, number, type, amount_cents, created_at, published_at, stream_seq"
             " FROM transactions WHERE published_at IS NULL ORDER BY rowid LIMIT ?",
             (limit,),
@@ -113,19 +121,22 @@ class TransactionsDB:
         if not acks:
             return
         now = utc_now_iso()
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            await self._db.executemany(
-                "UPDATE transactions SET published_at = ?, stream_seq = ? WHERE id = ? AND published_at IS NULL",
-                [(now, seq, event_id) for event_id, seq in acks],
-            )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._db.executemany(
+                    "UPDATE transactions SET published_at = ?, stream_seq = ? WHERE id = ? AND published_at IS NULL",
+                    [(now, seq, event_id) for event_id, seq in acks],
+                )
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
 
     async def count_unpublished(self) -> int:
-        async with self._db.execute("SELECT COUNT(*) FROM transactions WHERE published_at IS NULL") as cursor:
+        async with self._write_lock, self._db.execute(
+            "SELECT COUNT(*) FROM transactions WHERE published_at IS NULL"
+        ) as cursor:
             (count,) = await cursor.fetchone()  # type: ignore[misc]
         return int(count)
 

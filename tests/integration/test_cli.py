@@ -1,0 +1,114 @@
+"""The `natslab` commands as a user runs them: real processes, real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dashboard.natsserver import EmbeddedServer
+
+NATSLAB = [sys.executable, "-m", "dashboard.cli"]
+
+
+def natslab(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*NATSLAB, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["transfer", "jim", "70"], "kind must be deposit or withdraw"),
+        (["deposit", "jim smith", "70"], "user"),
+        (["deposit", "x" * 65, "70"], "user"),
+        (["deposit", "jim", "0"], "greater than zero"),
+        (["withdraw", "jim", "-5"], "amount"),
+        (["deposit", "jim", "7O"], "amount"),
+        (["deposit", "jim", "1.234"], "amount"),
+        (["deposit", "jim"], "usage"),
+    ],
+)
+def test_publish_refuses_bad_input_and_writes_nothing(tmp_path: Path, args: list[str], message: str) -> None:
+    result = natslab("publish", *args, "--data-dir", str(tmp_path), "--nats-url", "nats://127.0.0.1:1")
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "transactions.db").exists()
+
+
+def test_server_prints_its_url_first(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [*NATSLAB, "server", "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    try:
+        first = process.stdout.readline().strip()
+        assert first.startswith("nats://127.0.0.1:")
+        assert (tmp_path / "nats.url").read_text().strip() == first
+        result = natslab("publish", "deposit", "jim", "70.50", "--data-dir", str(tmp_path))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("jim #1 deposit $70.50 id=")
+        assert "stream seq 1" in result.stdout
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0
+    assert not (tmp_path / "nats.url").exists()
+
+
+async def test_two_publisher_processes_get_distinct_consecutive_numbers(nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    args = [*NATSLAB, "publish", "--random", "150", "--users", "1", "--data-dir", str(tmp_path), "--nats-url", nats_server.url]
+    processes = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        assert "0 left in the outbox" in out
+    db = sqlite3.connect(tmp_path / "transactions.db")
+    numbers = [row[0] for row in db.execute("SELECT number FROM transactions WHERE user_id = 'user1' ORDER BY number")]
+    unpublished = db.execute("SELECT COUNT(*) FROM transactions WHERE published_at IS NULL").fetchone()[0]
+    seqs = {row[0] for row in db.execute("SELECT stream_seq FROM transactions")}
+    db.close()
+    assert numbers == list(range(1, 301))
+    assert unpublished == 0
+    assert len(seqs) == 300
+
+
+def test_scenario_slides_ends_with_the_seeds_balances() -> None:
+    result = natslab("scenario", "slides", "--ack-wait", "2", "--json", timeout=150)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    guarded = {row["name"]: (row["lastNumber"], row["balanceCents"]) for row in data["guarded"]}
+    naive = {row["name"]: (row["lastNumber"], row["balanceCents"]) for row in data["naive"]}
+    assert guarded == {"jim": (3, 1000), "mary": (1, 4000)}
+    assert naive["jim"] != (3, 1000), "the naive group should have been broken by the same faults"
+    assert data["check"]["ok"] is True
+    assert len(data["steps"]) >= 5
+
+
+def test_scenario_list_and_unknown_name() -> None:
+    listed = natslab("scenario", "--list")
+    assert listed.returncode == 0 and listed.stdout.startswith("slides")
+    unknown = natslab("scenario", "nope")
+    assert unknown.returncode == 2 and "unknown scenario" in unknown.stderr
+
+
+async def test_check_exit_codes(make_lab) -> None:
+    lab = await make_lab(listeners=1)
+    await lab.publisher.record("deposit", "jim", 7000)
+    await lab.wait_drained(timeout=30)
+    common = ["--data-dir", str(lab.settings.data_dir), "--nats-url", lab.url]
+    ok = natslab("check", "--json", *common)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads(ok.stdout)["ok"] is True
+    db = sqlite3.connect(lab.settings.data_dir / "accounts.db")
+    db.execute("UPDATE accounts SET balance_cents = balance_cents + 1")
+    db.commit()
+    db.close()
+    broken = natslab("check", *common)
+    assert broken.returncode == 1
+    assert "FAILED" in broken.stdout and "jim" in broken.stdout
