@@ -105,12 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--users", type=_positive_int, default=5, help="users for --random (default 5)")
     publish.add_argument("--seed", type=int, default=None, help="random seed for --random")
     publish.add_argument("--rate", type=float, default=None, help="events per second for --random (default: as fast as possible)")
+    publish.add_argument(
+        "--crash",
+        choices=("before-publish", "after-publish"),
+        default=None,
+        help="fault injection: exit right after writing the transaction, or after its PubAck but before the outbox update",
+    )
 
     scenario = sub.add_parser("scenario", help="run a failure scenario on a fresh embedded server")
     scenario.add_argument("name", nargs="?", help="scenario name (see --list)")
     scenario.add_argument("--list", action="store_true", help="list the scenarios")
     scenario.add_argument("--json", action="store_true", help="print the result as JSON")
     scenario.add_argument("--ack-wait", type=_ack_wait, default=None, help="ack wait in seconds")
+    scenario.add_argument("--seed", type=int, default=None, help="random seed for the scenario's choices")
 
     check = sub.add_parser("check", help="check the account databases against the event history")
     _common(check)
@@ -184,11 +191,13 @@ def _progress(done: int, total: int, started: float) -> None:
 
 async def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from publisher.jetstream import ensure_stream
-    from publisher.service import Publisher
+    from publisher.service import CRASH_EXIT_CODE, Publisher
     from publisher.transactions import TransactionsDB
     from dashboard.lab import connect_with_retry
 
     if args.random is not None:
+        if args.crash:
+            raise UsageError("--crash works with a single KIND USER AMOUNT publish")
         if args.kind or args.user or args.amount:
             raise UsageError("give either KIND USER AMOUNT or --random N, not both")
         if args.rate is not None and args.rate <= 0:
@@ -213,6 +222,11 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         publisher = Publisher(db, nc)
         if requests is not None:
             kind, user, cents = requests[0]
+            if args.crash == "before-publish":
+                event = await publisher.record(kind, user, cents)
+                print(f"{event.user_id} #{event.number} written to the outbox; crashing before publishing", flush=True)
+                os._exit(CRASH_EXIT_CODE)
+            publisher.crash_after_send = args.crash == "after-publish"
             result = await publisher.publish(kind, user, cents)
             event = result.event
             where = f"stream seq {result.stream_seq}" if result.stream_seq else "in the outbox (NATS unreachable; sent later)"

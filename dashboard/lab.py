@@ -13,11 +13,13 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
+from nats.js.errors import NotFoundError
 
 from dashboard.checker import CheckReport, run_check
 from dashboard.natsserver import EmbeddedServer
@@ -26,7 +28,7 @@ from dashboard.supervisor import Supervisor
 from listeners.accounts import AccountRow, AccountsDB, Mode, accounts_db_name
 from listeners.groups import GROUPS, QueueGroup, ensure_consumer, group_for_mode
 from listeners.status import STATUS_SUBJECT_PREFIX, control_subject
-from publisher.events import STREAM_NAME
+from publisher.events import STREAM_NAME, STREAM_SUBJECTS, channel_of_subject
 from publisher.jetstream import connect, ensure_stream
 from publisher.service import Publisher
 from publisher.transactions import TransactionsDB
@@ -80,6 +82,16 @@ async def declare(nc: NATS, ack_wait_s: float, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.1)
 
 
+@dataclass(slots=True)
+class ChannelStats:
+    """One channel (`account:deposit`) of the stream: stored messages, last stream sequence, per user."""
+
+    channel: str
+    messages: int = 0
+    last_seq: int = 0
+    per_user: dict[str, int] = field(default_factory=dict)
+
+
 class Lab:
     """Server, publisher, listener processes and their status, started and stopped together."""
 
@@ -92,6 +104,8 @@ class Lab:
         self.supervisor: Supervisor | None = None
         self.statuses: dict[str, dict[str, Any]] = {}
         self.status_callbacks: list[Callable[[dict[str, Any]], None]] = []
+        # Last counters of every listener process ever seen, so totals survive kills and restarts.
+        self.process_counters: dict[tuple[str, int], dict[str, int]] = {}
         self.connected = False
         self.server_state = "stopped"
         self._relay_task: asyncio.Task | None = None
@@ -188,6 +202,9 @@ class Lab:
             log.warning("malformed status on %s", msg.subject)
             return
         self.statuses[name] = status
+        counters = status.get("counters")
+        if isinstance(counters, dict):
+            self.process_counters[(name, int(status.get("pid", 0)))] = counters
         for callback in self.status_callbacks:
             callback(status)
 
@@ -213,6 +230,37 @@ class Lab:
     async def stream_info(self) -> api.StreamInfo:
         assert self.nc is not None
         return await self.nc.jetstream().stream_info(STREAM_NAME)
+
+    async def channel_stats(self, previous: dict[str, ChannelStats] | None = None) -> dict[str, ChannelStats]:
+        """Per channel: stored messages, messages per user and the last stream sequence.
+
+        The counts come from the stream's per-subject state; the last sequence costs one look-up per
+        channel, skipped when `previous` (the last answer) shows the channel has not grown.
+        """
+        assert self.nc is not None
+        js = self.nc.jetstream()
+        info = await js.stream_info(STREAM_NAME, subjects_filter=">")
+        stats = {channel_of_subject(pattern): ChannelStats(channel_of_subject(pattern)) for pattern in STREAM_SUBJECTS}
+        for subject, count in (info.state.subjects or {}).items():
+            entry = stats.get(channel_of_subject(subject))
+            if entry is None:
+                continue
+            user = subject.rsplit(".", 1)[-1]
+            entry.per_user[user] = entry.per_user.get(user, 0) + count
+            entry.messages += count
+        for pattern in STREAM_SUBJECTS:
+            entry = stats[channel_of_subject(pattern)]
+            known = (previous or {}).get(entry.channel)
+            if entry.messages == 0:
+                continue
+            if known is not None and known.messages == entry.messages and known.last_seq:
+                entry.last_seq = known.last_seq
+                continue
+            try:
+                entry.last_seq = (await js.get_last_msg(STREAM_NAME, pattern)).seq or 0
+            except NotFoundError:  # purged between the two requests
+                entry.last_seq = 0
+        return stats
 
     async def accounts(self, mode: Mode) -> list[AccountRow]:
         path = self.settings.data_dir / accounts_db_name(mode)
@@ -247,6 +295,15 @@ class Lab:
 
     async def wait_drained(self, timeout: float = 60.0, modes: tuple[Mode, ...] = ("guarded", "naive")) -> None:
         await wait_until(lambda: self.drained(modes), timeout, "the listeners to drain", interval=0.1)
+
+    def total_counter(self, key: str, mode: Mode | None = None) -> int:
+        """A listener counter (applied, redelivered, ...) summed over every process seen, dead ones too."""
+        total = 0
+        for (name, _pid), counters in self.process_counters.items():
+            if mode is not None and (self.statuses.get(name) or {}).get("mode") != mode:
+                continue
+            total += int(counters.get(key, 0))
+        return total
 
     def listener_status(self, name: str) -> dict[str, Any] | None:
         return self.statuses.get(name)

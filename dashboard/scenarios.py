@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,10 @@ from dashboard.checker import format_report
 from dashboard.lab import Lab, wait_until
 from dashboard.settings import Settings, UsageError
 from listeners.accounts import AccountRow, Mode
-from publisher.events import format_cents
+from listeners.cli import setup_file_logging
+from listeners.groups import GUARDED_GROUP
+from publisher.events import AccountEvent, format_cents
+from publisher.service import CRASH_EXIT_CODE
 
 Say = Callable[[str], Awaitable[None]]
 
@@ -34,7 +40,7 @@ HOLD_MS = 600_000
 class Scenario:
     name: str
     summary: str
-    run: Callable[[Lab, Say], Awaitable[None]]
+    run: Callable[[Lab, Say, random.Random], Awaitable[None]]
     listeners: int = 2
     naive: int = 1
 
@@ -74,7 +80,7 @@ async def account_is(lab: Lab, mode: Mode, user: str, last_number: int) -> bool:
     return any(row.user_id == user and row.last_number >= last_number for row in await lab.accounts(mode))
 
 
-async def slides(lab: Lab, say: Say) -> None:
+async def slides(lab: Lab, say: Say, rng: random.Random | None = None) -> None:
     """The seed's example: Jim's withdrawal overtakes his second deposit."""
     assert lab.publisher is not None and lab.supervisor is not None
     ack_wait = lab.settings.ack_wait_s
@@ -124,8 +130,256 @@ async def slides(lab: Lab, say: Say) -> None:
     await say("Drained: every event is processed. Guarded Jim ends at $10; naive Jim kept the $100.")
 
 
+# -- the failure library ---------------------------------------------------------------------------
+
+
+async def publish_mix(lab: Lab, rng: random.Random, count: int, users: list[str]) -> None:
+    """Record `count` random transactions (deposits mostly, some withdrawals) through the outbox."""
+    assert lab.publisher is not None
+    for _ in range(count):
+        kind = "deposit" if rng.random() < 0.65 else "withdraw"
+        await lab.publisher.record(kind, rng.choice(users), rng.randint(1, 100) * 100)
+
+
+async def hold_one(lab: Lab, mode: Mode, user: str, number: int) -> str:
+    """Slow every live listener of `mode`, then wait for the one that takes user #number."""
+    for name in _alive(lab, mode):
+        await lab.send_control(name, f"slow {HOLD_MS}")
+    await wait_until(lambda: holder_of(lab, mode, user, number) is not None, 20, f"a {mode} listener to take {user} #{number}")
+    holder = holder_of(lab, mode, user, number)
+    assert holder is not None
+    return holder
+
+
+async def release(lab: Lab, names: list[str]) -> None:
+    for name in names:
+        await lab.send_control(name, "normal")
+
+
+async def kill_in_flight(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.publisher is not None and lab.supervisor is not None
+    await wait_listeners_ready(lab)
+    await say("Kim deposits $10 (#1); every guarded listener slows down so the one that takes it holds it.")
+    await lab.publisher.record("deposit", "kim", 1000)
+    holder = await hold_one(lab, "guarded", "kim", 1)
+    await say(f"Listener {holder} holds Kim #1 unacknowledged. SIGKILL.")
+    lab.supervisor.kill(holder)
+    await release(lab, _alive(lab, "guarded"))
+    await say(f"Kim's next events arrive meanwhile; they are early until #1 comes back after the ack wait ({lab.settings.ack_wait_s:g} s).")
+    await publish_mix(lab, rng, 5, ["kim"])
+    await lab.wait_drained(timeout=lab.settings.ack_wait_s * 4 + 30, modes=("guarded",))
+    await say(f"The survivors applied Kim #1 after its redelivery; deliveries that were redeliveries: {lab.total_counter('redelivered', 'guarded')}.")
+    lab.supervisor.restart(holder)
+
+
+async def zombie(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.publisher is not None and lab.supervisor is not None
+    await wait_listeners_ready(lab)
+    await say("Zoe deposits $25 (#1); the guarded listener that takes it holds it.")
+    await lab.publisher.record("deposit", "zoe", 2500)
+    holder = await hold_one(lab, "guarded", "zoe", 1)
+    others = [name for name in _alive(lab, "guarded") if name != holder]
+    await release(lab, others)
+    await say(f"Listener {holder} is paused (SIGSTOP) holding Zoe #1, longer than the ack wait.")
+    lab.supervisor.pause(holder)
+    await wait_until(lambda: account_is(lab, "guarded", "zoe", 1), lab.settings.ack_wait_s * 4 + 20, "the redelivery of Zoe #1")
+    await say(f"NATS redelivered Zoe #1 to {', '.join(others)}, which applied it.")
+    before = _counter(lab, holder, "duplicates")
+    await say(f"{holder} wakes up (SIGCONT) still holding its stale copy of Zoe #1.")
+    lab.supervisor.resume(holder)
+    await lab.send_control(holder, "normal")
+    await wait_until(lambda: _counter(lab, holder, "duplicates") > before, 20, f"{holder} to process its stale event")
+    await say(f"The guard saw number 1 <= last 1: {holder} acknowledged its stale copy as a duplicate and applied nothing.")
+    await lab.wait_drained(timeout=30)
+
+
+def _counter(lab: Lab, name: str, key: str) -> int:
+    return int((lab.statuses.get(name) or {}).get("counters", {}).get(key, 0))
+
+
+async def crash_after_commit(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.publisher is not None and lab.supervisor is not None
+    await wait_listeners_ready(lab)
+    await say("Every listener is told to crash right after its next commit, before it acknowledges.")
+    for name in _alive(lab, "guarded") + _alive(lab, "naive"):
+        await lab.send_control(name, "crash-after-commit")
+    await say("Carl deposits $50 (#1).")
+    await lab.publisher.record("deposit", "carl", 5000)
+
+    def crashed(mode: Mode) -> list[str]:
+        lab.supervisor.poll()  # type: ignore[union-attr]
+        return [e.name for e in lab.supervisor.members(mode) if e.state == "crashed"]  # type: ignore[union-attr]
+
+    await wait_until(lambda: crashed("guarded") and crashed("naive"), 20, "the armed listeners to crash")
+    victims = crashed("guarded") + crashed("naive")
+    await say(f"{', '.join(victims)} committed Carl #1 and died before the ack. Restarting them.")
+    for name in victims:
+        lab.supervisor.restart(name)
+    for name in _alive(lab, "guarded") + _alive(lab, "naive"):
+        if name not in victims:
+            await lab.send_control(name, "normal")
+    await lab.wait_drained(timeout=lab.settings.ack_wait_s * 4 + 30)
+    await wait_until(lambda: lab.total_counter("duplicates", "guarded") >= 1, 10, "the guarded duplicate to be reported")
+    await say(
+        f"After the ack wait Carl #1 came back: the guarded group acked it as a duplicate"
+        f" ({lab.total_counter('duplicates', 'guarded')} duplicate), the naive group deposited it again."
+    )
+
+
+async def out_of_order(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.nc is not None
+    await wait_listeners_ready(lab)
+    events = [AccountEvent.new("deposit" if n % 3 else "withdraw", "olga", 1000 * n, n) for n in range(1, 13)]
+    rng.shuffle(events)
+    await say("Olga's events #1..#12 are published straight to the subjects in shuffled order: " + " ".join(f"#{e.number}" for e in events))
+    js = lab.nc.jetstream()
+    for event in events:
+        await js.publish(event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id})
+    await lab.wait_drained(timeout=60)
+    await say(f"The guard deferred early ones {lab.total_counter('deferred', 'guarded')} times and applied #1..#12 in order.")
+
+
+async def server_restart(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.publisher is not None
+    await wait_listeners_ready(lab)
+    users = ["sam", "sue", "sid"]
+    await say("150 transactions flow for Sam, Sue and Sid.")
+    await publish_mix(lab, rng, 150, users)
+    await say("The NATS server restarts (same store) while events are in flight and in the outbox.")
+    restart = asyncio.create_task(lab.restart_server())
+    await publish_mix(lab, rng, 150, users)
+    await restart
+    await say("Listeners and the outbox relay reconnect by themselves; 300 events in all.")
+    await lab.wait_drained(timeout=90)
+
+
+async def publisher_crash(lab: Lab, say: Say, rng: random.Random) -> None:
+    await wait_listeners_ready(lab)
+    base = [sys.executable, "-m", "dashboard.cli", "publish", "--data-dir", str(lab.settings.data_dir), "--nats-url", lab.url]
+    await say("A publisher process writes Pat's deposit of $30 (#1) to its transactions database and dies before publishing.")
+    _run_publisher(base + ["deposit", "pat", "30", "--crash", "before-publish"])
+    await say("Another writes Pat's deposit of $20 (#2), gets the PubAck, and dies before marking it published.")
+    _run_publisher(base + ["deposit", "pat", "20", "--crash", "after-publish"])
+    await say("The lab's outbox relay finds both rows and sends them; the stream drops the resend of #2 (same Nats-Msg-Id).")
+    await lab.wait_drained(timeout=30)
+    info = await lab.stream_info()
+    await say(f"The stream holds {info.state.messages} events for Pat: each transaction once.")
+
+
+def _run_publisher(command: list[str]) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if result.returncode != CRASH_EXIT_CODE:
+        raise RuntimeError(f"publisher did not crash as asked ({result.returncode}): {result.stderr.strip()}")
+
+
+async def poison(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.nc is not None
+    await wait_listeners_ready(lab)
+    good = [AccountEvent.new("deposit", "pia", 500 * n, n) for n in (1, 2, 3)]
+    template = good[0].to_dict()
+    bad = [
+        ("not UTF-8", "account.deposit.pia", b"\xff\xfe\x00"),
+        ("not JSON", "account.deposit.pia", b"{deposit: 5"),
+        ("missing number", "account.deposit.pia", json.dumps({k: v for k, v in template.items() if k != "number"}).encode()),
+        ("amount as text", "account.deposit.pia", json.dumps({**template, "amountCents": "500"}).encode()),
+        ("negative amount", "account.deposit.pia", json.dumps({**template, "amountCents": -500}).encode()),
+        ("unknown type", "account.deposit.pia", json.dumps({**template, "type": "account:steal"}).encode()),
+        ("user differs from subject", "account.deposit.mallory", json.dumps(template).encode()),
+        ("markup in user id", "account.deposit.pia", json.dumps({**template, "userId": "[b]pia[/b]"}).encode()),
+        ("oversized", "account.deposit.pia", json.dumps({**template, "id": "x" * 8000}).encode()),
+    ]
+    await say(f"{len(bad)} malformed events ({', '.join(kind for kind, _, _ in bad)}) among Pia's 3 good ones.")
+    js = lab.nc.jetstream()
+    mixed: list[tuple[str, bytes]] = [(subject, payload) for _, subject, payload in bad]
+    for index, event in enumerate(good):
+        mixed.insert(index * 4, (event.subject, event.to_json()))
+    for subject, payload in mixed:
+        await js.publish(subject, payload)
+    await lab.wait_drained(timeout=30)
+    await say(f"Every malformed event was terminated and recorded as poison ({lab.total_counter('poison', 'guarded')}); Pia's deposits were applied.")
+
+
+WORK_MS = 10
+
+
+async def one_copy(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.supervisor is not None
+    await wait_listeners_ready(lab)
+    users = [f"u{i}" for i in range(10)]
+    await say(f"Each event now costs {WORK_MS} ms of work (a slow downstream call), as in a real service.")
+    await say("Phase 1: one copy of the Account Service (listener A alone) works off a backlog of 300 events.")
+    rate_one = await _timed_backlog(lab, rng, 300, users)
+    await say(f"One copy: {rate_one:,.0f} events/s.")
+    lab.supervisor.spawn("guarded")
+    lab.supervisor.spawn("guarded")
+    await wait_listeners_ready(lab)
+    await say("Phase 2: a group of three copies works off the next 300.")
+    rate_group = await _timed_backlog(lab, rng, 300, users)
+    await say(f"Group of three: {rate_group:,.0f} events/s ({rate_group / rate_one:.1f}x), and every balance still right.")
+    await say("Phase 3: every copy dies (SIGKILL); with one copy that is the whole service: nothing is processed.")
+    for name in _alive(lab, "guarded"):
+        lab.supervisor.kill(name)
+    await publish_mix(lab, rng, 50, users)
+    await wait_until(lambda: _pending(lab, 50), 20, "50 events to pile up")
+    await say("50 events wait in the stream with no listener; restarting A drains them.")
+    lab.supervisor.restart("A")
+    await lab.wait_drained(timeout=60)
+
+
+async def _pending(lab: Lab, count: int) -> bool:
+    info = await lab.consumer_info(GUARDED_GROUP)
+    return info.num_pending >= count
+
+
+async def _timed_backlog(lab: Lab, rng: random.Random, count: int, users: list[str]) -> float:
+    """Pause the guarded listeners, queue `count` events, resume them and time the drain."""
+    assert lab.supervisor is not None and lab.transactions is not None
+    names = _alive(lab, "guarded")
+    for name in names:
+        await lab.send_control(name, f"slow {WORK_MS}")
+        lab.supervisor.pause(name)
+    await publish_mix(lab, rng, count, users)
+    await wait_until(lambda: _unpublished_is_zero(lab), 60, "the outbox to empty")
+    started = time.monotonic()
+    for name in names:
+        lab.supervisor.resume(name)
+    await lab.wait_drained(timeout=120, modes=("guarded",))
+    return count / (time.monotonic() - started)
+
+
+async def _unpublished_is_zero(lab: Lab) -> bool:
+    assert lab.transactions is not None
+    return await lab.transactions.count_unpublished() == 0
+
+
+async def naive_vs_guarded(lab: Lab, say: Say, rng: random.Random) -> None:
+    await say("The same faults hit both groups: a crash after commit, a kill in flight, shuffled events.")
+    await crash_after_commit(lab, say, rng)
+    await slides(lab, say)
+    await out_of_order(lab, say, rng)
+    report = await lab.check()
+    naive = report.naive
+    if naive is not None:
+        await say(
+            f"Naive damage: lost={naive.lost} duplicated={naive.duplicated} out_of_order={naive.out_of_order}"
+            f" wrong balances={naive.wrong_balance}; guarded: {'clean' if report.guarded.clean else 'BROKEN'}."
+        )
+
+
 SCENARIOS: dict[str, Scenario] = {
-    "slides": Scenario("slides", "the seed's example: a withdrawal overtakes a deposit held by a dying listener", slides),
+    scenario.name: scenario
+    for scenario in (
+        Scenario("slides", "the seed's example: a withdrawal overtakes a deposit held by a dying listener", slides),
+        Scenario("kill-in-flight", "SIGKILL a listener holding unacknowledged events; survivors get them after the ack wait", kill_in_flight),
+        Scenario("zombie", "pause a listener past the ack wait; when it wakes, the guard rejects its stale work", zombie),
+        Scenario("crash-after-commit", "a listener dies between commit and ack; the redelivery is a duplicate", crash_after_commit),
+        Scenario("out-of-order", "one user's events published straight to the subjects in shuffled order", out_of_order),
+        Scenario("server-restart", "restart nats-server with events in flight and in the outbox", server_restart),
+        Scenario("publisher-crash", "the publisher dies between writing and publishing; the outbox sends it once", publisher_crash),
+        Scenario("poison", "malformed events of every kind among good ones: terminated, recorded, skipped", poison),
+        Scenario("one-copy", "the rejected fix: one listener is correct but slow and a single point of failure", one_copy, listeners=1),
+        Scenario("naive-vs-guarded", "the same faults against both groups, the naive group's damage counted", naive_vs_guarded),
+    )
 }
 
 
@@ -136,12 +390,13 @@ def table_lines(title: str, rows: list[AccountRow]) -> list[str]:
 
 
 async def run_scenario(
-    scenario: Scenario, settings: Settings, say: Say
+    scenario: Scenario, settings: Settings, say: Say, rng: random.Random | None = None
 ) -> tuple[list[AccountRow], list[AccountRow], Any]:
+    rng = rng or random.Random()
     lab = Lab(settings)
     await lab.start(listeners=scenario.listeners, naive=scenario.naive)
     try:
-        await scenario.run(lab, say)
+        await scenario.run(lab, say, rng)
         await lab.wait_drained(timeout=settings.ack_wait_s * 4 + 30)
         return await lab.accounts("guarded"), await lab.accounts("naive"), await lab.check()
     finally:
@@ -160,6 +415,7 @@ def run_scenario_cli(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = Path(tempfile.mkdtemp(prefix=f"natslab-{scenario.name}-"))
     settings.data_dir = data_dir
     settings.nats_url = None
+    setup_file_logging(data_dir, "scenario")
     steps: list[str] = []
 
     async def say(caption: str) -> None:
@@ -168,7 +424,7 @@ def run_scenario_cli(args: argparse.Namespace, settings: Settings) -> int:
             print(f"[{len(steps)}] {caption}", flush=True)
 
     try:
-        guarded, naive, report = asyncio.run(run_scenario(scenario, settings, say))
+        guarded, naive, report = asyncio.run(run_scenario(scenario, settings, say, random.Random(args.seed)))
     except BaseException:
         print(f"natslab: scenario {scenario.name} failed; its data and logs are in {data_dir}", file=sys.stderr)
         raise

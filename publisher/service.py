@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from publisher.transactions import TransactionsDB
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+CRASH_EXIT_CODE = 70
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,8 @@ class Publisher:
         self.published_count = 0
         self.last_error: str | None = None
         self.on_published: Callable[[list[tuple[AccountEvent, int]]], None] | None = None
+        # Fault injection for the publisher-crash scenario: die between the PubAck and the outbox update.
+        self.crash_after_send = False
 
     async def record(self, kind: str, user_id: str, amount_cents: int) -> AccountEvent:
         """Write the transaction and wake the relay; the event goes out shortly after."""
@@ -70,6 +74,8 @@ class Publisher:
                 if not pending:
                     return sent
                 acks = await self._send(pending)
+                if self.crash_after_send and acks:
+                    self._crash("after publishing, before marking the outbox rows published")
                 await self.db.mark_published([(event.id, seq) for event, seq in acks])
                 sent.update((event.id, seq) for event, seq in acks)
                 self.published_count += len(acks)
@@ -109,6 +115,12 @@ class Publisher:
                 if not future.done():
                     future.cancel()
         return acks
+
+    @staticmethod
+    def _crash(where: str) -> None:
+        log.warning("injected publisher crash %s", where)
+        logging.shutdown()
+        os._exit(CRASH_EXIT_CODE)
 
     async def run_relay(self, poll_s: float = 1.0) -> None:
         """Relay forever: on every new record, and every `poll_s` for rows other processes wrote."""
