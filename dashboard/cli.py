@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from dashboard.chaos import add_arguments as chaos_arguments
 from dashboard.settings import Settings, UsageError, default_data_dir
 from listeners import cli as listener_cli
 from listeners.groups import DEFAULT_ACK_WAIT_S
@@ -118,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_argument("--json", action="store_true", help="print the result as JSON")
     scenario.add_argument("--ack-wait", type=_ack_wait, default=None, help="ack wait in seconds")
     scenario.add_argument("--seed", type=int, default=None, help="random seed for the scenario's choices")
+
+    chaos = sub.add_parser("chaos", help="publish while killing, pausing and restarting at random; then check")
+    chaos_arguments(chaos)
 
     check = sub.add_parser("check", help="check the account databases against the event history")
     _common(check)
@@ -292,6 +296,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_publish(args, settings))
         if args.command == "check":
             return asyncio.run(_check(args, settings))
+        if args.command == "chaos":
+            from dashboard.chaos import run_cli as run_chaos_cli
+
+            return run_chaos_cli(args, settings)
         if args.command == "scenario":
             from dashboard.scenarios import run_scenario_cli
 
