@@ -1,0 +1,79 @@
+"""Fuzzing the listener: hypothesis-made payloads among good events on a real server.
+
+Every bad payload must end terminated and recorded in poison_events; the listener keeps serving the
+good events around them. One lab per example, so examples are few and small.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from dashboard.lab import Lab
+from dashboard.scenarios import wait_listeners_ready
+from dashboard.settings import Settings
+from publisher.events import MAX_EVENT_BYTES, AccountEvent, EventError
+
+GOOD = AccountEvent.new("deposit", "fuzz", 100, 1).to_dict()
+
+bad_payloads = st.one_of(
+    st.binary(max_size=300),
+    st.binary(min_size=MAX_EVENT_BYTES + 1, max_size=MAX_EVENT_BYTES + 200),
+    st.builds(lambda v: json.dumps({**GOOD, "amountCents": v}).encode(), st.one_of(st.integers(-(10**30), 0), st.floats(), st.text(max_size=5))),
+    st.builds(lambda v: json.dumps({**GOOD, "number": v}).encode(), st.one_of(st.integers(max_value=0), st.integers(min_value=2**62), st.none())),
+    st.builds(lambda v: json.dumps({**GOOD, "userId": v}).encode(), st.text(alphabet="[]/ bold", min_size=1, max_size=12)),
+    st.builds(lambda v: json.dumps({**GOOD, "type": v}).encode(), st.text(max_size=12)),
+    st.just(b"\xc3\x28\xa0\xa1"),
+)
+
+
+def is_poison(payload: bytes, subject: str) -> bool:
+    try:
+        AccountEvent.from_json(payload, subject)
+    except EventError:
+        return True
+    return False
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.lists(bad_payloads, min_size=5, max_size=20))
+def test_bad_payloads_are_terminated_and_recorded(payloads: list[bytes]) -> None:
+    subject = "account.deposit.fuzz"
+    poison = [payload for payload in payloads if is_poison(payload, subject)]
+
+    async def scenario(data_dir: Path) -> tuple[list[int], list[tuple[int, int]]]:
+        lab = Lab(Settings(data_dir=data_dir, ack_wait_s=1.0))
+        await lab.start(listeners=2, naive=0)
+        try:
+            await wait_listeners_ready(lab)
+            js = lab.nc.jetstream()
+            number = 0
+            bad_seqs = []
+            for payload in poison:
+                ack = await js.publish(subject, payload)
+                bad_seqs.append(ack.seq)
+                number += 1
+                good = AccountEvent.new("deposit", "fuzz", 100, number)
+                await js.publish(good.subject, good.to_json())
+            await lab.wait_drained(timeout=60)
+            db = sqlite3.connect(data_dir / "accounts.db")
+            recorded = [row[0] for row in db.execute("SELECT stream_seq FROM poison_events ORDER BY stream_seq")]
+            accounts = db.execute("SELECT last_number, balance_cents FROM accounts WHERE user_id = 'fuzz'").fetchall()
+            db.close()
+            report = await lab.check()
+            assert report.ok, report.problems
+            assert recorded == bad_seqs
+            return recorded, accounts
+        finally:
+            await lab.stop()
+
+    with tempfile.TemporaryDirectory(prefix="natslab-fuzz-") as tmp:
+        recorded, accounts = asyncio.run(asyncio.wait_for(scenario(Path(tmp)), timeout=120))
+    assert len(recorded) == len(poison)
+    if poison:
+        assert accounts == [(len(poison), 100 * len(poison))]

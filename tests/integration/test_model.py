@@ -1,0 +1,122 @@
+"""Model-based test: hypothesis drives the real system with faults and checks the guard's invariants.
+
+Rules publish, kill, pause, resume and restart listeners, and restart the server. After every step the
+guarded database must be a correct prefix of each user's history (numbers 1..last applied once, in
+order, with the balance the business rule gives); at the end the system drains and the checker's full
+verdict must be clean. Bounded in examples, steps and time: every example starts its own lab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from dashboard.lab import Lab
+from dashboard.scenarios import wait_listeners_ready
+from dashboard.settings import Settings
+from publisher.events import AccountEvent, apply_business_rule
+
+USERS = ("ann", "bob", "cy")
+
+
+class GuardedSystem(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.tmp = tempfile.TemporaryDirectory(prefix="natslab-model-")
+        self.lab = Lab(Settings(data_dir=Path(self.tmp.name), ack_wait_s=1.0))
+        self.run(self.lab.start(listeners=2, naive=0))
+        self.run(wait_listeners_ready(self.lab))
+        self.published: dict[str, list[AccountEvent]] = {user: [] for user in USERS}
+
+    def run(self, coroutine):
+        return self.loop.run_until_complete(asyncio.wait_for(coroutine, timeout=120))
+
+    @property
+    def supervisor(self):
+        assert self.lab.supervisor is not None
+        return self.lab.supervisor
+
+    def names(self, state: str | None = None) -> list[str]:
+        return sorted(e.name for e in self.supervisor.listeners.values() if e.alive and (state is None or e.state == state))
+
+    @rule(user=st.sampled_from(USERS), deposit=st.booleans(), dollars=st.integers(1, 120), count=st.integers(1, 15))
+    def publish(self, user: str, deposit: bool, dollars: int, count: int) -> None:
+        assert self.lab.publisher is not None
+        for _ in range(count):
+            event = self.run(self.lab.publisher.record("deposit" if deposit else "withdraw", user, dollars * 100))
+            self.published[user].append(event)
+
+    @precondition(lambda self: bool(self.names("running")))
+    @rule(data=st.data())
+    def kill(self, data) -> None:
+        self.supervisor.kill(data.draw(st.sampled_from(self.names("running"))))
+
+    @precondition(lambda self: bool(self.names("running")))
+    @rule(data=st.data())
+    def pause(self, data) -> None:
+        self.supervisor.pause(data.draw(st.sampled_from(self.names("running"))))
+
+    @precondition(lambda self: bool(self.names("paused")))
+    @rule(data=st.data())
+    def resume(self, data) -> None:
+        self.supervisor.resume(data.draw(st.sampled_from(self.names("paused"))))
+
+    @rule(data=st.data())
+    def restart_listener(self, data) -> None:
+        self.supervisor.restart(data.draw(st.sampled_from(sorted(self.supervisor.listeners))))
+
+    @rule()
+    def restart_server(self) -> None:
+        self.run(self.lab.restart_server())
+
+    @invariant()
+    def guarded_database_is_a_correct_prefix(self) -> None:
+        path = self.lab.settings.data_dir / "accounts.db"
+        if not path.exists():
+            return
+        db = sqlite3.connect(path, timeout=30)
+        try:
+            accounts = dict((u, (n, b)) for u, n, b in db.execute("SELECT user_id, last_number, balance_cents FROM accounts"))
+            applied = db.execute("SELECT user_id, number FROM applied_events ORDER BY rowid").fetchall()
+        finally:
+            db.close()
+        for user, (last, balance) in accounts.items():
+            numbers = [number for who, number in applied if who == user]
+            assert numbers == list(range(1, last + 1)), f"{user}: applied {numbers}, last {last}"
+            expected = 0
+            for event in self.published[user][:last]:
+                expected, _ = apply_business_rule(expected, event)
+            assert balance == expected, f"{user}: balance {balance}, expected {expected} after #{last}"
+
+    def teardown(self) -> None:
+        try:
+            for name in self.names("paused"):
+                self.supervisor.resume(name)
+            for name, entry in list(self.supervisor.listeners.items()):
+                if not entry.alive:
+                    self.supervisor.restart(name)
+            self.run(self.lab.wait_drained(timeout=90))
+            report = self.run(self.lab.check())
+            assert report.ok, report.problems
+            published = sum(len(events) for events in self.published.values())
+            assert sum(user.expected_last for user in report.users) == published
+        finally:
+            self.run(self.lab.stop())
+            self.loop.close()
+            self.tmp.cleanup()
+
+
+GuardedSystem.TestCase.settings = settings(
+    max_examples=6,
+    stateful_step_count=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    database=None,
+)
+test_guarded_system_under_faults = GuardedSystem.TestCase
