@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -65,6 +66,22 @@ async def connect_with_retry(url: str, name: str, timeout: float = 10.0, **kwarg
             if time.monotonic() > deadline:
                 raise LabError(f"cannot connect to NATS at {url}: {exc}") from exc
             await asyncio.sleep(0.1)
+
+
+async def nats_reachable(url: str, timeout: float = 1.0) -> bool:
+    """Something accepts TCP connections at the URL's host and port: worth trying to connect.
+
+    A first connect to a dead server does not fail with endless reconnects configured, so callers
+    that must tell a person "unreachable" probe first.
+    """
+    parsed = urlsplit(url if "://" in url else f"nats://{url}")
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 async def declare(nc: NATS, ack_wait_s: float, timeout: float = 10.0) -> None:

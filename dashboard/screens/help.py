@@ -1,0 +1,55 @@
+"""The help screen: every key the dashboard answers to, taken from its bindings."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tuple[str, str, str]]:
+    """(key, description, explanation) for every binding the footer shows.
+
+    `explanations` is keyed by action name without arguments (`select` for `select(3)`); a hidden
+    binding is covered by a shown one, like `1` displayed as `1-9` for `2` to `9`.
+    """
+    return [
+        (binding.key_display or binding.key, binding.description, explanations.get(binding.action.split("(", 1)[0], ""))
+        for binding in bindings
+        if binding.show
+    ]
+
+
+class HelpScreen(ModalScreen[None]):
+    """A list of keys; Esc or ? closes it."""
+
+    BINDINGS = [Binding("escape", "close", "close"), Binding("question_mark", "close", "close", key_display="?")]
+
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.rows = rows
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, padding=(0, 2, 0, 0), show_header=False)
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for keys, description, explanation in self.rows:
+            table.add_row(keys, description, explanation)
+        with Vertical(id="help"):
+            yield Static(Text("natslab keys", "bold"), id="help-title")
+            yield Static(table)
+            yield Static(
+                Text(
+                    "Tab moves between the scrollable panes, arrows and PgUp/PgDn scroll them. Esc or ? closes this.",
+                    "dim",
+                ),
+                id="help-hint",
+            )
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,478 @@
+"""What the dashboard knows about the lab: plain data that the panes render.
+
+The app's message handlers fold what its workers report into one `LabView` (listener statuses,
+consumer and channel info, account rows, the checker's report, the supervisor's members), and mark
+the sections they changed; the panes read it a few times a second. It imports neither Textual nor
+anything that does I/O, so a snapshot test can build a view by hand and a unit test can check the
+folding.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.js import api
+
+from dashboard.checker import CheckReport, Totals
+from dashboard.lab import ChannelStats
+from listeners.accounts import AccountRow, Mode
+from publisher.events import format_cents
+
+TIMELINE_LIMIT = 500
+RATE_SAMPLES = 40
+COUNTERS = ("applied", "rejected", "duplicates", "deferred", "poison", "redelivered")
+CHANNELS = ("account:deposit", "account:withdraw")
+SECTIONS = frozenset({"caption", "channels", "groups", "listeners", "accounts", "timeline", "status"})
+# A process in one of these states holds nothing any more: the server redelivers what it had.
+GONE = frozenset({"killed", "crashed", "exited", "stopped"})
+
+
+def as_int(value: object) -> int:
+    """A count from a status message; anything that is not an integer counts as zero."""
+    return value if type(value) is int else 0
+
+
+def describe_event(data: dict[str, Any]) -> str:
+    """`jim #3 withdraw $100` from a delivery in a status message; poison shows its subject."""
+    if data.get("userId") is None:
+        return f"poison {data.get('subject', '?')}"
+    kind = str(data.get("type", "?")).split(":")[-1]
+    return f"{data['userId']} #{as_int(data.get('number'))} {kind} {format_cents(as_int(data.get('amountCents')))}"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One delivery of one event to one listener, and what the listener did with it."""
+
+    listener: str
+    pid: int
+    seq: int
+    stream_seq: int
+    event: str
+    delivery_count: int
+    outcome: str
+    at: str
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.listener, self.pid, self.seq)
+
+    @property
+    def redelivery(self) -> bool:
+        return self.delivery_count > 1
+
+    @property
+    def clock(self) -> str:
+        """`14:03:07.250` from the listener's ISO-8601 UTC timestamp."""
+        _, _, time_part = self.at.partition("T")
+        return time_part.rstrip("Z")[:12] or self.at
+
+    @classmethod
+    def from_status(cls, listener: str, pid: int, data: dict[str, Any]) -> TimelineEntry:
+        return cls(
+            listener,
+            pid,
+            as_int(data.get("seq")),
+            as_int(data.get("streamSeq")),
+            describe_event(data),
+            as_int(data.get("deliveryCount")),
+            str(data.get("outcome", "?")),
+            str(data.get("at", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HeldNote:
+    """What happens to an event a killed or paused listener holds: redelivery due in `due` seconds
+    (counted from its fetch), or already taken over by another delivery."""
+
+    due: float | None
+    taken_over: TimelineEntry | None
+
+    def short(self) -> str:
+        if self.taken_over is not None:
+            return f"→ {self.taken_over.listener} ×{self.taken_over.delivery_count} {self.taken_over.outcome}"
+        assert self.due is not None
+        return f"redelivery in {self.due:.1f}s" if self.due > 0 else "redelivery due"
+
+    def long(self) -> str:
+        if self.taken_over is not None:
+            entry = self.taken_over
+            return f"redelivered to {entry.listener} ×{entry.delivery_count}, {entry.outcome}"
+        return self.short()
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A listener process as the supervisor sees it."""
+
+    name: str
+    mode: Mode
+    group: str
+    pid: int | None
+    state: str
+    restarts: int = 0
+    killed_at: float | None = None
+
+
+@dataclass(slots=True)
+class ListenerView:
+    """One listener: its process (supervisor) and its own account of its work (status messages)."""
+
+    name: str
+    mode: str
+    group: str
+    member: Member | None = None
+    status: dict[str, Any] | None = None
+    status_pid: int | None = None
+    earlier: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    current: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+
+    def apply_status(self, status: dict[str, Any]) -> None:
+        pid = as_int(status.get("pid"))
+        if pid != self.status_pid:
+            # A new process starts counting from zero; keep what the earlier ones counted, so the
+            # totals only ever go up (unlike the server's `redelivered`, which falls as acks arrive).
+            for name in COUNTERS:
+                self.earlier[name] += self.current[name]
+            self.current = dict.fromkeys(COUNTERS, 0)
+            self.status_pid = pid
+        counters = status.get("counters")
+        counters = counters if isinstance(counters, dict) else {}
+        self.current = {name: as_int(counters.get(name)) for name in COUNTERS}
+        self.status = status
+
+    def total(self, counter: str) -> int:
+        return self.earlier[counter] + self.current[counter]
+
+    @property
+    def pid(self) -> int | None:
+        if self.member is not None:
+            return self.member.pid
+        return self.status_pid
+
+    @property
+    def fresh(self) -> bool:
+        """The status in hand comes from the process that runs now."""
+        return self.status is not None and (self.member is None or self.member.pid == self.status_pid)
+
+    @property
+    def state(self) -> str:
+        member = self.member
+        if member is not None and member.state != "running":
+            return member.state
+        if not self.fresh:
+            return "restarting" if member is not None and member.restarts else "starting"
+        assert self.status is not None
+        return str(self.status.get("state", "running"))
+
+    @property
+    def gone(self) -> bool:
+        return self.member is not None and self.member.state in GONE
+
+    @property
+    def in_flight(self) -> list[dict[str, Any]]:
+        """What the listener holds; a dead one's last report, since the server still counts it as pending."""
+        if self.status is None or not (self.fresh or self.gone):
+            return []
+        items = self.status.get("inFlight")
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+    @property
+    def in_flight_count(self) -> int:
+        if self.status is None or not (self.fresh or self.gone):
+            return 0
+        return as_int(self.status.get("inFlightCount"))
+
+    def redelivery_in(self, ack_wait_s: float, now: float) -> float | None:
+        """Seconds until the server redelivers what this listener holds, counted from its fetch."""
+        if self.status is None or not self.in_flight:
+            return None
+        since = self.status.get("inFlightSince")
+        if not isinstance(since, (int, float)):
+            return None
+        return since + ack_wait_s - now
+
+    @property
+    def last_event(self) -> dict[str, Any] | None:
+        last = self.status.get("lastEvent") if self.status is not None else None
+        return last if isinstance(last, dict) else None
+
+    @property
+    def live_status(self) -> dict[str, Any] | None:
+        """The status of the process that runs now, if it runs."""
+        return self.status if self.fresh and not self.gone else None
+
+    @property
+    def slow_ms(self) -> int:
+        status = self.live_status
+        return as_int(status.get("slowMs")) if status is not None else 0
+
+    @property
+    def crash_armed(self) -> str | None:
+        status = self.live_status
+        armed = status.get("crashArmed") if status is not None else None
+        return str(armed) if armed else None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerView:
+    """A queue group's durable consumer as the server sees it (what `nats consumer info` shows)."""
+
+    name: str
+    delivered_consumer_seq: int = 0
+    delivered_stream_seq: int = 0
+    ack_floor_consumer_seq: int = 0
+    ack_floor_stream_seq: int = 0
+    ack_pending: int = 0
+    redelivered: int = 0
+    pending: int = 0
+    waiting: int = 0
+
+    @classmethod
+    def from_info(cls, info: api.ConsumerInfo) -> ConsumerView:
+        delivered = info.delivered or api.SequenceInfo(0, 0)
+        floor = info.ack_floor or api.SequenceInfo(0, 0)
+        return cls(
+            info.name,
+            delivered.consumer_seq or 0,
+            delivered.stream_seq or 0,
+            floor.consumer_seq or 0,
+            floor.stream_seq or 0,
+            info.num_ack_pending or 0,
+            info.num_redelivered or 0,
+            info.num_pending or 0,
+            info.num_waiting or 0,
+        )
+
+
+@dataclass(slots=True)
+class ChannelView:
+    stats: ChannelStats
+    rates: deque[float] = field(default_factory=lambda: deque([0.0] * RATE_SAMPLES, maxlen=RATE_SAMPLES))
+    sampled_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountLine:
+    """One user in the account pane: both databases, what the checker expects and its verdicts.
+
+    The verdicts come from the checker's own snapshot (one consistent read of stream and databases),
+    not from comparing live rows with an older expectation; `None` when the checker has not seen
+    the user yet.
+    """
+
+    user_id: str
+    guarded: AccountRow | None
+    naive: AccountRow | None
+    expected: tuple[int, int] | None  # (last number, balance in cents)
+    guarded_ok: bool | None = None
+    naive_ok: bool | None = None
+    settling: bool = False  # events still in flight: a difference may yet resolve
+
+    @property
+    def guarded_differs(self) -> bool:
+        return self.guarded_ok is False
+
+    @property
+    def naive_differs(self) -> bool:
+        return self.naive_ok is False
+
+
+@dataclass(slots=True)
+class LabView:
+    """Everything the panes show, and which parts changed since they last drew."""
+
+    url: str | None = None
+    embedded: bool = True
+    server_state: str = "starting"
+    connected: bool = False
+    phase: str = "starting"  # starting, running, stopping, failed
+    ack_wait_s: float = 5.0
+    outbox_error: str | None = None
+    poll_error: str | None = None
+    caption: str = ""
+    caption_kind: str = "info"  # info, scenario, warning, error
+    now: float = 0.0
+    selected: str | None = None
+    listeners: dict[str, ListenerView] = field(default_factory=dict)
+    consumers: dict[str, ConsumerView] = field(default_factory=dict)
+    channels: dict[str, ChannelView] = field(default_factory=dict)
+    accounts: dict[str, dict[str, AccountRow]] = field(default_factory=lambda: {"guarded": {}, "naive": {}})
+    report: CheckReport | None = None
+    checking: bool = False
+    timeline: deque[TimelineEntry] = field(default_factory=lambda: deque(maxlen=TIMELINE_LIMIT))
+    timeline_total: int = 0  # entries ever added, so the timeline pane can append only the new ones
+    dirty: set[str] = field(default_factory=lambda: set(SECTIONS))
+    _seen: dict[tuple[str, int, int], None] = field(default_factory=dict)
+
+    def mark(self, *sections: str) -> None:
+        self.dirty.update(sections)
+
+    def take_dirty(self) -> set[str]:
+        dirty, self.dirty = self.dirty, set()
+        return dirty
+
+    # -- folding what the workers report ----------------------------------------------------------
+
+    def say(self, caption: str, kind: str = "info") -> None:
+        self.caption, self.caption_kind = caption, kind
+        self.mark("caption")
+
+    def set_server(self, url: str | None, state: str, connected: bool, embedded: bool) -> None:
+        if (self.url, self.server_state, self.connected, self.embedded) != (url, state, connected, embedded):
+            self.url, self.server_state, self.connected, self.embedded = url, state, connected, embedded
+            self.mark("status", "listeners")
+
+    def set_outbox_error(self, error: str | None) -> None:
+        if self.outbox_error != error:
+            self.outbox_error = error
+            self.mark("status")
+
+    def listener(self, name: str, mode: str, group: str) -> ListenerView:
+        view = self.listeners.get(name)
+        if view is None:
+            view = self.listeners[name] = ListenerView(name, mode, group)
+            if self.selected is None:
+                self.selected = name
+        return view
+
+    def apply_members(self, members: list[Member]) -> None:
+        changed = False
+        for member in members:
+            view = self.listener(member.name, member.mode, member.group)
+            if view.member != member:
+                view.member = member
+                changed = True
+        if changed:
+            self.mark("groups", "listeners")
+
+    def apply_status(self, status: dict[str, Any]) -> None:
+        name = str(status.get("name"))
+        mode = str(status.get("mode", "guarded"))
+        view = self.listener(name, mode, str(status.get("group", "")))
+        view.apply_status(status)
+        pid = view.status_pid or 0
+        deliveries = status.get("deliveries")
+        added = 0
+        entries = (
+            [TimelineEntry.from_status(name, pid, d) for d in deliveries if isinstance(d, dict)]
+            if isinstance(deliveries, list)
+            else []
+        )
+        for entry in entries:
+            if entry.key in self._seen:
+                continue
+            self._seen[entry.key] = None
+            self.timeline.append(entry)
+            added += 1
+        if added:
+            self.timeline_total += added
+            while len(self._seen) > 2 * TIMELINE_LIMIT:
+                del self._seen[next(iter(self._seen))]
+            self.mark("timeline")
+        self.mark("groups", "listeners", "status")
+
+    def apply_consumer(self, info: ConsumerView) -> None:
+        if self.consumers.get(info.name) != info:
+            self.consumers[info.name] = info
+            self.mark("groups", "listeners", "status")
+
+    def apply_channels(self, stats: dict[str, ChannelStats], at: float) -> None:
+        for name, channel_stats in stats.items():
+            channel = self.channels.get(name)
+            if channel is None:
+                self.channels[name] = ChannelView(channel_stats, sampled_at=at)
+                continue
+            elapsed = at - (channel.sampled_at or at)
+            if elapsed > 0:
+                grown = max(0, channel_stats.messages - channel.stats.messages)
+                channel.rates.append(grown / elapsed)
+            channel.stats, channel.sampled_at = channel_stats, at
+        self.poll_error = None
+        self.mark("channels", "status")
+
+    def apply_accounts(self, guarded: list[AccountRow], naive: list[AccountRow]) -> None:
+        rows = {"guarded": {row.user_id: row for row in guarded}, "naive": {row.user_id: row for row in naive}}
+        if rows != self.accounts:
+            self.accounts = rows
+            self.mark("accounts", "status")
+
+    def apply_report(self, report: CheckReport) -> None:
+        self.report, self.checking = report, False
+        self.mark("accounts", "status")
+
+    # -- reading, for the panes --------------------------------------------------------------------
+
+    def ordered_listeners(self) -> list[ListenerView]:
+        """Guarded listeners first, then naive ones; the order of the `1`-`9` keys."""
+        return sorted(self.listeners.values(), key=lambda v: (v.mode != "guarded", len(v.name), v.name))
+
+    def redelivered_to(self, holder: ListenerView, held: dict[str, Any]) -> TimelineEntry | None:
+        """The later delivery, to another member of the holder's group, of an event the holder held."""
+        seq, count = as_int(held.get("streamSeq")), as_int(held.get("deliveryCount"))
+        for entry in reversed(self.timeline):
+            other = self.listeners.get(entry.listener)
+            if (
+                entry.stream_seq == seq
+                and entry.delivery_count > count
+                and (entry.listener != holder.name or entry.pid != holder.status_pid)
+                and other is not None
+                and other.group == holder.group
+            ):
+                return entry
+        return None
+
+    def held_note(self, holder: ListenerView) -> HeldNote | None:
+        """For a killed or paused listener holding events: when the server hands the first one on,
+        or the delivery that took it over."""
+        held = holder.in_flight
+        if not held or not (holder.gone or holder.state == "paused"):
+            return None
+        taken_over = self.redelivered_to(holder, held[0])
+        due = holder.redelivery_in(self.ack_wait_s, self.now)
+        if taken_over is None and due is None:
+            return None
+        return HeldNote(due, taken_over)
+
+    def group_members(self, group: str) -> list[ListenerView]:
+        return [view for view in self.ordered_listeners() if view.group == group]
+
+    def account_lines(self) -> list[AccountLine]:
+        verdicts = {user.user_id: user for user in self.report.users} if self.report is not None else {}
+        guarded, naive = self.accounts["guarded"], self.accounts["naive"]
+        settling = self.settling("account-service") or self.settling("account-service-naive")
+        lines = []
+        for name in sorted(set(guarded) | set(naive) | set(verdicts)):
+            user = verdicts.get(name)
+            if user is None:
+                lines.append(AccountLine(name, guarded.get(name), naive.get(name), None))
+                continue
+            expected = (user.expected_last, user.expected_balance_cents)
+            lines.append(
+                AccountLine(
+                    name, guarded.get(name), naive.get(name), expected, user.guarded_ok(), user.naive_ok(), settling
+                )
+            )
+        return lines
+
+    def published(self) -> int:
+        """Events stored in the stream, on both channels."""
+        return sum(channel.stats.messages for channel in self.channels.values())
+
+    def processed(self) -> int:
+        """Events the guarded account database has processed (applied or rejected): with no gaps in
+        the numbers, the sum of every user's last number. Equals `published` once the lab drains."""
+        return sum(row.last_number for row in self.accounts["guarded"].values())
+
+    def verdict(self, mode: Mode) -> Totals | None:
+        if self.report is None:
+            return None
+        return self.report.guarded if mode == "guarded" else self.report.naive
+
+    def settling(self, group: str) -> bool:
+        """The group still has events to deliver or to acknowledge: a non-clean verdict may resolve."""
+        consumer = self.consumers.get(group)
+        return consumer is not None and (consumer.pending > 0 or consumer.ack_pending > 0)

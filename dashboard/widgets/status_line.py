@@ -1,0 +1,85 @@
+"""The status line: server and connection, ack wait, events published and processed, the checker's verdict."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widget import Widget
+
+from dashboard.checker import Totals
+from dashboard.view import LabView
+
+SEPARATOR = (" │ ", "dim")
+
+
+def _verdict(text: Text, label: str, totals: Totals | None, settling: bool) -> None:
+    text.append(f"{label} ", "bold")
+    if totals is None:
+        text.append("…", "dim")
+        return
+    counts = f"lost {totals.lost} dup {totals.duplicated} order {totals.out_of_order}"
+    if totals.wrong_balance:
+        counts += f" bal {totals.wrong_balance}"
+    if totals.clean:
+        text.append(f"✓ {counts}", "bold green")
+    elif settling:
+        text.append(f"… {counts}", "yellow")
+    else:
+        text.append(f"✗ {counts}", "bold red")
+
+
+class StatusLine(Widget):
+    """Is the lab reachable, and is it right: one line, or two when the terminal is narrow."""
+
+    DEFAULT_CSS = """
+    StatusLine {
+        height: auto;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.server = Text()
+        self.verdict = Text()
+
+    def show(self, view: LabView) -> None:
+        server = Text()
+        if view.phase == "starting" and view.connected is False and view.server_state != "unreachable":
+            server.append("● starting", "bold cyan")
+        elif not view.connected or view.server_state in ("restarting", "down"):
+            state = view.server_state if view.server_state in ("restarting", "down") else "unreachable"
+            server.append(f"✖ NATS {state}, reconnecting", "bold white on red")
+        else:
+            server.append("●", "bold green")
+        server.append(f" {view.url or 'nats://…'}")
+        if view.phase != "starting":
+            server.append(f" {view.server_state}" if view.embedded else " external", "dim")
+        server.append(*SEPARATOR)
+        server.append(f"ack wait {view.ack_wait_s:g}s")
+        server.append(*SEPARATOR)
+        server.append(f"published {view.published()} · processed {view.processed()}")
+        if view.outbox_error:
+            server.append(" (outbox waiting)", "yellow")
+        verdict = Text()
+        _verdict(verdict, "guarded", view.verdict("guarded"), view.settling("account-service"))
+        if view.report is not None and view.report.naive is not None:
+            verdict.append(*SEPARATOR)
+            _verdict(verdict, "naive", view.report.naive, view.settling("account-service-naive"))
+        if view.checking:
+            verdict.append(" ⟳", "cyan")
+        if view.poll_error:
+            verdict.append(*SEPARATOR)
+            verdict.append(f"poll failed: {view.poll_error}", "yellow")
+        # One line or two depends on the lengths; only a change of length can change the height.
+        resized = (server.cell_len, verdict.cell_len) != (self.server.cell_len, self.verdict.cell_len)
+        self.server, self.verdict = server, verdict
+        self.refresh(layout=resized)
+
+    def render(self) -> Text:
+        width = self.size.width or 10_000
+        if self.server.cell_len + 3 + self.verdict.cell_len <= width:
+            line = self.server.copy()
+            line.append(*SEPARATOR)
+            return line + self.verdict
+        text = Text("\n").join([self.server, self.verdict])
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text

@@ -1,0 +1,36 @@
+"""How listener states and delivery outcomes look, shared by the panes that show them."""
+
+from __future__ import annotations
+
+STATE_STYLES = {
+    "running": "green",
+    "slow": "yellow",
+    "paused": "bold yellow",
+    "killed": "bold red",
+    "crashed": "bold red",
+    "disconnected": "red",
+    "reconnecting": "yellow",
+    "starting": "cyan",
+    "restarting": "cyan",
+    "draining": "dim",
+    "stopped": "dim",
+    "exited": "dim",
+}
+
+OUTCOME_STYLES = {
+    "applied": "green",
+    "rejected": "magenta",
+    "duplicate": "cyan",
+    "deferred": "yellow",
+    "poison": "bold red",
+}
+
+OUTCOME_MARKS = {"applied": "✓", "rejected": "✗", "duplicate": "=", "deferred": "↻", "poison": "☠"}
+
+
+def state_style(state: str) -> str:
+    return STATE_STYLES.get(state, "")
+
+
+def outcome_style(outcome: str) -> str:
+    return OUTCOME_STYLES.get(outcome, "")

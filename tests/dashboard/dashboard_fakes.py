@@ -1,0 +1,316 @@
+"""Fixed lab states for the dashboard's snapshot tests: the same messages the workers would post,
+with stable pids, ports, timestamps and a frozen clock, so every run draws the same screen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from dashboard.app import (
+    AccountsRead,
+    CaptionSaid,
+    ChannelStatsFetched,
+    CheckFinished,
+    ConsumerInfoFetched,
+    ListenerStatusReceived,
+    NatslabApp,
+)
+from dashboard.checker import AppliedRow, DatabaseState, check_data
+from dashboard.history import StoredEvent
+from dashboard.lab import ChannelStats
+from dashboard.view import ConsumerView, Member
+from listeners.accounts import AccountRow
+from publisher.events import AccountEvent
+
+FROZEN_NOW = 1_800_000_000.0  # what the frozen clock says: 2027-01-15 08:00:00 UTC
+URL = "nats://127.0.0.1:4222"
+
+JIM_AND_MARY = [
+    # (stream seq, type, user, number, cents)
+    (1, "account:deposit", "mary", 1, 4000),
+    (2, "account:deposit", "jim", 1, 7000),
+    (3, "account:deposit", "jim", 2, 4000),
+    (4, "account:withdraw", "jim", 3, 10000),
+]
+
+
+def frozen_clock() -> float:
+    return FROZEN_NOW
+
+
+def event(seq: int, kind: str, user: str, number: int, cents: int) -> AccountEvent:
+    return AccountEvent(f"evt-{seq:04d}", kind, user, cents, number, f"2027-01-15T07:59:{seq:02d}.000Z")  # type: ignore[arg-type]
+
+
+def stored(seq: int, kind: str, user: str, number: int, cents: int) -> StoredEvent:
+    account_event = event(seq, kind, user, number, cents)
+    return StoredEvent(
+        seq, account_event.subject, account_event.to_json(), account_event, None, account_event.created_at
+    )
+
+
+def held(stream_seq: int, count: int = 1) -> dict[str, Any]:
+    """An event in flight, as a listener's status lists it."""
+    _, kind, user, number, cents = JIM_AND_MARY[stream_seq - 1]
+    return {
+        "streamSeq": stream_seq,
+        "deliveryCount": count,
+        "id": f"evt-{stream_seq:04d}",
+        "userId": user,
+        "number": number,
+        "type": kind,
+        "amountCents": cents,
+    }
+
+
+def delivery(seq: int, stream_seq: int, count: int, outcome: str, at: str) -> dict[str, Any]:
+    """A processed delivery: the listener's own `seq`, the outcome and when (seconds past 07:59 UTC)."""
+    return held(stream_seq, count) | {"seq": seq, "outcome": outcome, "at": f"2027-01-15T07:59:{at}Z"}
+
+
+def status(
+    name: str,
+    pid: int,
+    mode: str = "guarded",
+    *,
+    counters: dict[str, int] | None = None,
+    deliveries: Iterable[dict[str, Any]] = (),
+    in_flight: Iterable[dict[str, Any]] = (),
+    in_flight_since: float | None = None,
+) -> dict[str, Any]:
+    deliveries = list(deliveries)
+    in_flight = list(in_flight)
+    return {
+        "name": name,
+        "pid": pid,
+        "mode": mode,
+        "group": "account-service" if mode == "guarded" else "account-service-naive",
+        "defer": "nak",
+        "state": "running",
+        "slowMs": 0,
+        "crashArmed": None,
+        "counters": {"applied": 0, "rejected": 0, "duplicates": 0, "deferred": 0, "poison": 0, "redelivered": 0}
+        | (counters or {}),
+        "inFlightCount": len(in_flight),
+        "inFlight": in_flight,
+        "inFlightSince": in_flight_since,
+        "lastEvent": deliveries[-1] if deliveries else None,
+        "deliveries": deliveries,
+        "ts": "2027-01-15T07:59:59.000Z",
+    }
+
+
+def consumer(
+    name: str,
+    delivered: tuple[int, int],
+    floor: tuple[int, int],
+    *,
+    ack_pending: int = 0,
+    redelivered: int = 0,
+    pending: int = 0,
+    waiting: int = 1,
+) -> ConsumerView:
+    return ConsumerView(
+        name, delivered[0], delivered[1], floor[0], floor[1], ack_pending, redelivered, pending, waiting
+    )
+
+
+def channels(deposits: dict[str, int], withdrawals: dict[str, int], last: tuple[int, int]) -> dict[str, ChannelStats]:
+    return {
+        "account:deposit": ChannelStats("account:deposit", sum(deposits.values()), last[0], deposits),
+        "account:withdraw": ChannelStats("account:withdraw", sum(withdrawals.values()), last[1], withdrawals),
+    }
+
+
+def members(*entries: tuple[str, str, int, str, int]) -> list[Member]:
+    return [
+        Member(name, mode, "account-service" if mode == "guarded" else "account-service-naive", pid, state, restarts)  # type: ignore[arg-type]
+        for name, mode, pid, state, restarts in entries
+    ]
+
+
+def report(events: list[tuple[int, str, str, int, int]], guarded: DatabaseState, naive: DatabaseState):
+    stream = [stored(*row) for row in events]
+    return check_data(stream, [s.event for s in stream if s.event is not None], [], guarded, naive)
+
+
+def database(accounts: dict[str, tuple[int, int]], applied: list[tuple[str, int, str]]) -> DatabaseState:
+    return DatabaseState(accounts=accounts, applied=[AppliedRow(*row) for row in applied])
+
+
+def rows(accounts: dict[str, tuple[int, int]]) -> list[AccountRow]:
+    return [AccountRow(user, last, balance) for user, (last, balance) in sorted(accounts.items())]
+
+
+def post_all(app: NatslabApp, *messages) -> None:
+    for message in messages:
+        app.post_message(message)
+
+
+def started(app: NatslabApp) -> None:
+    """What `LabStarted` does, without starting the polls: there is no lab behind a fake state."""
+    app.view.phase, app.view.url = "running", URL
+    app.view.say("Ready. d deposits, w withdraws, x runs the seed's scenario, ? lists every key.")
+
+
+# -- the three states ------------------------------------------------------------------------------
+
+
+def fresh_start(app: NatslabApp) -> None:
+    """Just started: two guarded listeners and a naive one, nothing published yet."""
+    app.view.apply_members(
+        members(
+            ("A", "guarded", 4101, "running", 0),
+            ("B", "guarded", 4102, "running", 0),
+            ("N1", "naive", 4103, "running", 0),
+        )
+    )
+    app.view.set_server(URL, "running", True, True)
+    started(app)
+    empty = database({}, [])
+    post_all(
+        app,
+        ListenerStatusReceived(status("A", 4101)),
+        ListenerStatusReceived(status("B", 4102)),
+        ListenerStatusReceived(status("N1", 4103, "naive")),
+        ConsumerInfoFetched(consumer("account-service", (0, 0), (0, 0), waiting=2)),
+        ConsumerInfoFetched(consumer("account-service-naive", (0, 0), (0, 0), waiting=1)),
+        ChannelStatsFetched(channels({}, {}, (0, 0)), FROZEN_NOW),
+        AccountsRead([], []),
+        CheckFinished(report([], empty, empty)),
+    )
+
+
+def after_slides(app: NatslabApp) -> None:
+    """The end of the seed's scenario: A died holding Jim's +$40, B applied it late and in order;
+    the naive listener applied Jim's withdrawal first and kept the $100."""
+    app.view.apply_members(
+        members(
+            ("A", "guarded", 4101, "killed", 0),
+            ("B", "guarded", 4102, "running", 0),
+            ("N1", "naive", 4103, "killed", 0),
+        )
+    )
+    app.view.set_server(URL, "running", True, True)
+    guarded_accounts = {"jim": (3, 1000), "mary": (1, 4000)}
+    naive_accounts = {"jim": (2, 11000), "mary": (1, 4000)}
+    held_since = FROZEN_NOW - 30
+    started(app)
+    post_all(
+        app,
+        ListenerStatusReceived(
+            status(
+                "A",
+                4101,
+                counters={"applied": 2},
+                deliveries=[delivery(1, 1, 1, "applied", "01.101"), delivery(2, 2, 1, "applied", "01.902")],
+                in_flight=[held(3)],
+                in_flight_since=held_since,
+            )
+        ),
+        ListenerStatusReceived(
+            status(
+                "N1",
+                4103,
+                "naive",
+                counters={"applied": 2},
+                deliveries=[delivery(1, 1, 1, "applied", "01.104"), delivery(2, 2, 1, "applied", "01.905")],
+                in_flight=[held(3)],
+                in_flight_since=held_since,
+            )
+        ),
+        ListenerStatusReceived(
+            status(
+                "B",
+                4102,
+                counters={"applied": 2, "deferred": 3, "redelivered": 4},
+                deliveries=[
+                    delivery(1, 4, 1, "deferred", "05.310"),
+                    delivery(2, 4, 2, "deferred", "05.420"),
+                    delivery(3, 4, 3, "deferred", "05.640"),
+                    delivery(4, 3, 2, "applied", "08.012"),
+                    delivery(5, 4, 4, "applied", "08.013"),
+                ],
+            )
+        ),
+        ListenerStatusReceived(
+            status(
+                "N1",
+                4203,
+                "naive",
+                counters={"applied": 1, "rejected": 1, "redelivered": 1},
+                deliveries=[delivery(1, 4, 1, "rejected", "05.300"), delivery(2, 3, 2, "applied", "08.020")],
+            )
+        ),
+        ConsumerInfoFetched(consumer("account-service", (9, 4), (9, 4), waiting=1)),
+        ConsumerInfoFetched(consumer("account-service-naive", (6, 4), (6, 4), waiting=1)),
+        ChannelStatsFetched(channels({"jim": 2, "mary": 1}, {"jim": 1}, (3, 4)), FROZEN_NOW),
+        AccountsRead(rows(guarded_accounts), rows(naive_accounts)),
+        CaptionSaid("[9] Drained: every event is processed. Guarded Jim ends at $10; naive Jim kept the $100."),
+        CheckFinished(
+            report(
+                JIM_AND_MARY,
+                database(
+                    guarded_accounts,
+                    [("mary", 1, "applied"), ("jim", 1, "applied"), ("jim", 2, "applied"), ("jim", 3, "applied")],
+                ),
+                database(
+                    naive_accounts,
+                    [("mary", 1, "applied"), ("jim", 1, "applied"), ("jim", 3, "rejected"), ("jim", 2, "applied")],
+                ),
+            )
+        ),
+    )
+    # A was killed holding Jim #2 and B took it over; N1 was restarted under a new pid.
+    app.view.apply_members(
+        members(
+            ("A", "guarded", 4101, "killed", 0),
+            ("B", "guarded", 4102, "running", 0),
+            ("N1", "naive", 4203, "running", 1),
+        )
+    )
+
+
+def server_down(app: NatslabApp) -> None:
+    """Mary's and Jim's events are in, then the NATS server goes away: the dashboard says so and waits."""
+    fresh_start(app)
+    accounts = {"jim": (3, 1000), "mary": (1, 4000)}
+    applied = [("mary", 1, "applied"), ("jim", 1, "applied"), ("jim", 2, "applied"), ("jim", 3, "applied")]
+    post_all(
+        app,
+        ListenerStatusReceived(
+            status(
+                "A",
+                4101,
+                counters={"applied": 3},
+                deliveries=[
+                    delivery(1, 1, 1, "applied", "01.101"),
+                    delivery(2, 2, 1, "applied", "01.902"),
+                    delivery(3, 4, 1, "applied", "03.120"),
+                ],
+            )
+        ),
+        ListenerStatusReceived(
+            status("B", 4102, counters={"applied": 1}, deliveries=[delivery(1, 3, 1, "applied", "02.410")])
+        ),
+        ListenerStatusReceived(
+            status(
+                "N1",
+                4103,
+                "naive",
+                counters={"applied": 4},
+                deliveries=[
+                    delivery(1, 1, 1, "applied", "01.104"),
+                    delivery(2, 2, 1, "applied", "01.905"),
+                    delivery(3, 3, 1, "applied", "02.412"),
+                    delivery(4, 4, 1, "applied", "03.122"),
+                ],
+            )
+        ),
+        ConsumerInfoFetched(consumer("account-service", (4, 4), (4, 4), waiting=2)),
+        ConsumerInfoFetched(consumer("account-service-naive", (4, 4), (4, 4), waiting=1)),
+        ChannelStatsFetched(channels({"jim": 2, "mary": 1}, {"jim": 1}, (3, 4)), FROZEN_NOW),
+        AccountsRead(rows(accounts), rows(accounts)),
+        CheckFinished(report(JIM_AND_MARY, database(accounts, applied), database(accounts, applied))),
+    )
+    app.view.set_server(URL, "down", False, True)

@@ -1,0 +1,333 @@
+"""Pilot tests: the dashboard driven by its keys, against a real embedded server and listener processes."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import shown_text, wait_for
+from dashboard_fakes import JIM_AND_MARY, stored
+from textual.message import Message
+from textual.notifications import Notify
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from dashboard.app import NatslabApp
+from dashboard.history import StoredEvent, parse_stored
+from dashboard.lab import LabError, wait_until
+from dashboard.scenarios import HOLD_MS, holder_of
+from dashboard.screens.history import HistoryScreen
+from dashboard.screens.publish_form import PublishForm
+from dashboard.settings import Settings
+from dashboard.widgets.listener_card import ListenerCard
+
+SIZE = (120, 40)
+
+
+def listeners_ready(app: NatslabApp) -> bool:
+    """The lab runs and every live listener has reported from its current process."""
+    lab = app.lab
+    if app.view.phase != "running" or lab is None or lab.supervisor is None:
+        return False
+    return all(
+        (status := lab.statuses.get(entry.name)) is not None
+        and status.get("pid") == entry.pid
+        and status["state"] == "running"
+        for entry in lab.supervisor.listeners.values()
+        if entry.alive
+    )
+
+
+async def publish_with_keys(pilot: Pilot, app: NatslabApp, kind_key: str, amount: str) -> None:
+    """`d` or `w`, then the amount (the form remembers the user, jim by default), then Enter."""
+    await pilot.press(kind_key)
+    await wait_for(pilot, lambda: form_ready(app, "amount"), 5, "the publish form")
+    await pilot.press(*amount, "enter")
+    await wait_for(pilot, lambda: not isinstance(app.screen, PublishForm), 5, "the form to close")
+
+
+def form_ready(app: NatslabApp, field: str) -> bool:
+    """The publish form is up and its `field` has the focus, so keys go there."""
+    return isinstance(app.screen, PublishForm) and app.focused is not None and app.focused.id == field
+
+
+def deliveries_of(app: NatslabApp, stream_seq: int) -> list[tuple[str, int, str]]:
+    return [(e.listener, e.delivery_count, e.outcome) for e in app.view.timeline if e.stream_seq == stream_seq]
+
+
+def account(app: NatslabApp, mode: str, user: str) -> tuple[int, int] | None:
+    row = app.view.accounts[mode].get(user)
+    return (row.last_number, row.balance_cents) if row is not None else None
+
+
+def card(app: NatslabApp, name: str) -> ListenerCard:
+    return next(card for card in app.query(ListenerCard) if card.listener_name == name)
+
+
+async def quit_app(pilot: Pilot, app: NatslabApp) -> None:
+    await pilot.press("q")
+    await wait_for(pilot, lambda: app.return_code is not None, 20, "the dashboard to stop the lab and exit")
+
+
+async def hold_next_event(app: NatslabApp, pilot: Pilot, names: tuple[str, ...]) -> str:
+    """Slow every guarded listener down so whoever fetches Jim's deposit sits on it; returns who holds it."""
+    assert app.lab is not None
+    for name in names:
+        await app.lab.send_control(name, f"slow {HOLD_MS}")
+    await wait_for(pilot, lambda: all(app.view.listeners[n].slow_ms for n in names), 5, "the listeners to slow down")
+    await publish_with_keys(pilot, app, "d", "40")
+    await wait_for(pilot, lambda: holder_of(app.lab, "guarded", "jim", 1) is not None, 10, "a listener to take Jim #1")
+    holder = holder_of(app.lab, "guarded", "jim", 1)
+    assert holder is not None
+    return holder
+
+
+async def test_publishing_with_the_keys_changes_the_account_pane(settings: Settings) -> None:
+    settings.naive = 1
+    app = NatslabApp(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        accounts = app.query_one("#accounts-table")
+        assert "jim" not in shown_text(accounts)
+
+        await publish_with_keys(pilot, app, "d", "70")
+        await publish_with_keys(pilot, app, "w", "25.50")
+        await wait_for(
+            pilot,
+            lambda: account(app, "guarded", "jim") == (2, 4450) and account(app, "naive", "jim") == (2, 4450),
+            20,
+            "both databases to hold Jim's two events",
+        )
+
+        def jim_row() -> list[str]:
+            return next((line.split() for line in shown_text(accounts).splitlines() if line.split()[:1] == ["jim"]), [])
+
+        # Name, then Last and Balance for guarded, naive and what the checker expects.
+        await wait_for(
+            pilot,
+            lambda: jim_row() == ["jim", "2", "$44.50", "2", "$44.50", "2", "$44.50"],
+            10,
+            "the account pane to show Jim's row",
+        )
+        await quit_app(pilot, app)
+
+
+async def test_killing_a_listener_redelivers_its_event_to_the_other_once(settings: Settings) -> None:
+    settings.naive = 0
+    app = NatslabApp(settings)
+    notes: list[str] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification.message)
+
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        holder = await hold_next_event(app, pilot, ("A", "B"))
+        other = "B" if holder == "A" else "A"
+
+        await pilot.press("1" if holder == "A" else "2", "k")
+        await wait_for(pilot, lambda: app.view.listeners[holder].state == "killed", 5, f"{holder} to be killed")
+        groups = shown_text(app.query_one("#groups"))
+        assert any(line.split()[1:3] == [holder, "killed"] for line in groups.splitlines() if len(line.split()) > 2), (
+            groups
+        )
+        assert "redelivery in" in shown_text(card(app, holder))
+
+        assert app.lab is not None
+        await app.lab.send_control(other, "normal")
+        await wait_for(
+            pilot, lambda: account(app, "guarded", "jim") == (1, 4000), 20, "Jim #1 applied after the ack wait"
+        )
+        await wait_for(pilot, lambda: (other, 2, "applied") in deliveries_of(app, 1), 5, f"the redelivery to {other}")
+        applied = [d for d in deliveries_of(app, 1) if d[2] == "applied"]
+        assert applied == [(other, 2, "applied")]
+        await wait_for(
+            pilot, lambda: f"→ {other} ×2 applied" in shown_text(card(app, holder)), 5, "the killed card to say so"
+        )
+        assert f"redelivered to {other} ×2, applied" in shown_text(app.query_one("#groups"))
+
+        # Killing it again fails in the worker; the failure reaches the user as a notification.
+        await pilot.press("k")
+        await wait_for(
+            pilot, lambda: any(f"listener {holder} is not running" in note for note in notes), 5, "the error"
+        )
+        await quit_app(pilot, app)
+
+
+async def test_pausing_past_the_ack_wait_shows_the_redelivery(settings: Settings) -> None:
+    settings.naive = 0
+    app = NatslabApp(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        holder = await hold_next_event(app, pilot, ("A", "B"))
+        other = "B" if holder == "A" else "A"
+        key = "1" if holder == "A" else "2"
+
+        await pilot.press(key, "p")
+        await wait_for(pilot, lambda: app.view.listeners[holder].state == "paused", 5, f"{holder} to be paused")
+        assert app.lab is not None
+        await app.lab.send_control(other, "normal")
+        await wait_for(pilot, lambda: (other, 2, "applied") in deliveries_of(app, 1), 20, f"the redelivery to {other}")
+        await wait_for(
+            pilot, lambda: f"→ {other} ×2 applied" in shown_text(card(app, holder)), 5, "the paused card to say so"
+        )
+
+        # Woken up, the paused listener still holds its stale copy: the guard acks it as a duplicate.
+        await pilot.press(key, "p")
+        await wait_for(pilot, lambda: app.view.listeners[holder].state != "paused", 5, f"{holder} to resume")
+        await app.lab.send_control(holder, "normal")
+        await wait_for(
+            pilot, lambda: (holder, 1, "duplicate") in deliveries_of(app, 1), 10, "the stale copy to be a duplicate"
+        )
+        assert account(app, "guarded", "jim") == (1, 4000)
+        await quit_app(pilot, app)
+
+
+async def test_the_form_rejects_bad_amounts_and_user_ids_with_a_message(settings: Settings) -> None:
+    app = NatslabApp(settings, autostart=False)
+    results: list[object] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        app.push_screen(PublishForm("deposit", "jim"), results.append)
+        await wait_for(pilot, lambda: form_ready(app, "amount"), 5, "the form")
+        error = app.screen.query_one("#publish-error")
+
+        await pilot.press(*"7x", "enter")
+        assert "'7x' is not an amount like 70 or 70.50" in shown_text(error)
+        assert isinstance(app.screen, PublishForm) and results == []
+
+        await pilot.press("backspace", "backspace", "7", "0")
+        assert shown_text(error).strip() == ""
+        await pilot.press("shift+tab", "end", "!", "enter")
+        assert "user: must be 1-64 characters" in shown_text(error)
+        assert isinstance(app.screen, PublishForm) and results == []
+
+        await pilot.press("backspace", "enter")
+        await wait_for(pilot, lambda: results != [], 5, "the form to send")
+        (request,) = results
+        assert (request.kind, request.user_id, request.amount_cents) == ("deposit", "jim", 7000)  # type: ignore[attr-defined]
+
+
+async def test_quitting_leaves_no_child_process(settings: Settings) -> None:
+    settings.naive = 1
+    app = NatslabApp(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        assert app.lab is not None and app.lab.server is not None and app.lab.supervisor is not None
+        pids = [app.lab.server.pid] + [entry.pid for entry in app.lab.supervisor.listeners.values()]
+        assert len(pids) == 4 and all(pids)
+        await quit_app(pilot, app)
+    assert app.return_code == 0
+    assert [pid for pid in pids if alive(pid)] == []
+
+
+# -- the dashboard killed outright ----------------------------------------------------------------
+
+HEADLESS_DASHBOARD = """
+import sys
+from pathlib import Path
+from dashboard.app import NatslabApp
+from dashboard.settings import Settings
+NatslabApp(Settings(data_dir=Path(sys.argv[1]), ack_wait_s=2.0, listeners=2, naive=0)).run(headless=True)
+"""
+
+
+def alive(pid: int) -> bool:
+    """Running or stopped, as opposed to gone or a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def children_of(parent: int) -> list[tuple[int, str]]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            children.append((int(entry.name), cmdline))
+    return children
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG and /proc are Linux")
+async def test_killing_the_dashboard_takes_its_children_along(tmp_path: Path) -> None:
+    dashboard = subprocess.Popen(
+        [sys.executable, "-c", HEADLESS_DASHBOARD, str(tmp_path / "data")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def started() -> bool:
+            commands = [cmd for _, cmd in children_of(dashboard.pid)]
+            return (
+                sum("nats-server" in c and "-js" in c for c in commands) == 1
+                and sum(" listener " in c for c in commands) == 2
+            )
+
+        await wait_until(started, 30, "the headless dashboard to start its server and listeners")
+        children = [pid for pid, _ in children_of(dashboard.pid)]
+        dashboard.send_signal(signal.SIGKILL)
+        dashboard.wait()
+        await wait_until(lambda: not any(alive(pid) for pid in children), 10, "the children to die with the dashboard")
+    finally:
+        if dashboard.poll() is None:
+            dashboard.kill()
+            dashboard.wait()
+    assert not any(alive(pid) for pid in children)
+
+
+# -- the event history browser ---------------------------------------------------------------------
+
+
+async def test_the_history_browser_lists_every_stored_event_and_filters_by_user(settings: Settings) -> None:
+    events = [stored(*row) for row in JIM_AND_MARY] + [parse_stored(5, "account.deposit.eve", b"{not json", "")]
+    app = NatslabApp(settings, autostart=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+
+        async def load() -> list[StoredEvent]:
+            return events
+
+        app.push_screen(HistoryScreen(load))
+        await wait_for(pilot, lambda: bool(app.screen.query(DataTable)), 5, "the history screen")
+        table = app.screen.query_one(DataTable)
+        await wait_for(pilot, lambda: table.row_count == 5, 5, "the history to load")
+        assert [str(cell) for cell in table.get_row_at(4)[:3]] == ["5", "account:deposit", "poison"]
+
+        await pilot.press("f", "j", "i")
+        await wait_for(pilot, lambda: table.row_count == 3, 5, "the filter to apply")
+        assert {str(table.get_row_at(index)[2]) for index in range(3)} == {"jim"}
+        await pilot.press("enter", "escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, HistoryScreen), 5, "the history to close")
+
+
+async def test_a_failing_history_read_is_reported_to_the_user(settings: Settings) -> None:
+    app = NatslabApp(settings, autostart=False)
+    notes: list[str] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification.message)
+
+    async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        await pilot.pause()
+
+        async def load() -> list[StoredEvent]:
+            raise LabError("the stream is gone")
+
+        app.push_screen(HistoryScreen(load))
+        await wait_for(pilot, lambda: any("the stream is gone" in note for note in notes), 5, "the notification")
+        assert notes == ["reading the event history failed: the stream is gone"]

@@ -1,0 +1,93 @@
+"""The dashboard's view of the lab: folding status messages, with no Textual and no I/O."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from dashboard_fakes import delivery, held, status
+
+from dashboard.view import TIMELINE_LIMIT, LabView, Member
+
+
+def guarded(name: str, pid: int, state: str = "running", restarts: int = 0) -> Member:
+    return Member(name, "guarded", "account-service", pid, state, restarts)
+
+
+def test_a_delivery_reported_twice_is_shown_once() -> None:
+    view = LabView()
+    report = status("A", 101, deliveries=[delivery(1, 2, 1, "applied", "01.000")])
+    view.apply_status(report)
+    view.apply_status(report)
+    assert [(e.listener, e.pid, e.seq) for e in view.timeline] == [("A", 101, 1)]
+    # The same per-listener seq from a restarted process is a different delivery.
+    view.apply_status(status("A", 202, deliveries=[delivery(1, 2, 2, "duplicate", "09.000")]))
+    assert [(e.pid, e.delivery_count, e.outcome) for e in view.timeline] == [(101, 1, "applied"), (202, 2, "duplicate")]
+    assert view.timeline_total == 2
+
+
+def test_the_timeline_keeps_the_last_deliveries_only() -> None:
+    view = LabView()
+    for seq in range(1, TIMELINE_LIMIT + 51):
+        view.apply_status(status("A", 101, deliveries=[delivery(seq, 1, 1, "applied", "01.000")]))
+    assert len(view.timeline) == TIMELINE_LIMIT
+    assert view.timeline[0].seq == 51 and view.timeline[-1].seq == TIMELINE_LIMIT + 50
+    assert view.timeline_total == TIMELINE_LIMIT + 50
+
+
+def test_a_listeners_counters_only_go_up_across_restarts() -> None:
+    view = LabView()
+    view.apply_status(status("A", 101, counters={"applied": 5, "redelivered": 3}))
+    view.apply_status(status("A", 101, counters={"applied": 6, "redelivered": 3}))
+    view.apply_status(status("A", 202, counters={"applied": 1, "redelivered": 1}))
+    listener = view.listeners["A"]
+    assert (listener.total("applied"), listener.total("redelivered")) == (7, 4)
+
+
+def test_a_killed_holder_counts_down_to_the_redelivery_then_names_who_took_over() -> None:
+    view = LabView(ack_wait_s=5.0, now=1000.0)
+    view.apply_members([guarded("A", 101), guarded("B", 102)])
+    view.apply_status(status("A", 101, in_flight=[held(3)], in_flight_since=998.0))
+    view.apply_status(status("B", 102))
+    assert view.held_note(view.listeners["A"]) is None  # alive and running: nothing to announce
+
+    view.apply_members([guarded("A", 101, "killed"), guarded("B", 102)])
+    killed = view.listeners["A"]
+    assert killed.state == "killed" and killed.in_flight_count == 1
+    note = view.held_note(killed)
+    assert note is not None and note.due == 3.0 and note.short() == "redelivery in 3.0s"
+
+    view.apply_status(status("B", 102, deliveries=[delivery(1, 3, 2, "applied", "05.000")]))
+    note = view.held_note(killed)
+    assert note is not None and note.short() == "→ B ×2 applied"
+    assert note.long() == "redelivered to B ×2, applied"
+
+
+def test_a_restarted_listener_is_restarting_until_its_new_process_reports() -> None:
+    view = LabView()
+    view.apply_members([guarded("A", 101)])
+    view.apply_status(status("A", 101, in_flight=[held(1)], in_flight_since=1.0))
+    view.apply_members([guarded("A", 303, restarts=1)])
+    listener = view.listeners["A"]
+    assert listener.state == "restarting" and listener.in_flight == []
+    view.apply_status(status("A", 303))
+    assert listener.state == "running"
+
+
+def test_malformed_status_fields_count_as_nothing() -> None:
+    view = LabView()
+    view.apply_status({"name": "X", "pid": "??", "counters": ["applied"], "deliveries": "many", "inFlight": 3})
+    view.apply_status({"name": "X", "pid": 7, "counters": {"applied": "5"}, "deliveries": [{"seq": "1"}, 2]})
+    listener = view.listeners["X"]
+    assert listener.total("applied") == 0 and listener.in_flight == []
+    assert [entry.event for entry in view.timeline] == ["poison ?"]
+
+
+def test_the_lab_view_stays_free_of_textual() -> None:
+    # It lives among the widgets but is plain data: snapshot fakes and these tests build it by hand.
+    code = (
+        "import sys\n"
+        "import dashboard.view\n"
+        "assert not any(m.split('.')[0] == 'textual' for m in sys.modules), 'textual imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
