@@ -28,10 +28,11 @@ from textual.worker import Worker, WorkerState, get_current_worker
 from dashboard.checker import CheckReport
 from dashboard.history import read_history
 from dashboard.lab import ChannelStats, Lab, LabError, nats_reachable, wait_until
-from dashboard.scenarios import slides
+from dashboard.scenarios import SCENARIOS
 from dashboard.screens.help import HelpScreen, help_rows
 from dashboard.screens.history import HistoryScreen
 from dashboard.screens.publish_form import PublishForm, PublishRequest
+from dashboard.screens.scenario_picker import ScenarioPicker
 from dashboard.settings import Settings
 from dashboard.widgets.accounts import AccountsPane
 from dashboard.widgets.caption import CaptionBar
@@ -69,7 +70,7 @@ EXPLANATIONS = {
     "add": "start another guarded listener in account-service",
     "restart_server": "stop and start the embedded NATS server; the stream is kept",
     "burst": f"publish {BURST_SIZE} random deposits and withdrawals for {len(BURST_USERS)} users",
-    "scenario": "the seed's story: Jim's withdrawal overtakes a deposit held by a dying listener",
+    "scenario": "pick a failure scenario (the seed's story first) and run it step by step, one caption per step",
     "history": "every event stored in the stream, filterable by user",
     "help": "this screen",
     "quit": "stop the listeners, the publisher and the server, then leave",
@@ -410,20 +411,21 @@ class NatslabApp(App[int]):
         await lab.restart_server()
         self.post_message(ServerRestarted())
 
-    @work(exclusive=True, group="scenario", exit_on_error=False, name="the slides scenario")
-    async def run_scenario(self) -> None:
+    @work(exclusive=True, group="scenario", exit_on_error=False, name="the scenario")
+    async def run_scenario(self, name: str) -> None:
         lab = self.lab
         assert lab is not None
+        scenario = SCENARIOS[name]
         step = 0
 
         async def say(caption: str) -> None:
             nonlocal step
             step += 1
-            self.post_message(CaptionSaid(f"[{step}] {caption}"))
+            self.post_message(CaptionSaid(f"{name} [{step}] {caption}"))
             await asyncio.sleep(self.caption_read_s)
 
         try:
-            await slides(lab, say)
+            await scenario.run(lab, say, random.Random())
         except Exception:
             await self.restore_speed(lab)  # a failed step may leave listeners slowed down
             raise
@@ -475,7 +477,7 @@ class NatslabApp(App[int]):
         log.info("lab started: NATS at %s, data in %s", message.url, self.settings.data_dir)
         view = self.view
         view.phase, view.url = "running", message.url
-        view.say("Ready. d deposits, w withdraws, x runs the seed's scenario, ? lists every key.")
+        view.say("Ready. d deposits, w withdraws, x runs a scenario, ? lists every key.")
         self.poll_server()
         self.run_checker()
 
@@ -627,22 +629,13 @@ class NatslabApp(App[int]):
         if any(worker.group == "scenario" and worker.is_running for worker in self.workers):
             self.notify("the scenario is already running", severity="warning", timeout=3)
             return
-        taken = [
-            user
-            for user in ("jim", "mary")
-            for channel in self.view.channels.values()
-            if user in channel.stats.per_user
-        ]
-        if taken:
-            self.notify(
-                f"The slides scenario tells the story from {taken[0]}'s first event, and {taken[0]} already has"
-                " events here. Start natslab with a fresh --data-dir to run it.",
-                severity="warning",
-                markup=False,
-                timeout=8,
-            )
-            return
-        self.run_scenario()
+        self.push_screen(
+            ScenarioPicker([(scenario.name, scenario.summary) for scenario in SCENARIOS.values()]), self.scenario_chosen
+        )
+
+    def scenario_chosen(self, name: str | None) -> None:
+        if name is not None and self.ready_lab() is not None:
+            self.run_scenario(name)
 
     def action_history(self) -> None:
         lab = self.ready_lab()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import signal
@@ -286,6 +287,8 @@ async def _check(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Commands that set up no log file must not spill library warnings (nats reconnect noise) on stderr.
+    logging.getLogger().addHandler(logging.NullHandler())
     try:
         settings = settings_from(args)
         if args.command == "server":

@@ -22,11 +22,11 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
 
-from dashboard.checker import CheckReport, run_check
+from dashboard.checker import CheckReport, read_database, run_check
 from dashboard.natsserver import EmbeddedServer
 from dashboard.settings import Settings
 from dashboard.supervisor import Supervisor
-from listeners.accounts import AccountRow, AccountsDB, Mode, accounts_db_name
+from listeners.accounts import AccountRow, Mode, accounts_db_name
 from listeners.groups import GROUPS, QueueGroup, ensure_consumer, group_for_mode
 from listeners.status import STATUS_SUBJECT_PREFIX, control_subject
 from publisher.events import STREAM_NAME, STREAM_SUBJECTS, channel_of_subject
@@ -61,10 +61,11 @@ async def connect_with_retry(url: str, name: str, timeout: float = 10.0, **kwarg
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return await connect(url, name, **kwargs)
+            remaining = max(0.5, deadline - time.monotonic())
+            return await connect(url, name, first_connect_timeout=min(2.0, remaining), **kwargs)
         except Exception as exc:
             if time.monotonic() > deadline:
-                raise LabError(f"cannot connect to NATS at {url}: {exc}") from exc
+                raise LabError(f"cannot reach NATS at {url} (tried for {timeout:g} s)") from exc
             await asyncio.sleep(0.1)
 
 
@@ -280,14 +281,9 @@ class Lab:
         return stats
 
     async def accounts(self, mode: Mode) -> list[AccountRow]:
-        path = self.settings.data_dir / accounts_db_name(mode)
-        if not path.exists():
-            return []
-        db = await AccountsDB.open(path)
-        try:
-            return await db.accounts()
-        finally:
-            await db.close()
+        """The account table, read without writing (it is polled a few times a second)."""
+        state = await read_database(self.settings.data_dir / accounts_db_name(mode))
+        return [AccountRow(user, last, balance) for user, (last, balance) in sorted(state.accounts.items())]
 
     async def check(self) -> CheckReport:
         assert self.nc is not None

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dashboard.checker import format_report
+from dashboard.checker import format_report, read_transactions
 from dashboard.lab import Lab, wait_until
 from dashboard.settings import Settings, UsageError
 from listeners.accounts import AccountRow, Mode
@@ -80,54 +80,90 @@ async def account_is(lab: Lab, mode: Mode, user: str, last_number: int) -> bool:
     return any(row.user_id == user and row.last_number >= last_number for row in await lab.accounts(mode))
 
 
+async def prepare_listeners(lab: Lab) -> None:
+    """Every listener running at normal speed: resume the paused, restart the dead, clear faults."""
+    assert lab.supervisor is not None
+    for entry in list(lab.supervisor.listeners.values()):
+        if entry.alive and entry.state == "paused":
+            lab.supervisor.resume(entry.name)
+        elif not entry.alive:
+            lab.supervisor.restart(entry.name)
+    await wait_listeners_ready(lab)
+    for entry in lab.supervisor.listeners.values():
+        await lab.send_control(entry.name, "normal")
+
+
+async def fresh_user(lab: Lab, base: str) -> str:
+    """`base`, or `base2`, `base3`... : a user with no events yet, so a story starts at #1."""
+    taken: set[str] = set()
+    for channel in (await lab.channel_stats()).values():
+        taken.update(channel.per_user)
+    published, unpublished = await read_transactions(lab.settings.transactions_db)
+    taken.update(event.user_id for event in published + unpublished)
+    for mode in ("guarded", "naive"):
+        taken.update(row.user_id for row in await lab.accounts(mode))  # type: ignore[arg-type]
+    name, suffix = base, 1
+    while name in taken:
+        suffix += 1
+        name = f"{base}{suffix}"
+    return name
+
+
+def _deferred(lab: Lab) -> int:
+    return lab.total_counter("deferred", "guarded")
+
+
 async def slides(lab: Lab, say: Say, rng: random.Random | None = None) -> None:
     """The seed's example: Jim's withdrawal overtakes his second deposit."""
     assert lab.publisher is not None and lab.supervisor is not None
     ack_wait = lab.settings.ack_wait_s
-    await say("Two guarded listeners share the queue group account-service; a naive one reads account-service-naive.")
-    await wait_listeners_ready(lab)
+    await prepare_listeners(lab)
+    jim, mary = await fresh_user(lab, "jim"), await fresh_user(lab, "mary")
+    Jim, Mary = jim.capitalize(), mary.capitalize()
+    guarded, naive = ", ".join(_alive(lab, "guarded")), ", ".join(_alive(lab, "naive"))
+    await say(f"Guarded listeners {guarded} share the queue group account-service; naive {naive} reads account-service-naive.")
 
-    await say("Publisher: Mary deposits $40 (Mary #1), Jim deposits $70 (Jim #1).")
-    await lab.publisher.record("deposit", "mary", 4000)
-    await lab.publisher.record("deposit", "jim", 7000)
+    await say(f"Publisher: {Mary} deposits $40 ({Mary} #1), {Jim} deposits $70 ({Jim} #1).")
+    await lab.publisher.record("deposit", mary, 4000)
+    await lab.publisher.record("deposit", jim, 7000)
     for mode in ("guarded", "naive"):
-        await wait_until(lambda m=mode: account_is(lab, m, "jim", 1), 20, f"Jim #1 in the {mode} database")
-        await wait_until(lambda m=mode: account_is(lab, m, "mary", 1), 20, f"Mary #1 in the {mode} database")
+        await wait_until(lambda m=mode: account_is(lab, m, jim, 1), 20, f"{Jim} #1 in the {mode} database")
+        await wait_until(lambda m=mode: account_is(lab, m, mary, 1), 20, f"{Mary} #1 in the {mode} database")
 
-    await say("Every listener slows down, so whoever takes Jim's next deposit sits on it.")
+    await say(f"Every listener slows down, so whoever takes {Jim}'s next deposit sits on it.")
     for name in _alive(lab, "guarded") + _alive(lab, "naive"):
         await lab.send_control(name, f"slow {HOLD_MS}")
-    await lab.publisher.record("deposit", "jim", 4000)
-    await wait_until(lambda: holder_of(lab, "guarded", "jim", 2) is not None, 20, "a guarded listener to take Jim #2")
-    await wait_until(lambda: holder_of(lab, "naive", "jim", 2) is not None, 20, "the naive listener to take Jim #2")
-    slow_guarded = holder_of(lab, "guarded", "jim", 2)
-    slow_naive = holder_of(lab, "naive", "jim", 2)
+    await lab.publisher.record("deposit", jim, 4000)
+    await wait_until(lambda: holder_of(lab, "guarded", jim, 2) is not None, 20, f"a guarded listener to take {Jim} #2")
+    await wait_until(lambda: holder_of(lab, "naive", jim, 2) is not None, 20, f"the naive listener to take {Jim} #2")
+    slow_guarded = holder_of(lab, "guarded", jim, 2)
+    slow_naive = holder_of(lab, "naive", jim, 2)
     assert slow_guarded is not None and slow_naive is not None
 
-    await say(f"Listener {slow_guarded} holds Jim's +$40 (#2) and dies before acknowledging it (SIGKILL); so does {slow_naive}.")
+    await say(f"Listener {slow_guarded} holds {Jim}'s +$40 (#2) and dies before acknowledging it (SIGKILL); so does {slow_naive}.")
+    # From the kill on, #2 comes back after one ack wait; #3 must reach the survivors before that.
     lab.supervisor.kill(slow_guarded)
     lab.supervisor.kill(slow_naive)
-    for name in _alive(lab, "guarded"):
+    for name in _alive(lab, "guarded") + _alive(lab, "naive"):
         await lab.send_control(name, "normal")
+    deferred_before = _deferred(lab)
+    await say(f"{Jim} withdraws $100 ({Jim} #3). It reaches the survivors before the deposit it depends on.")
+    await lab.publisher.record("withdraw", jim, 10000)
     lab.supervisor.restart(slow_naive)
-    await wait_listeners_ready(lab)
-
-    await say("Jim withdraws $100 (Jim #3). It reaches the survivors before the deposit it depends on.")
-    await lab.publisher.record("withdraw", "jim", 10000)
-
-    def guarded_deferred() -> bool:
-        return any((lab.statuses.get(n) or {}).get("counters", {}).get("deferred", 0) > 0 for n in _alive(lab, "guarded"))
-
-    await wait_until(guarded_deferred, 20, "a guarded listener to defer Jim #3")
-    await wait_until(lambda: account_is(lab, "naive", "jim", 3), 20, "the naive listener to process Jim #3")
+    await wait_until(lambda: _deferred(lab) > deferred_before, 20, f"a guarded listener to defer {Jim} #3")
+    await wait_until(lambda: account_is(lab, "naive", jim, 3), 20, f"the naive listener to process {Jim} #3")
     await say("Guarded: #3 is early (last processed is 1), so it is not acknowledged and comes back later.")
-    await say("Naive: #3 is applied as it arrives; $100 is more than Jim's $70, so the withdrawal is rejected.")
+    await say(f"Naive: #3 is applied as it arrives; $100 is more than {Jim}'s $70, so the withdrawal is rejected.")
 
     await say(f"After the ack wait ({ack_wait:g} s) NATS redelivers #2; the guard applies #2, then #3.")
     await lab.wait_drained(timeout=ack_wait * 4 + 30)
     lab.supervisor.restart(slow_guarded)
     await wait_listeners_ready(lab)
-    await say("Drained: every event is processed. Guarded Jim ends at $10; naive Jim kept the $100.")
+    ends = {mode: dict((r.user_id, r.balance_cents) for r in await lab.accounts(mode)).get(jim, 0) for mode in ("guarded", "naive")}  # type: ignore[arg-type]
+    await say(
+        f"Drained: every event is processed. Guarded {Jim} ends at {format_cents(ends['guarded'])};"
+        f" naive {Jim} ends at {format_cents(ends['naive'])}."
+    )
 
 
 # -- the failure library ---------------------------------------------------------------------------
@@ -158,34 +194,40 @@ async def release(lab: Lab, names: list[str]) -> None:
 
 async def kill_in_flight(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.publisher is not None and lab.supervisor is not None
-    await wait_listeners_ready(lab)
-    await say("Kim deposits $10 (#1); every guarded listener slows down so the one that takes it holds it.")
-    await lab.publisher.record("deposit", "kim", 1000)
-    holder = await hold_one(lab, "guarded", "kim", 1)
-    await say(f"Listener {holder} holds Kim #1 unacknowledged. SIGKILL.")
+    await prepare_listeners(lab)
+    kim = await fresh_user(lab, "kim")
+    Kim = kim.capitalize()
+    await say(f"{Kim} deposits $10 (#1); every guarded listener slows down so the one that takes it holds it.")
+    await lab.publisher.record("deposit", kim, 1000)
+    holder = await hold_one(lab, "guarded", kim, 1)
+    await say(f"Listener {holder} holds {Kim} #1 unacknowledged. SIGKILL.")
     lab.supervisor.kill(holder)
     await release(lab, _alive(lab, "guarded"))
-    await say(f"Kim's next events arrive meanwhile; they are early until #1 comes back after the ack wait ({lab.settings.ack_wait_s:g} s).")
-    await publish_mix(lab, rng, 5, ["kim"])
+    await say(f"{Kim}'s next events arrive meanwhile; they are early until #1 comes back after the ack wait ({lab.settings.ack_wait_s:g} s).")
+    redelivered_before = lab.total_counter("redelivered", "guarded")
+    await publish_mix(lab, rng, 5, [kim])
     await lab.wait_drained(timeout=lab.settings.ack_wait_s * 4 + 30, modes=("guarded",))
-    await say(f"The survivors applied Kim #1 after its redelivery; deliveries that were redeliveries: {lab.total_counter('redelivered', 'guarded')}.")
+    redeliveries = lab.total_counter("redelivered", "guarded") - redelivered_before
+    await say(f"The survivors applied {Kim} #1 after its redelivery ({redeliveries} redeliveries, early events included).")
     lab.supervisor.restart(holder)
 
 
 async def zombie(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.publisher is not None and lab.supervisor is not None
-    await wait_listeners_ready(lab)
-    await say("Zoe deposits $25 (#1); the guarded listener that takes it holds it.")
-    await lab.publisher.record("deposit", "zoe", 2500)
-    holder = await hold_one(lab, "guarded", "zoe", 1)
+    await prepare_listeners(lab)
+    zoe = await fresh_user(lab, "zoe")
+    Zoe = zoe.capitalize()
+    await say(f"{Zoe} deposits $25 (#1); the guarded listener that takes it holds it.")
+    await lab.publisher.record("deposit", zoe, 2500)
+    holder = await hold_one(lab, "guarded", zoe, 1)
     others = [name for name in _alive(lab, "guarded") if name != holder]
     await release(lab, others)
-    await say(f"Listener {holder} is paused (SIGSTOP) holding Zoe #1, longer than the ack wait.")
+    await say(f"Listener {holder} is paused (SIGSTOP) holding {Zoe} #1, longer than the ack wait.")
     lab.supervisor.pause(holder)
-    await wait_until(lambda: account_is(lab, "guarded", "zoe", 1), lab.settings.ack_wait_s * 4 + 20, "the redelivery of Zoe #1")
-    await say(f"NATS redelivered Zoe #1 to {', '.join(others)}, which applied it.")
+    await wait_until(lambda: account_is(lab, "guarded", zoe, 1), lab.settings.ack_wait_s * 4 + 20, f"the redelivery of {Zoe} #1")
+    await say(f"NATS redelivered {Zoe} #1 to {', '.join(others)}, which applied it.")
     before = _counter(lab, holder, "duplicates")
-    await say(f"{holder} wakes up (SIGCONT) still holding its stale copy of Zoe #1.")
+    await say(f"{holder} wakes up (SIGCONT) still holding its stale copy of {Zoe} #1.")
     lab.supervisor.resume(holder)
     await lab.send_control(holder, "normal")
     await wait_until(lambda: _counter(lab, holder, "duplicates") > before, 20, f"{holder} to process its stale event")
@@ -199,12 +241,15 @@ def _counter(lab: Lab, name: str, key: str) -> int:
 
 async def crash_after_commit(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.publisher is not None and lab.supervisor is not None
-    await wait_listeners_ready(lab)
+    await prepare_listeners(lab)
+    carl = await fresh_user(lab, "carl")
+    Carl = carl.capitalize()
+    duplicates_before = lab.total_counter("duplicates", "guarded")
     await say("Every listener is told to crash right after its next commit, before it acknowledges.")
     for name in _alive(lab, "guarded") + _alive(lab, "naive"):
         await lab.send_control(name, "crash-after-commit")
-    await say("Carl deposits $50 (#1).")
-    await lab.publisher.record("deposit", "carl", 5000)
+    await say(f"{Carl} deposits $50 (#1).")
+    await lab.publisher.record("deposit", carl, 5000)
 
     def crashed(mode: Mode) -> list[str]:
         lab.supervisor.poll()  # type: ignore[union-attr]
@@ -212,36 +257,41 @@ async def crash_after_commit(lab: Lab, say: Say, rng: random.Random) -> None:
 
     await wait_until(lambda: crashed("guarded") and crashed("naive"), 20, "the armed listeners to crash")
     victims = crashed("guarded") + crashed("naive")
-    await say(f"{', '.join(victims)} committed Carl #1 and died before the ack. Restarting them.")
+    await say(f"{', '.join(victims)} committed {Carl} #1 and died before the ack. Restarting them.")
     for name in victims:
         lab.supervisor.restart(name)
     for name in _alive(lab, "guarded") + _alive(lab, "naive"):
         if name not in victims:
             await lab.send_control(name, "normal")
     await lab.wait_drained(timeout=lab.settings.ack_wait_s * 4 + 30)
-    await wait_until(lambda: lab.total_counter("duplicates", "guarded") >= 1, 10, "the guarded duplicate to be reported")
+    await wait_until(
+        lambda: lab.total_counter("duplicates", "guarded") > duplicates_before, 10, "the guarded duplicate to be reported"
+    )
     await say(
-        f"After the ack wait Carl #1 came back: the guarded group acked it as a duplicate"
-        f" ({lab.total_counter('duplicates', 'guarded')} duplicate), the naive group deposited it again."
+        f"After the ack wait {Carl} #1 came back: the guarded group acked it as a duplicate,"
+        " the naive group deposited it a second time."
     )
 
 
 async def out_of_order(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.nc is not None
-    await wait_listeners_ready(lab)
-    events = [AccountEvent.new("deposit" if n % 3 else "withdraw", "olga", 1000 * n, n) for n in range(1, 13)]
+    await prepare_listeners(lab)
+    olga = await fresh_user(lab, "olga")
+    deferred_before = _deferred(lab)
+    events = [AccountEvent.new("deposit" if n % 3 else "withdraw", olga, 1000 * n, n) for n in range(1, 13)]
     rng.shuffle(events)
-    await say("Olga's events #1..#12 are published straight to the subjects in shuffled order: " + " ".join(f"#{e.number}" for e in events))
+    order = " ".join(f"#{e.number}" for e in events)
+    await say(f"{olga.capitalize()}'s events #1..#12 are published straight to the subjects in shuffled order: {order}")
     js = lab.nc.jetstream()
     for event in events:
         await js.publish(event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id})
     await lab.wait_drained(timeout=60)
-    await say(f"The guard deferred early ones {lab.total_counter('deferred', 'guarded')} times and applied #1..#12 in order.")
+    await say(f"The guard deferred early ones {_deferred(lab) - deferred_before} times and applied #1..#12 in order.")
 
 
 async def server_restart(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.publisher is not None
-    await wait_listeners_ready(lab)
+    await prepare_listeners(lab)
     users = ["sam", "sue", "sid"]
     await say("150 transactions flow for Sam, Sue and Sid.")
     await publish_mix(lab, rng, 150, users)
@@ -254,41 +304,55 @@ async def server_restart(lab: Lab, say: Say, rng: random.Random) -> None:
 
 
 async def publisher_crash(lab: Lab, say: Say, rng: random.Random) -> None:
-    await wait_listeners_ready(lab)
+    await prepare_listeners(lab)
+    pat = await fresh_user(lab, "pat")
+    Pat = pat.capitalize()
     base = [sys.executable, "-m", "dashboard.cli", "publish", "--data-dir", str(lab.settings.data_dir), "--nats-url", lab.url]
-    await say("A publisher process writes Pat's deposit of $30 (#1) to its transactions database and dies before publishing.")
-    _run_publisher(base + ["deposit", "pat", "30", "--crash", "before-publish"])
-    await say("Another writes Pat's deposit of $20 (#2), gets the PubAck, and dies before marking it published.")
-    _run_publisher(base + ["deposit", "pat", "20", "--crash", "after-publish"])
+    await say(f"A publisher process writes {Pat}'s deposit of $30 (#1) to its transactions database and dies before publishing.")
+    await _run_publisher(base + ["deposit", pat, "30", "--crash", "before-publish"])
+    await say(f"Another writes {Pat}'s deposit of $20 (#2), gets the PubAck, and dies before marking it published.")
+    await _run_publisher(base + ["deposit", pat, "20", "--crash", "after-publish"])
     await say("The lab's outbox relay finds both rows and sends them; the stream drops the resend of #2 (same Nats-Msg-Id).")
     await lab.wait_drained(timeout=30)
-    info = await lab.stream_info()
-    await say(f"The stream holds {info.state.messages} events for Pat: each transaction once.")
+    stored = sum(channel.per_user.get(pat, 0) for channel in (await lab.channel_stats()).values())
+    await say(f"The stream holds {stored} events for {Pat}: each transaction once.")
 
 
-def _run_publisher(command: list[str]) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    if result.returncode != CRASH_EXIT_CODE:
-        raise RuntimeError(f"publisher did not crash as asked ({result.returncode}): {result.stderr.strip()}")
+async def _run_publisher(command: list[str]) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise RuntimeError("the publisher process did not finish within 60 s") from None
+    if process.returncode != CRASH_EXIT_CODE:
+        raise RuntimeError(f"publisher did not crash as asked ({process.returncode}): {stderr.decode().strip()}")
 
 
 async def poison(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.nc is not None
-    await wait_listeners_ready(lab)
-    good = [AccountEvent.new("deposit", "pia", 500 * n, n) for n in (1, 2, 3)]
+    await prepare_listeners(lab)
+    pia = await fresh_user(lab, "pia")
+    Pia = pia.capitalize()
+    poison_before = lab.total_counter("poison", "guarded")
+    good = [AccountEvent.new("deposit", pia, 500 * n, n) for n in (1, 2, 3)]
     template = good[0].to_dict()
+    subject = good[0].subject
     bad = [
-        ("not UTF-8", "account.deposit.pia", b"\xff\xfe\x00"),
-        ("not JSON", "account.deposit.pia", b"{deposit: 5"),
-        ("missing number", "account.deposit.pia", json.dumps({k: v for k, v in template.items() if k != "number"}).encode()),
-        ("amount as text", "account.deposit.pia", json.dumps({**template, "amountCents": "500"}).encode()),
-        ("negative amount", "account.deposit.pia", json.dumps({**template, "amountCents": -500}).encode()),
-        ("unknown type", "account.deposit.pia", json.dumps({**template, "type": "account:steal"}).encode()),
+        ("not UTF-8", subject, b"\xff\xfe\x00"),
+        ("not JSON", subject, b"{deposit: 5"),
+        ("missing number", subject, json.dumps({k: v for k, v in template.items() if k != "number"}).encode()),
+        ("amount as text", subject, json.dumps({**template, "amountCents": "500"}).encode()),
+        ("negative amount", subject, json.dumps({**template, "amountCents": -500}).encode()),
+        ("unknown type", subject, json.dumps({**template, "type": "account:steal"}).encode()),
         ("user differs from subject", "account.deposit.mallory", json.dumps(template).encode()),
-        ("markup in user id", "account.deposit.pia", json.dumps({**template, "userId": "[b]pia[/b]"}).encode()),
-        ("oversized", "account.deposit.pia", json.dumps({**template, "id": "x" * 8000}).encode()),
+        ("markup in user id", subject, json.dumps({**template, "userId": f"[b]{pia}[/b]"}).encode()),
+        ("oversized", subject, json.dumps({**template, "id": "x" * 8000}).encode()),
     ]
-    await say(f"{len(bad)} malformed events ({', '.join(kind for kind, _, _ in bad)}) among Pia's 3 good ones.")
+    await say(f"{len(bad)} malformed events ({', '.join(kind for kind, _, _ in bad)}) among {Pia}'s 3 good ones.")
     js = lab.nc.jetstream()
     mixed: list[tuple[str, bytes]] = [(subject, payload) for _, subject, payload in bad]
     for index, event in enumerate(good):
@@ -296,7 +360,8 @@ async def poison(lab: Lab, say: Say, rng: random.Random) -> None:
     for subject, payload in mixed:
         await js.publish(subject, payload)
     await lab.wait_drained(timeout=30)
-    await say(f"Every malformed event was terminated and recorded as poison ({lab.total_counter('poison', 'guarded')}); Pia's deposits were applied.")
+    recorded = lab.total_counter("poison", "guarded") - poison_before
+    await say(f"Every malformed event was terminated and recorded as poison ({recorded}); {Pia}'s deposits were applied.")
 
 
 WORK_MS = 10
@@ -304,26 +369,41 @@ WORK_MS = 10
 
 async def one_copy(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.supervisor is not None
-    await wait_listeners_ready(lab)
-    users = [f"u{i}" for i in range(10)]
+    supervisor = lab.supervisor
+    await prepare_listeners(lab)
+    if not _alive(lab, "guarded"):
+        supervisor.spawn("guarded")
+        await wait_listeners_ready(lab)
+    first, *others = _alive(lab, "guarded")
+    for name in others:
+        supervisor.kill(name)
+    users = [await fresh_user(lab, f"u{i}") for i in range(10)]
     await say(f"Each event now costs {WORK_MS} ms of work (a slow downstream call), as in a real service.")
-    await say("Phase 1: one copy of the Account Service (listener A alone) works off a backlog of 300 events.")
+    await say(f"Phase 1: one copy of the Account Service (listener {first} alone) works off a backlog of 300 events.")
     rate_one = await _timed_backlog(lab, rng, 300, users)
     await say(f"One copy: {rate_one:,.0f} events/s.")
-    lab.supervisor.spawn("guarded")
-    lab.supervisor.spawn("guarded")
+    for name in others:
+        supervisor.restart(name)
+    while len(_alive(lab, "guarded")) < 3:
+        supervisor.spawn("guarded")
     await wait_listeners_ready(lab)
-    await say("Phase 2: a group of three copies works off the next 300.")
+    copies = len(_alive(lab, "guarded"))
+    await say(f"Phase 2: a group of {copies} copies works off the next 300.")
     rate_group = await _timed_backlog(lab, rng, 300, users)
-    await say(f"Group of three: {rate_group:,.0f} events/s ({rate_group / rate_one:.1f}x), and every balance still right.")
+    await say(f"Group of {copies}: {rate_group:,.0f} events/s ({rate_group / rate_one:.1f}x), and every balance still right.")
     await say("Phase 3: every copy dies (SIGKILL); with one copy that is the whole service: nothing is processed.")
-    for name in _alive(lab, "guarded"):
-        lab.supervisor.kill(name)
+    group = _alive(lab, "guarded")
+    for name in group:
+        supervisor.kill(name)
     await publish_mix(lab, rng, 50, users)
     await wait_until(lambda: _pending(lab, 50), 20, "50 events to pile up")
-    await say("50 events wait in the stream with no listener; restarting A drains them.")
-    lab.supervisor.restart("A")
-    await lab.wait_drained(timeout=60)
+    await say(f"50 events wait in the stream with no listener; restarting {first} drains them.")
+    supervisor.restart(first)
+    await lab.wait_drained(timeout=60, modes=("guarded",))
+    for name in group:
+        if not supervisor.get(name).alive:
+            supervisor.restart(name)
+    await prepare_listeners(lab)
 
 
 async def _pending(lab: Lab, count: int) -> bool:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
 from listeners.accounts import AccountsDB, Delivery, Mode, Outcome, accounts_db_name
@@ -144,12 +145,10 @@ class AccountListener:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
                 pass
         self._db = await AccountsDB.open(self.config.db_path)
-        self._nc = await connect(
-            self.config.nats_url,
-            f"natslab-listener-{self.config.name}",
-            on_disconnect=self._on_disconnect,
-            on_reconnect=self._on_reconnect,
-        )
+        self._nc = await self._connect()
+        if self._nc is None:  # stopped before the server ever answered
+            await self._db.close()
+            return
         self.connected = True
         status_task = asyncio.create_task(self._status_loop(), name="status")
         try:
@@ -167,6 +166,22 @@ class AccountListener:
             await self._nc.close()
             log.info("listener %s stopped", self.config.name)
             await self._db.close()
+
+    async def _connect(self) -> NATS | None:
+        """Connect, retrying while the server is down (it may be restarting as we start)."""
+        while not self._stop.is_set():
+            try:
+                return await connect(
+                    self.config.nats_url,
+                    f"natslab-listener-{self.config.name}",
+                    on_disconnect=self._on_disconnect,
+                    on_reconnect=self._on_reconnect,
+                )
+            except (ConnectionError, OSError, NatsError) as exc:
+                log.warning("cannot connect yet: %r", exc)
+                self.state = "disconnected"
+                await self._sleep(0.5)
+        return None
 
     async def _on_disconnect(self) -> None:
         self.connected = False
@@ -234,7 +249,7 @@ class AccountListener:
         self.in_flight_since = time.time()
         self._status_wake.set()
         if self.fault.slow_ms:
-            await self._slow_down(len(deliveries))
+            await self._slow_down(msgs)
         crash = self.fault.crash
         before_commit = self._crash_now if crash == "before-commit" else None
         try:
@@ -275,12 +290,21 @@ class AccountListener:
         except Exception as exc:  # a lost ack means a redelivery, which the guard turns into a duplicate
             log.warning("ack failed: %r", exc)
 
-    async def _slow_down(self, count: int) -> None:
+    async def _slow_down(self, msgs: list[Msg]) -> None:
+        """Work slowly on `msgs`, telling the server we are still on them (`in_progress`) every half
+        ack wait, as a slow but live worker does: only a dead or frozen listener's events come back."""
         self.fault.slow_changed.clear()
-        try:
-            await asyncio.wait_for(self.fault.slow_changed.wait(), timeout=self.fault.slow_ms * count / 1000)
-        except asyncio.TimeoutError:
-            pass
+        deadline = time.monotonic() + self.fault.slow_ms * len(msgs) / 1000
+        heartbeat = max(0.05, self.config.ack_wait_s / 2)
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                await asyncio.wait_for(self.fault.slow_changed.wait(), timeout=min(remaining, heartbeat))
+                return
+            except asyncio.TimeoutError:
+                pass
+            if deadline - time.monotonic() > 0:
+                for msg in msgs:
+                    await self._settle(msg.in_progress())
 
     def _crash_now(self) -> None:
         log.warning("injected crash (%s)", self.fault.crash)

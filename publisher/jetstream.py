@@ -6,6 +6,7 @@ history the lab shows). Declaring it is idempotent so every process can call `en
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -51,9 +52,13 @@ async def connect(
     on_disconnect: Callable[[], Awaitable[None]] | None = None,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     connect_timeout: float = 2.0,
-    allow_reconnect_at_start: bool = False,
+    first_connect_timeout: float = 5.0,
 ) -> NATS:
-    """Connect with endless reconnects: a restarted server must never end a lab process."""
+    """Connect with endless reconnects: a restarted server must never end a lab process.
+
+    Endless reconnects also make nats-py retry a first connect forever, so the first connect is
+    bounded: an unreachable server is reported as a ConnectionError instead of a hang.
+    """
 
     async def error_cb(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -72,6 +77,7 @@ async def connect(
         options["disconnected_cb"] = on_disconnect
     if on_reconnect is not None:
         options["reconnected_cb"] = on_reconnect
-    if allow_reconnect_at_start:
-        options["allow_reconnect"] = True
-    return await nats.connect(**options)
+    try:
+        return await asyncio.wait_for(nats.connect(**options), timeout=first_connect_timeout)
+    except asyncio.TimeoutError:
+        raise ConnectionError(f"no answer from NATS at {url} within {first_connect_timeout:.1f} s") from None

@@ -331,3 +331,23 @@ async def test_a_failing_history_read_is_reported_to_the_user(settings: Settings
         app.push_screen(HistoryScreen(load))
         await wait_for(pilot, lambda: any("the stream is gone" in note for note in notes), 5, "the notification")
         assert notes == ["reading the event history failed: the stream is gone"]
+
+
+async def test_x_picks_a_scenario_and_runs_it_with_captions(settings: Settings) -> None:
+    from dashboard.screens.scenario_picker import ScenarioPicker
+
+    settings.naive = 1
+    app = NatslabApp(settings)
+    app.caption_read_s = 0.0
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ScenarioPicker), 5, "the scenario picker")
+        names = [option.id for option in app.screen.query_one("#scenarios").options]  # type: ignore[attr-defined]
+        assert names[0] == "slides" and "poison" in names and len(names) >= 10
+        await pilot.press(*["down"] * names.index("poison"), "enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, ScenarioPicker), 5, "the picker to close")
+        await wait_for(pilot, lambda: "poison [2]" in app.view.caption, 60, "the poison scenario's last caption")
+        assert "recorded as poison (9)" in app.view.caption
+        await wait_for(pilot, lambda: account(app, "guarded", "pia") == (3, 3000), 10, "Pia's good deposits")
+        await quit_app(pilot, app)

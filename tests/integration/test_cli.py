@@ -79,7 +79,7 @@ async def test_two_publisher_processes_get_distinct_consecutive_numbers(nats_ser
 
 
 def test_scenario_slides_ends_with_the_seeds_balances() -> None:
-    result = natslab("scenario", "slides", "--ack-wait", "2", "--json", timeout=150)
+    result = natslab("scenario", "slides", "--ack-wait", "3", "--json", timeout=150)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     guarded = {row["name"]: (row["lastNumber"], row["balanceCents"]) for row in data["guarded"]}
