@@ -39,6 +39,11 @@ DeferMode = Literal["nak", "ack-wait"]
 CRASH_EXIT_CODE = 70
 MAX_STATUS_DELIVERIES = 200
 MAX_STATUS_IN_FLIGHT = 25
+# An early event is re-checked every HOLD_RECHECK_S for up to HOLD_LIMIT_S (a quarter of the ack wait
+# at most) before it is nak-ed; MAX_HELD bounds the memory a long gap can take.
+HOLD_RECHECK_S = 0.05
+HOLD_LIMIT_S = 0.5
+MAX_HELD = 2000
 
 
 @dataclass(slots=True)
@@ -104,6 +109,13 @@ def describe_delivery(delivery: Delivery) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
+class _Held:
+    msg: Msg
+    delivery: Delivery
+    since: float
+
+
+@dataclass(slots=True)
 class _Fault:
     crash: str | None = None  # "after-commit" or "before-commit"
     slow_ms: int = 0
@@ -129,6 +141,9 @@ class AccountListener:
         self._status_wake = asyncio.Event()
         self._nc: NATS | None = None
         self._db: AccountsDB | None = None
+        # Early events kept unacknowledged for a moment and re-checked, by stream sequence.
+        self._held: dict[int, _Held] = {}
+        self.hold_limit_s = min(HOLD_LIMIT_S, config.ack_wait_s / 4)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -154,6 +169,7 @@ class AccountListener:
         try:
             await self._nc.subscribe(control_subject(self.config.name), cb=self._on_control)
             await self._consume()
+            await self._release_held()
         finally:
             self.state = "stopped"
             status_task.cancel()
@@ -212,8 +228,12 @@ class AccountListener:
                     self._status_wake.set()
                 # When slowed, take one event at a time so the delay is per event, as a person expects.
                 batch = 1 if self.fault.slow_ms else self.config.batch
-                msgs = await sub.fetch(batch, timeout=self.config.fetch_timeout_s)
+                # Holding early events, come back soon to see whether their predecessors arrived.
+                timeout = HOLD_RECHECK_S if self._held else self.config.fetch_timeout_s
+                msgs = await sub.fetch(batch, timeout=timeout)
             except asyncio.TimeoutError:
+                if self._held:
+                    await self._handle([])
                 continue
             except NotFoundError:
                 log.warning("stream or consumer missing; declaring them again")
@@ -242,14 +262,21 @@ class AccountListener:
         except asyncio.TimeoutError:
             pass
 
-    async def _handle(self, msgs: list[Msg]) -> None:
+    async def _handle(self, fetched: list[Msg]) -> None:
+        """Process fetched messages together with the early ones still held from earlier batches."""
         assert self._db is not None
-        deliveries = [delivery_from_msg(msg) for msg in msgs]
+        held = list(self._held.values())
+        self._held.clear()
+        msgs = [entry.msg for entry in held] + fetched
+        new = [delivery_from_msg(msg) for msg in fetched]
+        deliveries = [entry.delivery for entry in held] + new
+        held_since = [entry.since for entry in held] + [time.monotonic()] * len(new)
         self.in_flight = deliveries
-        self.in_flight_since = time.time()
-        self._status_wake.set()
-        if self.fault.slow_ms:
-            await self._slow_down(msgs)
+        if new:
+            self.in_flight_since = time.time()
+            self._status_wake.set()
+        if self.fault.slow_ms and fetched:
+            await self._slow_down(fetched)
         crash = self.fault.crash
         before_commit = self._crash_now if crash == "before-commit" else None
         try:
@@ -265,12 +292,40 @@ class AccountListener:
             return
         if crash == "after-commit":
             self._crash_now()
-        for msg, outcome in zip(msgs, outcomes):
+        settled: list[Outcome] = []
+        now = time.monotonic()
+        for index, (msg, outcome, since) in enumerate(zip(msgs, outcomes, held_since)):
+            first_look = index >= len(held)
+            if outcome.kind == "deferred" and self._may_hold(now - since):
+                self._held[outcome.delivery.stream_seq] = _Held(msg, outcome.delivery, since)
+                if first_look:
+                    settled.append(outcome)  # counted and shown once, when it was found early
+                continue
             await self._settle(self._acknowledge(msg, outcome))
-        self._record(outcomes)
-        self.in_flight = []
-        self.in_flight_since = None
-        self._status_wake.set()
+            if first_look or outcome.kind != "deferred":
+                settled.append(outcome)
+        self._record(settled)
+        self.in_flight = [entry.delivery for entry in self._held.values()]
+        if not self._held:
+            self.in_flight_since = None
+        if settled:
+            self._status_wake.set()
+
+    async def _release_held(self) -> None:
+        """Hand held early events back to the server now, so a draining listener delays nothing."""
+        held, self._held = list(self._held.values()), {}
+        for entry in held:
+            await self._settle(entry.msg.nak())
+
+    def _may_hold(self, held_for: float) -> bool:
+        """Keep an early event a little while (its predecessor is often a few ms behind) before
+        handing it back to the server; only with nak deferral, since ack-wait mode is the seed's way."""
+        return (
+            self.config.defer == "nak"
+            and held_for < self.hold_limit_s
+            and len(self._held) < MAX_HELD
+            and not self._stop.is_set()
+        )
 
     def _acknowledge(self, msg: Msg, outcome: Outcome):
         if outcome.kind == "poison":
