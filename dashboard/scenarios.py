@@ -360,6 +360,10 @@ async def poison(lab: Lab, say: Say, rng: random.Random) -> None:
     for subject, payload in mixed:
         await js.publish(subject, payload)
     await lab.wait_drained(timeout=30)
+    # Acknowledged is not yet reported: wait for the listeners' status to count them.
+    await wait_until(
+        lambda: lab.total_counter("poison", "guarded") - poison_before >= len(bad), 10, "the poison to be reported"
+    )
     recorded = lab.total_counter("poison", "guarded") - poison_before
     await say(f"Every malformed event was terminated and recorded as poison ({recorded}); {Pia}'s deposits were applied.")
 

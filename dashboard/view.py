@@ -37,7 +37,9 @@ def as_int(value: object) -> int:
 def describe_event(data: dict[str, Any]) -> str:
     """`jim #3 withdraw $100` from a delivery in a status message; poison shows its subject."""
     if data.get("userId") is None:
-        return f"poison {data.get('subject', '?')}"
+        # `account.deposit.eve` -> `poison deposit.eve`: the prefix is the same for every event.
+        subject = str(data.get("subject", "?"))
+        return f"poison {subject.removeprefix('account.')}"
     kind = str(data.get("type", "?")).split(":")[-1]
     return f"{data['userId']} #{as_int(data.get('number'))} {kind} {format_cents(as_int(data.get('amountCents')))}"
 

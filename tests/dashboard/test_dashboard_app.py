@@ -351,3 +351,31 @@ async def test_x_picks_a_scenario_and_runs_it_with_captions(settings: Settings) 
         assert "recorded as poison (9)" in app.view.caption
         await wait_for(pilot, lambda: account(app, "guarded", "pia") == (3, 3000), 10, "Pia's good deposits")
         await quit_app(pilot, app)
+
+
+async def test_poison_with_markup_is_shown_literally(settings: Settings) -> None:
+    import json
+
+    from dashboard.widgets.timeline import DeliveryLines
+
+    settings.naive = 0
+    app = NatslabApp(settings)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        assert app.lab is not None and app.lab.nc is not None
+        js = app.lab.nc.jetstream()
+        payload = {"id": "p1", "type": "account:deposit", "userId": "[red]eve[/red]", "amountCents": 1, "number": 1}
+        await js.publish("account.deposit.[b]x[/b]", json.dumps({**payload, "createdAt": "x"}).encode())
+        await js.publish("account.withdraw.[link=y]", b"\xff not utf-8")
+        await wait_for(
+            pilot, lambda: sum(e.outcome == "poison" for e in app.view.timeline) == 2, 20, "two poison deliveries"
+        )
+        lines = app.query_one(DeliveryLines)
+
+        def shown() -> str:
+            return "\n".join(lines.render_line(y).text for y in range(lines.size.height))
+
+        await wait_for(pilot, lambda: "poison" in shown(), 5, "the timeline to draw the poison")
+        assert "poison deposit.[b]x[/b]" in shown()
+        assert "poison withdraw.[link=y]" in shown()
+        await quit_app(pilot, app)
