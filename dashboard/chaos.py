@@ -23,7 +23,7 @@ from dashboard.checker import format_report
 from dashboard.lab import Lab, wait_until
 from dashboard.scenarios import wait_listeners_ready
 from dashboard.settings import Settings, UsageError
-from listeners.cli import setup_file_logging
+from listeners.cli import seconds, setup_file_logging, whole_number
 
 
 @dataclass(slots=True)
@@ -166,28 +166,21 @@ async def run_chaos(config: ChaosConfig, settings: Settings, progress=None) -> C
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    def count(text: str) -> int:
-        if not text.isdigit():
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-        return int(text)
-
     defaults = ChaosConfig()
-    parser.add_argument("--events", type=count, default=defaults.events, help=f"events to publish (default {defaults.events})")
-    parser.add_argument("--users", type=count, default=defaults.users, help=f"users (default {defaults.users})")
-    parser.add_argument("--kills", type=count, default=defaults.kills, help="listener SIGKILLs, each followed by a restart")
-    parser.add_argument("--pauses", type=count, default=defaults.pauses, help="listener SIGSTOPs past the ack wait")
-    parser.add_argument("--server-restarts", type=count, default=defaults.server_restarts, help="nats-server restarts")
-    parser.add_argument("--listeners", type=count, default=defaults.listeners, help="guarded listeners")
+    parser.add_argument("--events", type=whole_number, default=defaults.events, help=f"events to publish (default {defaults.events})")
+    parser.add_argument("--users", type=whole_number, default=defaults.users, help=f"users (default {defaults.users})")
+    parser.add_argument("--kills", type=whole_number, default=defaults.kills, help="listener SIGKILLs, each followed by a restart")
+    parser.add_argument("--pauses", type=whole_number, default=defaults.pauses, help="listener SIGSTOPs past the ack wait")
+    parser.add_argument("--server-restarts", type=whole_number, default=defaults.server_restarts, help="nats-server restarts")
+    parser.add_argument("--listeners", type=whole_number, default=defaults.listeners, help="guarded listeners")
     parser.add_argument("--seed", type=int, default=None, help="random seed (the same seed gives the same plan)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--ack-wait", type=float, default=2.0, help="ack wait in seconds (default 2)")
+    parser.add_argument("--ack-wait", type=seconds(0.5, 60), default=2.0, help="ack wait in seconds (default 2)")
 
 
 def run_cli(args: argparse.Namespace, settings: Settings) -> int:
     if args.events < 1 or args.users < 1 or args.listeners < 1:
         raise UsageError("--events, --users and --listeners must be at least 1")
-    if not 0.5 <= args.ack_wait <= 60:
-        raise UsageError("--ack-wait must be between 0.5 and 60 seconds")
     config = ChaosConfig(
         events=args.events,
         users=args.users,

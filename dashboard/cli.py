@@ -22,32 +22,11 @@ from typing import NoReturn
 from dashboard.chaos import add_arguments as chaos_arguments
 from dashboard.settings import Settings, UsageError, default_data_dir
 from listeners import cli as listener_cli
+from listeners.cli import ack_wait_seconds, positive_int, whole_number
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.events import KINDS, EventError, format_cents, parse_amount, validate_user_id
 
 EXIT_USAGE = 2
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
-    return int(text)
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    return int(text)
-
-
-def _ack_wait(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.5 <= value <= 3600:
-        raise argparse.ArgumentTypeError("ack wait must be between 0.5 and 3600 seconds")
-    return value
 
 
 def _port(text: str) -> int:
@@ -79,11 +58,11 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="natslab", description="A lab for concurrency in event-based services on NATS JetStream.")
     _common(parser)
-    parser.add_argument("--listeners", type=_count, default=2, help="guarded listeners to start (default 2)")
-    parser.add_argument("--naive", type=_count, default=1, help="naive listeners to start (default 1)")
+    parser.add_argument("--listeners", type=whole_number, default=2, help="guarded listeners to start (default 2)")
+    parser.add_argument("--naive", type=whole_number, default=1, help="naive listeners to start (default 1)")
     parser.add_argument(
         "--ack-wait",
-        type=_ack_wait,
+        type=ack_wait_seconds,
         default=None,
         help=f"seconds before an unacknowledged event is redelivered (env NATSLAB_ACK_WAIT; default {DEFAULT_ACK_WAIT_S:g})",
     )
@@ -103,8 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("kind", nargs="?", help="deposit or withdraw")
     publish.add_argument("user", nargs="?", help="user id, [A-Za-z0-9_-]{1,64}")
     publish.add_argument("amount", nargs="?", help="dollars, like 70 or 70.50")
-    publish.add_argument("--random", type=_positive_int, metavar="N", help="publish N random transactions")
-    publish.add_argument("--users", type=_positive_int, default=5, help="users for --random (default 5)")
+    publish.add_argument("--random", type=positive_int, metavar="N", help="publish N random transactions")
+    publish.add_argument("--users", type=positive_int, default=5, help="users for --random (default 5)")
     publish.add_argument("--seed", type=int, default=None, help="random seed for --random")
     publish.add_argument("--rate", type=float, default=None, help="events per second for --random (default: as fast as possible)")
     publish.add_argument(
@@ -118,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     scenario.add_argument("name", nargs="?", help="scenario name (see --list)")
     scenario.add_argument("--list", action="store_true", help="list the scenarios")
     scenario.add_argument("--json", action="store_true", help="print the result as JSON")
-    scenario.add_argument("--ack-wait", type=_ack_wait, default=None, help="ack wait in seconds")
+    scenario.add_argument("--ack-wait", type=ack_wait_seconds, default=None, help="ack wait in seconds")
     scenario.add_argument("--seed", type=int, default=None, help="random seed for the scenario's choices")
 
     chaos = sub.add_parser("chaos", help="publish while killing, pausing and restarting at random; then check")
@@ -134,7 +113,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     ack_wait = getattr(args, "ack_wait", None)
     if ack_wait is None:
         try:
-            ack_wait = _ack_wait(os.environ.get("NATSLAB_ACK_WAIT", str(DEFAULT_ACK_WAIT_S)))
+            ack_wait = ack_wait_seconds(os.environ.get("NATSLAB_ACK_WAIT", str(DEFAULT_ACK_WAIT_S)))
         except argparse.ArgumentTypeError as exc:
             raise UsageError(f"NATSLAB_ACK_WAIT: {exc}") from None
     return Settings(

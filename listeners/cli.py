@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from listeners.account_listener import AccountListener, ListenerConfig
@@ -16,27 +18,42 @@ NAME_RE_HELP = "1-32 characters of A-Z, a-z, 0-9, '_' or '-'"
 
 
 def _name(text: str) -> str:
-    import re
-
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", text):
         raise argparse.ArgumentTypeError(f"listener name must be {NAME_RE_HELP}")
     return text
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError("must be between 0 and 3600 seconds")
-    return value
+# Argument types shared by every natslab command: each refuses bad input with a one-line reason.
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return int(text)
+
+
+def whole_number(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+    return int(text)
+
+
+def seconds(low: float, high: float) -> Callable[[str], float]:
+    """A number of seconds in [low, high]."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g} seconds")
+        return value
+
+    return parse
+
+
+ack_wait_seconds = seconds(0.5, 3600)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,11 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ack-wait",
-        type=_positive_float,
+        type=ack_wait_seconds,
         default=float(os.environ.get("NATSLAB_ACK_WAIT", DEFAULT_ACK_WAIT_S)),
         help="consumer ack wait in seconds (env NATSLAB_ACK_WAIT)",
     )
-    parser.add_argument("--batch", type=_positive_int, default=100, help="events fetched per pull")
+    parser.add_argument("--batch", type=positive_int, default=100, help="events fetched per pull")
     parser.add_argument("--slow-ms", type=int, default=0, help="start slowed down by this many ms per event")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
 
