@@ -60,6 +60,10 @@ def accounts_db_name(mode: Mode) -> str:
     return ACCOUNTS_DB if mode == "guarded" else NAIVE_ACCOUNTS_DB
 
 
+# Well under SQLite's limit on bound parameters (32,766 since 3.32, 999 before).
+_USERS_PER_QUERY = 500
+
+
 class ConcurrentUpdate(RuntimeError):
     """Another listener changed an account between our read and our write; nothing was committed."""
 
@@ -129,14 +133,19 @@ class AccountsDB:
                 "INSERT OR IGNORE INTO accounts (user_id, last_number, balance_cents) VALUES (?, 0, 0)",
                 [(user,) for user in users],
             )
+            # One query per chunk of users, not one per user: every statement is a round trip to
+            # aiosqlite's thread, made while this transaction holds the write lock.
             read: dict[str, tuple[int, int]] = {}
-            for user in users:
+            for start in range(0, len(users), _USERS_PER_QUERY):
+                chunk = users[start : start + _USERS_PER_QUERY]
                 async with self._db.execute(
-                    "SELECT last_number, balance_cents FROM accounts WHERE user_id = ?", (user,)
+                    "SELECT user_id, last_number, balance_cents FROM accounts"
+                    f" WHERE user_id IN ({', '.join('?' * len(chunk))})",
+                    chunk,
                 ) as cursor:
-                    row = await cursor.fetchone()
-                assert row is not None
-                read[user] = (row[0], row[1])
+                    for user, last, balance in await cursor.fetchall():
+                        read[user] = (last, balance)
+            assert len(read) == len(users)
             state = dict(read)
             applied_rows: list[tuple] = []
 
@@ -181,15 +190,21 @@ class AccountsDB:
                     )
                 )
 
-            for user, (last, balance) in state.items():
-                if state[user] == read[user]:
-                    continue
-                cursor = await self._db.execute(
+            updates = [
+                (last, balance, user, read[user][0])
+                for user, (last, balance) in state.items()
+                if (last, balance) != read[user]
+            ]
+            if updates:
+                cursor = await self._db.executemany(
                     "UPDATE accounts SET last_number = ?, balance_cents = ? WHERE user_id = ? AND last_number = ?",
-                    (last, balance, user, read[user][0]),
+                    updates,
                 )
-                if cursor.rowcount != 1:
-                    raise ConcurrentUpdate(f"account {user!r} changed under listener {listener}")
+                # The rows changed by all the updates together: one short means an account moved under us.
+                if cursor.rowcount != len(updates):
+                    raise ConcurrentUpdate(
+                        f"{len(updates) - cursor.rowcount} of {len(updates)} accounts changed under listener {listener}"
+                    )
             if applied_rows:
                 await self._db.executemany(
                     "INSERT INTO applied_events (event_id, user_id, number, type, amount_cents, outcome,"
