@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 
-from publisher.events import AccountEvent
+from publisher.events import AccountEvent, kind_to_type, validate_user_id
 from publisher.transactions import TransactionsDB
 
 log = logging.getLogger(__name__)
@@ -45,18 +45,56 @@ class Publisher:
         self.published_count = 0
         self.last_error: str | None = None
         self.on_published: Callable[[list[tuple[AccountEvent, int]]], None] | None = None
+        self._queued: list[tuple[tuple[str, str, int], asyncio.Future[AccountEvent]]] = []
+        self._writer: asyncio.Task | None = None
         # Fault injection for the publisher-crash scenario: die between the PubAck and the outbox update.
         self.crash_after_send = False
 
     async def record(self, kind: str, user_id: str, amount_cents: int) -> AccountEvent:
-        """Write the transaction and wake the relay; the event goes out shortly after."""
-        event = await self.db.record(kind, user_id, amount_cents)
+        """Write the transaction and wake the relay; the event goes out shortly after.
+
+        Returns once the transaction is committed. Calls that overlap share one SQLite transaction
+        (group commit), in call order, so many concurrent callers cost one durable commit, not one each.
+        """
+        # Refuse a bad request here, so it never fails the other requests of its group.
+        kind_to_type(kind)
+        validate_user_id(user_id, "user")
+        AccountEvent.new(kind, user_id, amount_cents, 1)
+        done: asyncio.Future[AccountEvent] = asyncio.get_running_loop().create_future()
+        self._queued.append(((kind, user_id, amount_cents), done))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_queued(), name="outbox-writer")
+        return await done
+
+    async def record_many(self, requests: Sequence[tuple[str, str, int]]) -> list[AccountEvent]:
+        """Write (kind, user, cents) requests in one transaction and wake the relay."""
+        events = await self.db.record_many(requests)
         self._wake.set()
-        return event
+        return events
+
+    async def _write_queued(self) -> None:
+        try:
+            while self._queued:
+                group, self._queued = self._queued[: self.batch], self._queued[self.batch :]
+                try:
+                    events = await self.db.record_many([request for request, _ in group])
+                except BaseException as exc:
+                    for _, done in group:
+                        if not done.done():
+                            done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("outbox writer stopped"))
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, done), event in zip(group, events):
+                    if not done.done():  # a cancelled caller's transaction is still written
+                        done.set_result(event)
+                self._wake.set()
+        finally:
+            self._writer = None
 
     async def publish(self, kind: str, user_id: str, amount_cents: int) -> PublishResult:
         """Write the transaction and relay it now; `stream_seq` is None if NATS was unreachable."""
-        event = await self.db.record(kind, user_id, amount_cents)
+        event = await self.record(kind, user_id, amount_cents)
         seqs = await self.relay_once()
         return PublishResult(event, seqs.get(event.id))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,9 @@ CREATE TABLE IF NOT EXISTS transactions (
 );
 CREATE INDEX IF NOT EXISTS transactions_unpublished ON transactions (published_at) WHERE published_at IS NULL;
 """
+
+# Well under SQLite's limit on bound parameters (32,766 since 3.32, 999 before).
+_USERS_PER_QUERY = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,31 +83,56 @@ class TransactionsDB:
 
     async def record(self, kind: str, user_id: str, amount_cents: int) -> AccountEvent:
         """Write a new transaction with the user's next number; returns its event."""
-        event_type: EventType = kind_to_type(kind)
-        validate_user_id(user_id, "user")
-        # Validate the whole event before anything is written.
-        AccountEvent.new(kind, user_id, amount_cents, 1)
-        async with self._write_lock:
-            return await self._record(event_type, user_id, amount_cents)
+        (event,) = await self.record_many([(kind, user_id, amount_cents)])
+        return event
 
-    async def _record(self, event_type: EventType, user_id: str, amount_cents: int) -> AccountEvent:
+    async def record_many(self, requests: Sequence[tuple[str, str, int]]) -> list[AccountEvent]:
+        """Write (kind, user, cents) requests in one SQLite transaction, numbered in order; their events.
+
+        One commit for the lot (group commit): a durable commit per event caps the outbox at a few
+        thousand events a second, far below what JetStream takes.
+        """
+        checked: list[tuple[EventType, str, int]] = []
+        for kind, user_id, amount_cents in requests:
+            event_type = kind_to_type(kind)
+            validate_user_id(user_id, "user")
+            # Validate the whole event before anything is written.
+            AccountEvent.new(kind, user_id, amount_cents, 1)
+            checked.append((event_type, user_id, amount_cents))
+        if not checked:
+            return []
+        async with self._write_lock:
+            return await self._record_many(checked)
+
+    async def _record_many(self, requests: list[tuple[EventType, str, int]]) -> list[AccountEvent]:
         await self._db.execute("BEGIN IMMEDIATE")
         try:
-            async with self._db.execute(
-                "SELECT COALESCE(MAX(number), 0) + 1 FROM transactions WHERE user_id = ?", (user_id,)
-            ) as cursor:
-                (number,) = await cursor.fetchone()  # type: ignore[misc]
-            event = AccountEvent(new_event_id(), event_type, user_id, amount_cents, number, utc_now_iso())
-            await self._db.execute(
+            users = sorted({user_id for _, user_id, _ in requests})
+            last: dict[str, int] = {}
+            for start in range(0, len(users), _USERS_PER_QUERY):
+                chunk = users[start : start + _USERS_PER_QUERY]
+                async with self._db.execute(
+                    "SELECT user_id, MAX(number) FROM transactions"
+                    f" WHERE user_id IN ({', '.join('?' * len(chunk))}) GROUP BY user_id",
+                    chunk,
+                ) as cursor:
+                    last.update((user_id, number) for user_id, number in await cursor.fetchall())
+            events = []
+            for event_type, user_id, amount_cents in requests:
+                last[user_id] = last.get(user_id, 0) + 1
+                events.append(
+                    AccountEvent(new_event_id(), event_type, user_id, amount_cents, last[user_id], utc_now_iso())
+                )
+            await self._db.executemany(
                 "INSERT INTO transactions (id, user_id, number, type, amount_cents, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (event.id, event.user_id, event.number, event.type, event.amount_cents, event.created_at),
+                [(e.id, e.user_id, e.number, e.type, e.amount_cents, e.created_at) for e in events],
             )
             await self._db.execute("COMMIT")
         except BaseException:
             await self._db.execute("ROLLBACK")
             raise
-        return event
+        return events
 
     async def unpublished(self, limit: int = 500) -> list[AccountEvent]:
         """Unpublished transactions, oldest first (so each user's numbers go out in order)."""
