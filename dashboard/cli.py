@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import NoReturn
 
+from dashboard.bench import add_arguments as bench_arguments
 from dashboard.chaos import add_arguments as chaos_arguments
 from dashboard.settings import Settings, UsageError, default_data_dir
 from listeners import cli as listener_cli
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     chaos = sub.add_parser("chaos", help="publish while killing, pausing and restarting at random; then check")
     chaos_arguments(chaos)
+
+    bench = sub.add_parser("bench", help="measure the pipeline against the raw transport, then check")
+    bench_arguments(bench)
 
     check = sub.add_parser("check", help="check the account databases against the event history")
     _common(check)
@@ -278,6 +282,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_publish(args, settings))
         if args.command == "check":
             return asyncio.run(_check(args, settings))
+        if args.command == "bench":
+            from dashboard.bench import run_cli as run_bench_cli
+
+            return run_bench_cli(args, settings)
         if args.command == "chaos":
             from dashboard.chaos import run_cli as run_chaos_cli
 
