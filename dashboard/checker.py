@@ -40,6 +40,15 @@ class DatabaseState:
     applied: list[AppliedRow] = field(default_factory=list)
     poison_seqs: set[int] = field(default_factory=set)
     present: bool = True
+    _by_user: dict[str, list[AppliedRow]] | None = field(default=None, repr=False, compare=False)
+
+    def applied_by_user(self) -> dict[str, list[AppliedRow]]:
+        """Processed events per user, in commit order; grouped once, not once per user."""
+        if self._by_user is None:
+            self._by_user = {}
+            for row in self.applied:
+                self._by_user.setdefault(row.user_id, []).append(row)
+        return self._by_user
 
 
 @dataclass(slots=True)
@@ -170,7 +179,7 @@ def _expected_events(
 
 
 def _judge(user: str, expected_numbers: set[int], state: DatabaseState) -> UserVerdict:
-    rows = [row for row in state.applied if row.user_id == user]
+    rows = state.applied_by_user().get(user, [])
     last, balance = state.accounts.get(user, (None, None))
     verdict = UserVerdict(last, balance)
     counts = Counter(row.number for row in rows)
@@ -252,6 +261,18 @@ def check_data(
 async def _fetch(db: aiosqlite.Connection, sql: str) -> list[tuple]:
     async with db.execute(sql) as cursor:
         return list(await cursor.fetchall())
+
+
+async def read_accounts(path: Path) -> dict[str, tuple[int, int]]:
+    """user -> (last_number, balance_cents), read without writing; only the accounts table."""
+    if not path.exists():
+        return {}
+    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+        try:
+            rows = await _fetch(db, "SELECT user_id, last_number, balance_cents FROM accounts")
+        except sqlite3.OperationalError:  # created but not yet given its schema
+            return {}
+    return {user: (last, balance) for user, last, balance in rows}
 
 
 async def read_database(path: Path) -> DatabaseState:

@@ -22,7 +22,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
 
-from dashboard.checker import CheckReport, read_database, run_check
+from dashboard.checker import CheckReport, read_accounts, run_check
 from dashboard.natsserver import EmbeddedServer
 from dashboard.settings import Settings
 from dashboard.supervisor import Supervisor
@@ -282,8 +282,8 @@ class Lab:
 
     async def accounts(self, mode: Mode) -> list[AccountRow]:
         """The account table, read without writing (it is polled a few times a second)."""
-        state = await read_database(self.settings.data_dir / accounts_db_name(mode))
-        return [AccountRow(user, last, balance) for user, (last, balance) in sorted(state.accounts.items())]
+        accounts = await read_accounts(self.settings.data_dir / accounts_db_name(mode))
+        return [AccountRow(user, last, balance) for user, (last, balance) in sorted(accounts.items())]
 
     async def check(self) -> CheckReport:
         assert self.nc is not None

@@ -1,11 +1,17 @@
-"""The account database pane: Name, Last number processed, Balance, guarded and naive side by side."""
+"""The account database pane: Name, Last number processed, Balance, guarded and naive side by side.
+
+Drawn line by line (Textual's line API): a lab with thousands of users costs the rows on screen, not
+a table of every user re-rendered and re-laid out at each redraw.
+"""
 
 from __future__ import annotations
 
-from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import ScrollableContainer
+from textual.containers import Vertical
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 from textual.widgets import Static
 
 from dashboard.view import AccountLine, LabView
@@ -13,56 +19,131 @@ from publisher.events import format_cents
 
 DIFFERS = "on #5f1f1f"
 SETTLING = "on #4a3f10"  # differs while events are still in flight: may resolve by itself
+MAX_NAME_WIDTH = 12
+EMPTY = "no accounts yet: d deposits, w withdraws, b bursts"
 
 
-def _pair(last: int | None, balance: int | None, width: int, style: str) -> Text:
-    """`Last number` and `Balance` of one database, as one cell under one title."""
+def balance_width(lines: list[AccountLine]) -> int:
+    """The widest balance of any database or expectation, so the columns line up."""
+    cents = [row.balance_cents for line in lines for row in (line.guarded, line.naive) if row is not None]
+    cents += [line.expected[1] for line in lines if line.expected is not None]
+    return max([len("Balance"), *(len(format_cents(value)) for value in cents)])
+
+
+def name_width(lines: list[AccountLine]) -> int:
+    """As wide as the longest name, up to MAX_NAME_WIDTH; longer ones are cut with an ellipsis."""
+    return min(MAX_NAME_WIDTH, max([len("Name"), *(len(line.user_id) for line in lines)]))
+
+
+def header_text(names: int, width: int) -> Text:
+    pair = 5 + width
+    text = Text(no_wrap=True, style="bold")
+    text.append(" " * (names + 1))
+    text.append(" ".join(f"{title:<{pair}}" for title in ("guarded", "naive", "expected")))
+    text.append("\n" + f"{'Name':<{names}} " + " ".join(f"{'Last':>4} {'Balance':>{width}}" for _ in range(3)))
+    return text
+
+
+def _pair(last: int | None, balance: int | None, width: int) -> str:
     if last is None or balance is None:
-        return Text(f"{'-':>4} {'-':>{width}}", style or "dim")
-    return Text(f"{last:>4} {format_cents(balance):>{width}}", style)
+        return f"{'-':>4} {'-':>{width}}"
+    return f"{last:>4} {format_cents(balance):>{width}}"
 
 
-def accounts_table(lines: list[AccountLine], checked: bool) -> Table:
-    """Name, then Last and Balance for the guarded database, the naive one and the checker's expectation."""
-    balances = [row.balance_cents for line in lines for row in (line.guarded, line.naive) if row is not None]
-    balances += [line.expected[1] for line in lines if line.expected is not None]
-    width = max([len("Balance"), *(len(format_cents(cents)) for cents in balances)])
-    table = Table(box=None, padding=(0, 0, 0, 1), header_style="bold", show_edge=False)
-    table.add_column("\nName", no_wrap=True, overflow="ellipsis", max_width=12)
-    for title in ("guarded", "naive", "expected"):
-        table.add_column(f"{title}\n{'Last':>4} {'Balance':>{width}}", no_wrap=True, min_width=5 + width)
-    for line in lines:
-        differs = line.guarded_differs or line.naive_differs
-        guarded, naive = line.guarded, line.naive
-        if line.expected is not None:
-            expected = _pair(*line.expected, width, "cyan")
-        else:
-            expected = Text(f"{'…' if not checked else '-':>4}", "dim")
-        table.add_row(
-            Text(line.user_id),  # from the network: a Text, never markup
-            _pair(
-                guarded and guarded.last_number,
-                guarded and guarded.balance_cents,
-                width,
-                "bold red" if line.guarded_differs else "",
-            ),
-            _pair(
-                naive and naive.last_number,
-                naive and naive.balance_cents,
-                width,
-                "bold red" if line.naive_differs else "",
-            ),
-            expected,
-            style=(SETTLING if line.settling else DIFFERS) if differs else None,
-        )
-    return table
+def account_row(line: AccountLine, names: int, width: int, checked: bool) -> Text:
+    """One user: name, then Last and Balance for the guarded database, the naive one and the expectation."""
+    differs = line.guarded_differs or line.naive_differs
+    row = Text(no_wrap=True, style=(SETTLING if line.settling else DIFFERS) if differs else "")
+    name = line.user_id if len(line.user_id) <= names else line.user_id[: names - 1] + "…"
+    row.append(f"{name:<{names}}")  # from the network: a Text, never markup
+    guarded, naive = line.guarded, line.naive
+    row.append(" ")
+    row.append(
+        _pair(guarded and guarded.last_number, guarded and guarded.balance_cents, width),
+        "bold red" if line.guarded_differs else "",
+    )
+    row.append(" ")
+    row.append(_pair(naive and naive.last_number, naive and naive.balance_cents, width), "bold red" if line.naive_differs else "")
+    row.append(" ")
+    if line.expected is not None:
+        row.append(_pair(*line.expected, width), "cyan")
+    else:
+        row.append(f"{'…' if not checked else '-':>4}", "dim")
+    return row
 
 
-class AccountsPane(ScrollableContainer):
+def _row_key(line: AccountLine, names: int, width: int, checked: bool) -> tuple:
+    guarded, naive = line.guarded, line.naive
+    return (
+        line.user_id,
+        guarded and (guarded.last_number, guarded.balance_cents),
+        naive and (naive.last_number, naive.balance_cents),
+        line.expected,
+        line.guarded_ok,
+        line.naive_ok,
+        line.settling,
+        names,
+        width,
+        checked,
+    )
+
+
+class AccountLines(ScrollView):
+    """The rows; only those on screen are rendered, and a row is rendered again only when it changed."""
+
+    DEFAULT_CSS = """
+    AccountLines {
+        height: 1fr;
+    }
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[AccountLine] = []
+        self.names = len("Name")
+        self.width_cells = len("Balance")
+        self.checked = False
+        self._strips: dict[tuple, Strip] = {}
+
+    def set_lines(self, lines: list[AccountLine], names: int, width: int, checked: bool) -> None:
+        self.lines, self.names, self.width_cells, self.checked = lines, names, width, checked
+        keys = {_row_key(line, names, width, checked) for line in lines}
+        self._strips = {key: strip for key, strip in self._strips.items() if key in keys}
+        self.virtual_size = Size(names + 3 * (6 + width), len(lines))
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.size.width
+        if index >= len(self.lines):
+            return Strip.blank(width, self.rich_style)
+        line = self.lines[index]
+        key = _row_key(line, self.names, self.width_cells, self.checked)
+        strip = self._strips.get(key)
+        if strip is None:
+            row = account_row(line, self.names, self.width_cells, self.checked)
+            strip = Strip(list(row.render(self.app.console)), row.cell_len).apply_style(self.rich_style)
+            self._strips[key] = strip
+        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
+
+    def shown_text(self) -> str:
+        """What the rows on screen read, for tests and the benchmark."""
+        return "\n".join(self.render_line(y).text for y in range(self.size.height))
+
+
+class AccountsPane(Vertical):
     """Both account databases against the checker's expectation; a differing row is highlighted."""
 
+    DEFAULT_CSS = """
+    AccountsPane #accounts-header {
+        height: 2;
+    }
+    """
+
     def compose(self) -> ComposeResult:
-        yield Static(id="accounts-table")
+        yield Static(Text(EMPTY, "dim"), id="accounts-header")
+        yield AccountLines()
 
     def on_mount(self) -> None:
         self.border_title = "Account database"
@@ -70,8 +151,7 @@ class AccountsPane(ScrollableContainer):
 
     def show(self, view: LabView) -> None:
         lines = view.account_lines()
-        body = self.query_one("#accounts-table", Static)
-        if not lines:
-            body.update(Text("no accounts yet: d deposits, w withdraws, b bursts", "dim"))
-            return
-        body.update(accounts_table(lines, view.report is not None))
+        header = self.query_one("#accounts-header", Static)
+        names, width = name_width(lines), balance_width(lines)
+        header.update(header_text(names, width) if lines else Text(EMPTY, "dim"), layout=False)
+        self.query_one(AccountLines).set_lines(lines, names, width, view.report is not None)

@@ -69,14 +69,16 @@ class StatusLine(Widget):
         if view.poll_error:
             verdict.append(*SEPARATOR)
             verdict.append(f"poll failed: {view.poll_error}", "yellow")
-        # One line or two depends on the lengths; only a change of length can change the height.
-        resized = (server.cell_len, verdict.cell_len) != (self.server.cell_len, self.verdict.cell_len)
+        # Only a switch between one line and two changes the height, and only that needs a layout.
+        resized = self._fits(server, verdict) != self._fits(self.server, self.verdict)
         self.server, self.verdict = server, verdict
         self.refresh(layout=resized)
 
+    def _fits(self, server: Text, verdict: Text) -> bool:
+        return server.cell_len + 3 + verdict.cell_len <= (self.size.width or 10_000)
+
     def render(self) -> Text:
-        width = self.size.width or 10_000
-        if self.server.cell_len + 3 + self.verdict.cell_len <= width:
+        if self._fits(self.server, self.verdict):
             line = self.server.copy()
             line.append(*SEPARATOR)
             return line + self.verdict

@@ -22,6 +22,7 @@ from dashboard.scenarios import HOLD_MS, holder_of
 from dashboard.screens.history import HistoryScreen
 from dashboard.screens.publish_form import PublishForm
 from dashboard.settings import Settings
+from dashboard.widgets.accounts import AccountLines
 from dashboard.widgets.listener_card import ListenerCard
 
 SIZE = (120, 40)
@@ -90,8 +91,8 @@ async def test_publishing_with_the_keys_changes_the_account_pane(settings: Setti
     app = NatslabApp(settings)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
-        accounts = app.query_one("#accounts-table")
-        assert "jim" not in shown_text(accounts)
+        accounts = app.query_one(AccountLines)
+        assert "jim" not in accounts.shown_text()
 
         await publish_with_keys(pilot, app, "d", "70")
         await publish_with_keys(pilot, app, "w", "25.50")
@@ -103,7 +104,7 @@ async def test_publishing_with_the_keys_changes_the_account_pane(settings: Setti
         )
 
         def jim_row() -> list[str]:
-            return next((line.split() for line in shown_text(accounts).splitlines() if line.split()[:1] == ["jim"]), [])
+            return next((line.split() for line in accounts.shown_text().splitlines() if line.split()[:1] == ["jim"]), [])
 
         # Name, then Last and Balance for guarded, naive and what the checker expects.
         await wait_for(
