@@ -317,6 +317,3 @@ class Lab:
                 continue
             total += int(counters.get(key, 0))
         return total
-
-    def listener_status(self, name: str) -> dict[str, Any] | None:
-        return self.statuses.get(name)

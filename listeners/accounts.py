@@ -18,7 +18,7 @@ import aiosqlite
 
 from listeners.guard import Decision, SequenceGuard
 from publisher.events import AccountEvent, apply_business_rule, utc_now_iso
-from publisher.transactions import open_sqlite
+from publisher.transactions import open_sqlite, select_in
 
 Mode = Literal["guarded", "naive"]
 OutcomeKind = Literal["applied", "rejected", "duplicate", "deferred", "poison"]
@@ -58,10 +58,6 @@ NAIVE_ACCOUNTS_DB = "accounts-naive.db"
 
 def accounts_db_name(mode: Mode) -> str:
     return ACCOUNTS_DB if mode == "guarded" else NAIVE_ACCOUNTS_DB
-
-
-# Well under SQLite's limit on bound parameters (32,766 since 3.32, 999 before).
-_USERS_PER_QUERY = 500
 
 
 class ConcurrentUpdate(RuntimeError):
@@ -133,18 +129,10 @@ class AccountsDB:
                 "INSERT OR IGNORE INTO accounts (user_id, last_number, balance_cents) VALUES (?, 0, 0)",
                 [(user,) for user in users],
             )
-            # One query per chunk of users, not one per user: every statement is a round trip to
-            # aiosqlite's thread, made while this transaction holds the write lock.
-            read: dict[str, tuple[int, int]] = {}
-            for start in range(0, len(users), _USERS_PER_QUERY):
-                chunk = users[start : start + _USERS_PER_QUERY]
-                async with self._db.execute(
-                    "SELECT user_id, last_number, balance_cents FROM accounts"
-                    f" WHERE user_id IN ({', '.join('?' * len(chunk))})",
-                    chunk,
-                ) as cursor:
-                    for user, last, balance in await cursor.fetchall():
-                        read[user] = (last, balance)
+            rows = await select_in(
+                self._db, "SELECT user_id, last_number, balance_cents FROM accounts WHERE user_id IN ({})", users
+            )
+            read: dict[str, tuple[int, int]] = {user: (last, balance) for user, last, balance in rows}
             assert len(read) == len(users)
             state = dict(read)
             applied_rows: list[tuple] = []

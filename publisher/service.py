@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
@@ -44,7 +44,6 @@ class Publisher:
         self._wake = asyncio.Event()
         self.published_count = 0
         self.last_error: str | None = None
-        self.on_published: Callable[[list[tuple[AccountEvent, int]]], None] | None = None
         self._queued: list[tuple[tuple[str, str, int], asyncio.Future[AccountEvent]]] = []
         self._writer: asyncio.Task | None = None
         # Fault injection for the publisher-crash scenario: die between the PubAck and the outbox update.
@@ -117,8 +116,6 @@ class Publisher:
                 await self.db.mark_published([(event.id, seq) for event, seq in acks])
                 sent.update((event.id, seq) for event, seq in acks)
                 self.published_count += len(acks)
-                if acks and self.on_published is not None:
-                    self.on_published(acks)
                 if len(acks) < len(pending):
                     return sent
 

@@ -9,9 +9,7 @@ publishes those rows, so a crash between the write and the publish loses nothing
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiosqlite
@@ -34,23 +32,26 @@ CREATE INDEX IF NOT EXISTS transactions_unpublished ON transactions (published_a
 """
 
 # Well under SQLite's limit on bound parameters (32,766 since 3.32, 999 before).
-_USERS_PER_QUERY = 500
+_KEYS_PER_QUERY = 500
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """A row of the transactions database, the source of one event."""
-
-    event: AccountEvent
-    published_at: str | None
-    stream_seq: int | None
+def _row_to_event(row: tuple) -> AccountEvent:
+    event_id, user_id, number, event_type, amount, created_at = row
+    return AccountEvent(event_id, event_type, user_id, amount, number, created_at)
 
 
-def _row_to_transaction(row: sqlite3.Row | tuple) -> Transaction:
-    event_id, user_id, number, event_type, amount, created_at, published_at, stream_seq = row
-    return Transaction(
-        AccountEvent(event_id, event_type, user_id, amount, number, created_at), published_at, stream_seq
-    )
+async def select_in(db: aiosqlite.Connection, sql: str, keys: Sequence[str]) -> list[tuple]:
+    """The rows of `sql`, whose `IN ({})` is filled with `keys`: one statement per chunk of keys.
+
+    Every statement is a round trip to aiosqlite's thread, often made while holding the write lock,
+    so many keys go in one statement; chunks stay under SQLite's limit on bound parameters.
+    """
+    rows: list[tuple] = []
+    for start in range(0, len(keys), _KEYS_PER_QUERY):
+        chunk = keys[start : start + _KEYS_PER_QUERY]
+        async with db.execute(sql.format(", ".join("?" * len(chunk))), chunk) as cursor:
+            rows.extend(await cursor.fetchall())
+    return rows
 
 
 async def open_sqlite(path: Path) -> aiosqlite.Connection:
@@ -108,15 +109,10 @@ class TransactionsDB:
         await self._db.execute("BEGIN IMMEDIATE")
         try:
             users = sorted({user_id for _, user_id, _ in requests})
-            last: dict[str, int] = {}
-            for start in range(0, len(users), _USERS_PER_QUERY):
-                chunk = users[start : start + _USERS_PER_QUERY]
-                async with self._db.execute(
-                    "SELECT user_id, MAX(number) FROM transactions"
-                    f" WHERE user_id IN ({', '.join('?' * len(chunk))}) GROUP BY user_id",
-                    chunk,
-                ) as cursor:
-                    last.update((user_id, number) for user_id, number in await cursor.fetchall())
+            rows = await select_in(
+                self._db, "SELECT user_id, MAX(number) FROM transactions WHERE user_id IN ({}) GROUP BY user_id", users
+            )
+            last: dict[str, int] = dict(rows)
             events = []
             for event_type, user_id, amount_cents in requests:
                 last[user_id] = last.get(user_id, 0) + 1
@@ -138,12 +134,12 @@ class TransactionsDB:
         """Unpublished transactions, oldest first (so each user's numbers go out in order)."""
         # Under the lock, so a read never sees another task's uncommitted row.
         async with self._write_lock, self._db.execute(
-            "SELECT id, user_id, number, type, amount_cents, created_at, published_at, stream_seq"
+            "SELECT id, user_id, number, type, amount_cents, created_at"
             " FROM transactions WHERE published_at IS NULL ORDER BY rowid LIMIT ?",
             (limit,),
         ) as cursor:
             rows = await cursor.fetchall()
-        return [_row_to_transaction(row).event for row in rows]
+        return [_row_to_event(row) for row in rows]
 
     async def mark_published(self, acks: list[tuple[str, int]]) -> None:
         """Record the stream sequence JetStream gave each event id."""
@@ -168,11 +164,3 @@ class TransactionsDB:
         ) as cursor:
             (count,) = await cursor.fetchone()  # type: ignore[misc]
         return int(count)
-
-    async def all(self) -> list[Transaction]:
-        async with self._db.execute(
-            "SELECT id, user_id, number, type, amount_cents, created_at, published_at, stream_seq"
-            " FROM transactions ORDER BY user_id, number"
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [_row_to_transaction(row) for row in rows]
