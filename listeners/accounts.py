@@ -18,7 +18,7 @@ import aiosqlite
 
 from listeners.guard import Decision, SequenceGuard
 from publisher.events import AccountEvent, apply_business_rule, utc_now_iso
-from publisher.transactions import open_sqlite, select_in
+from publisher.sqlite import open_sqlite, select_in
 
 Mode = Literal["guarded", "naive"]
 OutcomeKind = Literal["applied", "rejected", "duplicate", "deferred", "poison"]
@@ -98,9 +98,7 @@ class AccountsDB:
 
     @classmethod
     async def open(cls, path: Path) -> AccountsDB:
-        db = await open_sqlite(path)
-        await db.executescript(SCHEMA)
-        return cls(db, path)
+        return cls(await open_sqlite(path, SCHEMA), path)
 
     async def close(self) -> None:
         await self._db.close()

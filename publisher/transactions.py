@@ -15,6 +15,7 @@ from pathlib import Path
 import aiosqlite
 
 from publisher.events import AccountEvent, EventType, kind_to_type, new_event_id, utc_now_iso, validate_user_id
+from publisher.sqlite import open_sqlite, select_in
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS transactions (
@@ -31,37 +32,10 @@ CREATE TABLE IF NOT EXISTS transactions (
 CREATE INDEX IF NOT EXISTS transactions_unpublished ON transactions (published_at) WHERE published_at IS NULL;
 """
 
-# Well under SQLite's limit on bound parameters (32,766 since 3.32, 999 before).
-_KEYS_PER_QUERY = 500
-
 
 def _row_to_event(row: tuple) -> AccountEvent:
     event_id, user_id, number, event_type, amount, created_at = row
     return AccountEvent(event_id, event_type, user_id, amount, number, created_at)
-
-
-async def select_in(db: aiosqlite.Connection, sql: str, keys: Sequence[str]) -> list[tuple]:
-    """The rows of `sql`, whose `IN ({})` is filled with `keys`: one statement per chunk of keys.
-
-    Every statement is a round trip to aiosqlite's thread, often made while holding the write lock,
-    so many keys go in one statement; chunks stay under SQLite's limit on bound parameters.
-    """
-    rows: list[tuple] = []
-    for start in range(0, len(keys), _KEYS_PER_QUERY):
-        chunk = keys[start : start + _KEYS_PER_QUERY]
-        async with db.execute(sql.format(", ".join("?" * len(chunk))), chunk) as cursor:
-            rows.extend(await cursor.fetchall())
-    return rows
-
-
-async def open_sqlite(path: Path) -> aiosqlite.Connection:
-    """A durable connection: WAL, fsync on commit, and patience with other writers."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = await aiosqlite.connect(path, timeout=30.0, isolation_level=None)
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("PRAGMA synchronous=FULL")
-    await db.execute("PRAGMA busy_timeout=30000")
-    return db
 
 
 class TransactionsDB:
@@ -75,9 +49,7 @@ class TransactionsDB:
 
     @classmethod
     async def open(cls, path: Path) -> TransactionsDB:
-        db = await open_sqlite(path)
-        await db.executescript(SCHEMA)
-        return cls(db, path)
+        return cls(await open_sqlite(path, SCHEMA), path)
 
     async def close(self) -> None:
         await self._db.close()
