@@ -283,7 +283,7 @@ class NatslabApp(App[int]):
             supervisor.poll()
             self.view.apply_members(
                 [
-                    Member(e.name, e.mode, e.group, e.pid, e.state, e.restarts, e.killed_at)
+                    Member(e.name, e.mode, e.group, e.pid, e.state, e.restarts, e.killed_at, e.exit_code, e.reason)
                     for e in supervisor.listeners.values()
                 ]
             )

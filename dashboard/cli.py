@@ -16,6 +16,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,9 +24,11 @@ from dashboard.bench import add_arguments as bench_arguments
 from dashboard.chaos import add_arguments as chaos_arguments
 from dashboard.settings import Settings, UsageError, default_data_dir
 from listeners import cli as listener_cli
-from listeners.cli import ack_wait_seconds, positive_int, whole_number
+from listeners.cli import ack_wait_seconds, nats_timeout_seconds, positive_int, whole_number
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.events import KINDS, EventError, format_cents, parse_amount, validate_user_id
+from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
+from publisher.sqlite import DatabaseUnavailable
 
 EXIT_USAGE = 2
 
@@ -48,6 +51,13 @@ def _common(parser: argparse.ArgumentParser, nats: bool = True) -> None:
             "--nats-url",
             default=None,
             help="use this NATS server instead of the embedded one (env NATSLAB_NATS_URL)",
+        )
+        parser.add_argument(
+            "--nats-timeout",
+            type=nats_timeout_seconds,
+            default=None,
+            help="seconds to keep trying an unreachable NATS before giving up"
+            f" (env NATSLAB_NATS_TIMEOUT; default {DEFAULT_NATS_TIMEOUT_S:g})",
         )
 
 
@@ -113,13 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _from_env(name: str, parse: Callable[[str], float], default: float) -> float:
+    try:
+        return parse(os.environ.get(name, str(default)))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     ack_wait = getattr(args, "ack_wait", None)
     if ack_wait is None:
-        try:
-            ack_wait = ack_wait_seconds(os.environ.get("NATSLAB_ACK_WAIT", str(DEFAULT_ACK_WAIT_S)))
-        except argparse.ArgumentTypeError as exc:
-            raise UsageError(f"NATSLAB_ACK_WAIT: {exc}") from None
+        ack_wait = _from_env("NATSLAB_ACK_WAIT", ack_wait_seconds, DEFAULT_ACK_WAIT_S)
+    nats_timeout = getattr(args, "nats_timeout", None)
+    if nats_timeout is None:
+        nats_timeout = _from_env("NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S)
     return Settings(
         data_dir=(args.data_dir or default_data_dir()).expanduser(),
         nats_url=getattr(args, "nats_url", None),
@@ -127,6 +144,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         listeners=getattr(args, "listeners", 2),
         naive=getattr(args, "naive", 1),
         defer=getattr(args, "defer", "nak"),
+        nats_timeout_s=nats_timeout,
     )
 
 
@@ -223,9 +241,11 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         rng = random.Random(args.seed)
         users = [f"user{i + 1}" for i in range(args.users)]
         started = time.monotonic()
+        recorded = 0
         for index in range(args.random):
             kind = "deposit" if rng.random() < 0.6 else "withdraw"
             await publisher.record(kind, rng.choice(users), rng.randint(1, 200) * 100)
+            recorded += 1
             if args.rate:
                 delay = started + (index + 1) / args.rate - time.monotonic()
                 if delay > 0:
@@ -234,14 +254,33 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
             if index % 100 == 99 or index + 1 == args.random:
                 await publisher.relay_once()
                 _progress(index + 1, args.random, started)
-        await publisher.relay_once()
+            if publisher.stalled_for() > settings.nats_timeout_s:
+                break
+        else:
+            await publisher.relay_once()
         sys.stderr.write("\n")
         left = await db.count_unpublished()
+        if publisher.stalled_for() > settings.nats_timeout_s:
+            print(
+                f"natslab publish: NATS at {url} unreachable for {settings.nats_timeout_s:g} s; gave up after"
+                f" recording {recorded} of {args.random} events. {left} wait in the outbox and go out with the next"
+                " relay (a running natslab, or the next natslab publish).",
+                file=sys.stderr,
+            )
+            return 1
         print(f"published {publisher.published_count} events for {args.users} users; {left} left in the outbox")
         return 0 if left == 0 else 1
     finally:
         await db.close()
+        await _close_quietly(nc)
+
+
+async def _close_quietly(nc) -> None:
+    """Close a NATS connection whose server may be gone; the command's result is already decided."""
+    try:
         await nc.close()
+    except Exception as exc:
+        logging.getLogger(__name__).debug("close: %r", exc)
 
 
 # -- check -----------------------------------------------------------------------------------------
@@ -256,7 +295,7 @@ async def _check(args: argparse.Namespace, settings: Settings) -> int:
     try:
         report = await run_check(nc, settings.data_dir)
     finally:
-        await nc.close()
+        await _close_quietly(nc)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -277,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "server":
             return asyncio.run(_serve(settings, args.port))
         if args.command == "listener":
-            return listener_cli.run(args, _require_url(settings), settings.data_dir)
+            return listener_cli.run(args, _require_url(settings), settings.data_dir, settings.nats_timeout_s)
         if args.command == "publish":
             return asyncio.run(_publish(args, settings))
         if args.command == "check":
@@ -306,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         from dashboard.lab import LabError
         from dashboard.natsserver import ServerError
 
-        if isinstance(exc, (LabError, ServerError, OSError)):
+        if isinstance(exc, (LabError, ServerError, DatabaseUnavailable, OSError)):
             print(f"natslab: {exc}", file=sys.stderr)
             return 1
         raise

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboard.checker import format_report, read_transactions
-from dashboard.lab import Lab, wait_until
+from dashboard.lab import Lab, LabError, wait_until
 from dashboard.settings import Settings, UsageError
 from listeners.accounts import AccountRow, Mode
 from listeners.cli import setup_file_logging
@@ -51,11 +51,21 @@ def _alive(lab: Lab, mode: Mode) -> list[str]:
 
 
 async def wait_listeners_ready(lab: Lab, timeout: float = 20.0) -> None:
-    """Every live listener has reported a status from its current process and is fetching."""
+    """Every live listener has reported a status from its current process and is fetching.
+
+    A listener that ends before it is ready fails the wait at once, with the reason it gave.
+    """
     assert lab.supervisor is not None
+    supervisor = lab.supervisor
+    waiting = {entry.name: entry.pid for entry in supervisor.listeners.values() if entry.alive}
 
     def ready() -> bool:
-        for entry in lab.supervisor.listeners.values():  # type: ignore[union-attr]
+        supervisor.poll()
+        for name, pid in waiting.items():
+            entry = supervisor.listeners[name]
+            if entry.pid == pid and entry.state in ("crashed", "exited"):
+                raise LabError(f"listener {name} exited with code {entry.exit_code} before it was ready: {entry.reason}")
+        for entry in supervisor.listeners.values():
             if not entry.alive:
                 continue
             status = lab.statuses.get(entry.name)
@@ -177,12 +187,19 @@ async def publish_mix(lab: Lab, rng: random.Random, count: int, users: list[str]
         await lab.publisher.record(kind, rng.choice(users), rng.randint(1, 100) * 100)
 
 
-async def hold_one(lab: Lab, mode: Mode, user: str, number: int) -> str:
-    """Slow every live listener of `mode`, then wait for the one that takes user #number."""
+async def hold_one(lab: Lab, mode: Mode, kind: str, user: str, amount_cents: int) -> str:
+    """Slow every live listener of `mode`, then record the transaction; the one that takes it holds it.
+
+    Slowed first: a listener at normal speed would apply the event before it could be held.
+    """
+    assert lab.publisher is not None
     for name in _alive(lab, mode):
         await lab.send_control(name, f"slow {HOLD_MS}")
-    await wait_until(lambda: holder_of(lab, mode, user, number) is not None, 20, f"a {mode} listener to take {user} #{number}")
-    holder = holder_of(lab, mode, user, number)
+    event = await lab.publisher.record(kind, user, amount_cents)
+    await wait_until(
+        lambda: holder_of(lab, mode, user, event.number) is not None, 20, f"a {mode} listener to take {event.describe()}"
+    )
+    holder = holder_of(lab, mode, user, event.number)
     assert holder is not None
     return holder
 
@@ -198,8 +215,7 @@ async def kill_in_flight(lab: Lab, say: Say, rng: random.Random) -> None:
     kim = await fresh_user(lab, "kim")
     Kim = kim.capitalize()
     await say(f"{Kim} deposits $10 (#1); every guarded listener slows down so the one that takes it holds it.")
-    await lab.publisher.record("deposit", kim, 1000)
-    holder = await hold_one(lab, "guarded", kim, 1)
+    holder = await hold_one(lab, "guarded", "deposit", kim, 1000)
     await say(f"Listener {holder} holds {Kim} #1 unacknowledged. SIGKILL.")
     lab.supervisor.kill(holder)
     await release(lab, _alive(lab, "guarded"))
@@ -218,8 +234,7 @@ async def zombie(lab: Lab, say: Say, rng: random.Random) -> None:
     zoe = await fresh_user(lab, "zoe")
     Zoe = zoe.capitalize()
     await say(f"{Zoe} deposits $25 (#1); the guarded listener that takes it holds it.")
-    await lab.publisher.record("deposit", zoe, 2500)
-    holder = await hold_one(lab, "guarded", zoe, 1)
+    holder = await hold_one(lab, "guarded", "deposit", zoe, 2500)
     others = [name for name in _alive(lab, "guarded") if name != holder]
     await release(lab, others)
     await say(f"Listener {holder} is paused (SIGSTOP) holding {Zoe} #1, longer than the ack wait.")

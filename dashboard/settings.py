@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from listeners.groups import DEFAULT_ACK_WAIT_S
+from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 URL_FILE = "nats.url"
 
@@ -30,6 +31,8 @@ class Settings:
     naive: int = 1
     defer: str = "nak"
     batch: int = 100
+    # How long a command keeps trying an unreachable NATS before it gives up.
+    nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S
 
     @property
     def transactions_db(self) -> Path:

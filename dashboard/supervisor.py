@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dashboard.natsserver import die_with_parent
+from listeners.cli import failure_prefix
+from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 from listeners.accounts import Mode
 from listeners.groups import group_for_mode
 
@@ -33,9 +35,13 @@ class ListenerProcess:
     process: subprocess.Popen | None = None
     state: str = "starting"  # running, paused, killed, crashed, exited, restarting, stopped
     exit_code: int | None = None
+    # Why the process ended by itself: the last line it wrote on stderr (see `natslab listener`).
+    reason: str | None = None
     restarts: int = 0
     killed_at: float | None = None
     started_at: float = field(default_factory=time.time)
+    output: Path | None = None  # where its stdout and stderr go
+    output_offset: int = 0  # the size of `output` when this process started
 
     @property
     def pid(self) -> int | None:
@@ -50,6 +56,21 @@ class ListenerProcess:
         return self.process is not None and self.process.poll() is None
 
 
+def last_words(entry: ListenerProcess, limit: int = 4096) -> str | None:
+    """The last line the entry's current process wrote to its output (its error, when it failed)."""
+    if entry.output is None:
+        return None
+    try:
+        with open(entry.output, "rb") as out:
+            size = out.seek(0, os.SEEK_END)
+            out.seek(max(entry.output_offset, size - limit))
+            text = out.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1].removeprefix(failure_prefix(entry.name))[:300] if lines else None
+
+
 class Supervisor:
     """Owns the listener processes of both queue groups."""
 
@@ -61,12 +82,14 @@ class Supervisor:
         ack_wait_s: float,
         defer: str = "nak",
         batch: int = 100,
+        nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S,
     ) -> None:
         self.nats_url = nats_url
         self.data_dir = data_dir
         self.ack_wait_s = ack_wait_s
         self.defer = defer
         self.batch = batch
+        self.nats_timeout_s = nats_timeout_s
         self.listeners: dict[str, ListenerProcess] = {}
 
     def next_name(self, mode: Mode) -> str:
@@ -91,6 +114,7 @@ class Supervisor:
             "--defer", self.defer,
             "--batch", str(self.batch),
             "--slow-ms", str(slow_ms),
+            "--nats-timeout", str(self.nats_timeout_s),
             "--parent-pid", str(os.getpid()),
         ]  # fmt: skip
 
@@ -101,7 +125,9 @@ class Supervisor:
             raise SupervisorError(f"listener {name} is already running")
         logs = self.data_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with open(logs / f"listener-{name}.out", "ab") as out:
+        output = logs / f"listener-{name}.out"
+        with open(output, "ab") as out:
+            offset = out.tell()
             process = subprocess.Popen(
                 self.command(name, mode, slow_ms),
                 stdin=subprocess.DEVNULL,
@@ -117,8 +143,10 @@ class Supervisor:
         entry.process = process
         entry.state = "running"
         entry.exit_code = None
+        entry.reason = None
         entry.killed_at = None
         entry.started_at = time.time()
+        entry.output, entry.output_offset = output, offset
         return entry
 
     def get(self, name: str) -> ListenerProcess:
@@ -181,6 +209,7 @@ class Supervisor:
             if code is not None:
                 entry.exit_code = code
                 entry.state = "crashed" if code != 0 else "exited"
+                entry.reason = f"ended by {signal.Signals(-code).name}" if code < 0 else last_words(entry)
                 entry.killed_at = time.time()
                 changed.append(entry)
         return changed

@@ -117,6 +117,8 @@ class Member:
     state: str
     restarts: int = 0
     killed_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None  # why it ended by itself, in its own words
 
 
 @dataclass(slots=True)

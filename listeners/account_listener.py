@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -31,7 +32,7 @@ from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, gr
 from listeners.guard import SequenceGuard
 from listeners.status import STATUS_INTERVAL_S, control_subject, parse_control, status_subject
 from publisher.events import STREAM_NAME, AccountEvent, EventError, utc_now_iso
-from publisher.jetstream import connect, ensure_stream
+from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S, connect, ensure_stream
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class ListenerConfig:
     fetch_timeout_s: float = 1.0
     slow_ms: int = 0
     parent_pid: int | None = None
+    nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S
 
     @property
     def group(self) -> QueueGroup:
@@ -144,6 +146,9 @@ class AccountListener:
         # Early events kept unacknowledged for a moment and re-checked, by stream sequence.
         self._held: dict[int, _Held] = {}
         self.hold_limit_s = min(HOLD_LIMIT_S, config.ack_wait_s / 4)
+        # Why the listener stopped by itself (NATS unreachable for too long); None when it was told to.
+        self.failure: str | None = None
+        self._disconnected_since: float | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -153,6 +158,7 @@ class AccountListener:
         self.fault.slow_changed.set()
 
     async def run(self) -> None:
+        """Consume until stopped. `failure` says why, when the listener stopped by itself."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -160,14 +166,18 @@ class AccountListener:
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
                 pass
         self._db = await AccountsDB.open(self.config.db_path)
-        self._nc = await self._connect()
-        if self._nc is None:  # stopped before the server ever answered
+        try:
+            self._nc = await self._connect()
+            if self._nc is not None:
+                await self._serve(self._nc)
+        finally:
             await self._db.close()
-            return
+
+    async def _serve(self, nc: NATS) -> None:
         self.connected = True
         status_task = asyncio.create_task(self._status_loop(), name="status")
         try:
-            await self._nc.subscribe(control_subject(self.config.name), cb=self._on_control)
+            await nc.subscribe(control_subject(self.config.name), cb=self._on_control)
             await self._consume()
             await self._release_held()
         finally:
@@ -176,15 +186,16 @@ class AccountListener:
             try:
                 await self._publish_status()
                 # Acks are already sent; flush them out rather than drain, which waits on the pull inbox.
-                await self._nc.flush(timeout=2)
+                await nc.flush(timeout=2)
             except Exception:  # the server may be gone; closing is best effort
                 log.debug("flush failed", exc_info=True)
-            await self._nc.close()
+            await nc.close()
             log.info("listener %s stopped", self.config.name)
-            await self._db.close()
 
     async def _connect(self) -> NATS | None:
-        """Connect, retrying while the server is down (it may be restarting as we start)."""
+        """Connect, retrying while the server is down (it may be restarting as we start); give up
+        after `nats_timeout_s` with `failure` set."""
+        deadline = time.monotonic() + self.config.nats_timeout_s
         while not self._stop.is_set():
             try:
                 return await connect(
@@ -195,17 +206,31 @@ class AccountListener:
                 )
             except (ConnectionError, OSError, NatsError) as exc:
                 log.warning("cannot connect yet: %r", exc)
+                if time.monotonic() > deadline:
+                    self.failure = f"cannot reach NATS at {self.config.nats_url} (tried for {self.config.nats_timeout_s:g} s)"
+                    return None
                 self.state = "disconnected"
                 await self._sleep(0.5)
         return None
 
     async def _on_disconnect(self) -> None:
         self.connected = False
+        if self._disconnected_since is None:
+            self._disconnected_since = time.monotonic()
         self._status_wake.set()
 
     async def _on_reconnect(self) -> None:
         self.connected = True
+        self._disconnected_since = None
         self._status_wake.set()
+
+    def _give_up_if_unreachable(self) -> None:
+        """Stop, with `failure` set, once NATS has been unreachable for `nats_timeout_s`."""
+        since = self._disconnected_since
+        if since is not None and time.monotonic() - since > self.config.nats_timeout_s and not self._stop.is_set():
+            self.failure = f"NATS at {self.config.nats_url} unreachable for {self.config.nats_timeout_s:g} s"
+            log.warning("%s; stopping", self.failure)
+            self.request_stop()
 
     # -- consuming ---------------------------------------------------------------------------------
 
@@ -362,7 +387,10 @@ class AccountListener:
                     await self._settle(msg.in_progress())
 
     def _crash_now(self) -> None:
-        log.warning("injected crash (%s)", self.fault.crash)
+        where = "after the commit, before the ack" if self.fault.crash == "after-commit" else "before the commit"
+        log.warning("injected crash %s", where)
+        # The supervisor shows the last line on stderr as the reason the process ended.
+        print(f"injected crash {where}", file=sys.stderr, flush=True)
         logging.shutdown()
         os._exit(CRASH_EXIT_CODE)
 
@@ -453,6 +481,7 @@ class AccountListener:
             if parent is not None and os.getppid() != parent:
                 log.warning("parent %d is gone; stopping", parent)
                 self.request_stop()
+            self._give_up_if_unreachable()
             try:
                 await self._publish_status()
             except Exception as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from listeners.account_listener import AccountListener, ListenerConfig
 from listeners.groups import DEFAULT_ACK_WAIT_S
+from publisher.sqlite import DatabaseUnavailable
 
 NAME_RE_HELP = "1-32 characters of A-Z, a-z, 0-9, '_' or '-'"
 
@@ -54,6 +55,7 @@ def seconds(low: float, high: float) -> Callable[[str], float]:
 
 
 ack_wait_seconds = seconds(0.5, 3600)
+nats_timeout_seconds = seconds(1, 3600)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +91,11 @@ def setup_file_logging(data_dir: Path, name: str) -> Path:
     return path
 
 
-def run(args: argparse.Namespace, nats_url: str, data_dir: Path) -> int:
+def run(args: argparse.Namespace, nats_url: str, data_dir: Path, nats_timeout_s: float) -> int:
+    """Run the listener; 0 when it was told to stop, 1 with one line on stderr when it could not go on.
+
+    The line on stderr is what the supervisor shows as the reason a listener process ended.
+    """
     config = ListenerConfig(
         name=args.name,
         mode=args.mode,
@@ -100,14 +106,27 @@ def run(args: argparse.Namespace, nats_url: str, data_dir: Path) -> int:
         batch=args.batch,
         slow_ms=args.slow_ms,
         parent_pid=args.parent_pid,
+        nats_timeout_s=nats_timeout_s,
     )
     setup_file_logging(data_dir, f"listener-{args.name}")
-    logging.getLogger(__name__).info("listener %s starting (%s, %s)", config.name, config.mode, nats_url)
+    log = logging.getLogger(__name__)
+    log.info("listener %s starting (%s, %s)", config.name, config.mode, nats_url)
+    listener = AccountListener(config)
     try:
-        asyncio.run(AccountListener(config).run())
+        asyncio.run(listener.run())
     except KeyboardInterrupt:
-        pass
-    except OSError as exc:
-        print(f"natslab listener: cannot reach NATS at {nats_url}: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+    except Exception as exc:
+        log.exception("listener %s failed", config.name)
+        failure = str(exc) if isinstance(exc, DatabaseUnavailable) else f"{type(exc).__name__}: {exc}"
+    else:
+        failure = listener.failure
+    if failure is None:
+        return 0
+    print(f"{failure_prefix(config.name)}{failure}", file=sys.stderr, flush=True)
+    return 1
+
+
+def failure_prefix(name: str) -> str:
+    """How the line a failed listener leaves on stderr starts; the supervisor shows the rest."""
+    return f"natslab listener {name}: "

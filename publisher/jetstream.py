@@ -21,6 +21,10 @@ from publisher.events import STREAM_NAME, STREAM_SUBJECTS
 log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 300.0
+# How long a command keeps trying to reach NATS before it gives up with a clear line
+# (`--nats-timeout`, env NATSLAB_NATS_TIMEOUT). Long enough for a server restart, short enough that a
+# command whose server is gone for good ends by itself.
+DEFAULT_NATS_TIMEOUT_S = 30.0
 
 
 def stream_config() -> api.StreamConfig:

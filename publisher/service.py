@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,8 @@ class Publisher:
         self._wake = asyncio.Event()
         self.published_count = 0
         self.last_error: str | None = None
+        # Since when the outbox has had rows that no relay pass could send (NATS unreachable).
+        self.stalled_since: float | None = None
         self._queued: list[tuple[tuple[str, str, int], asyncio.Future[AccountEvent]]] = []
         self._writer: asyncio.Task | None = None
         # Fault injection for the publisher-crash scenario: die between the PubAck and the outbox update.
@@ -109,6 +112,7 @@ class Publisher:
             while True:
                 pending = await self.db.unpublished(self.batch)
                 if not pending:
+                    self.stalled_since = None
                     return sent
                 acks = await self._send(pending)
                 if self.crash_after_send and acks:
@@ -117,7 +121,15 @@ class Publisher:
                 sent.update((event.id, seq) for event, seq in acks)
                 self.published_count += len(acks)
                 if len(acks) < len(pending):
+                    if sent:
+                        self.stalled_since = None
+                    elif self.stalled_since is None:
+                        self.stalled_since = time.monotonic()
                     return sent
+
+    def stalled_for(self) -> float:
+        """Seconds the outbox has been stuck: rows waiting and no relay pass able to send any."""
+        return 0.0 if self.stalled_since is None else time.monotonic() - self.stalled_since
 
     async def _send(self, events: list[AccountEvent]) -> list[tuple[AccountEvent, int]]:
         """Publish a batch pipelined; return the acknowledged prefix, in order."""

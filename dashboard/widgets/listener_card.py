@@ -67,6 +67,9 @@ class ListenerCard(Static):
         head = Text(no_wrap=True, overflow="ellipsis")
         head.append(f"pid {listener.pid or '-'}  ", "dim")
         head.append(state, state_style(state))
+        member = listener.member
+        if state == "crashed" and member is not None and member.exit_code is not None:
+            head.append(f" (exit {member.exit_code})", state_style(state))
         if listener.slow_ms:
             head.append(f" {listener.slow_ms} ms/event", "yellow")
         if listener.crash_armed:
@@ -106,8 +109,13 @@ class ListenerCard(Static):
 
     @classmethod
     def _held_or_last(cls, view: LabView, listener: ListenerView) -> Text:
-        """For a killed or paused holder, what becomes of what it holds; else its last outcome."""
+        """For a killed or paused holder, what becomes of what it holds; for a crashed listener, why it
+        ended; else its last outcome."""
         note = view.held_note(listener)
+        member = listener.member
+        if note is None and listener.state == "crashed" and member is not None and member.reason:
+            # The process's own last words on stderr: a Text, never markup.
+            return Text(f"✗ {member.reason}", "red", no_wrap=True, overflow="ellipsis")
         if note is None:
             return cls._last(listener.last_event if listener.fresh or listener.gone else None)
         if note.taken_over is not None:
