@@ -142,6 +142,14 @@ class Lab:
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, *, listeners: int | None = None, naive: int | None = None) -> None:
+        """Start everything; on failure, stop what was started (the caller gets the error, not a half lab)."""
+        try:
+            await self._start(listeners, naive)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, listeners: int | None, naive: int | None) -> None:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -163,7 +171,12 @@ class Lab:
         self.publisher = Publisher(self.transactions, self.nc)
         self._relay_task = asyncio.create_task(self.publisher.run_relay(), name="outbox-relay")
         self.supervisor = Supervisor(
-            self._url, settings.data_dir, ack_wait_s=settings.ack_wait_s, defer=settings.defer, batch=settings.batch
+            self._url,
+            settings.data_dir,
+            ack_wait_s=settings.ack_wait_s,
+            defer=settings.defer,
+            batch=settings.batch,
+            nats_timeout_s=settings.nats_timeout_s,
         )
         for _ in range(settings.listeners if listeners is None else listeners):
             self.supervisor.spawn("guarded")
@@ -171,24 +184,42 @@ class Lab:
             self.supervisor.spawn("naive")
 
     async def stop(self) -> None:
+        """Stop what this lab started: listeners, relay, connection, database, server. Every part is
+        stopped even when an earlier one fails (the first error is raised at the end)."""
+        errors: list[Exception] = []
+        for step in (self._stop_listeners, self._stop_relay, self._close_nats, self._close_transactions, self._stop_server):
+            try:
+                await step()
+            except Exception as exc:
+                log.warning("stopping the lab: %s failed: %r", step.__name__, exc)
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    async def _stop_listeners(self) -> None:
         if self.supervisor is not None:
             await self.supervisor.stop_all()
-        if self._relay_task is not None:
-            self._relay_task.cancel()
+
+    async def _stop_relay(self) -> None:
+        task, self._relay_task = self._relay_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _close_nats(self) -> None:
+        nc, self.nc = self.nc, None
+        if nc is not None:
             try:
-                await self._relay_task
-            except asyncio.CancelledError:
-                pass
-            self._relay_task = None
-        if self.nc is not None:
-            try:
-                await self.nc.close()
-            except Exception as exc:
+                await nc.close()
+            except Exception as exc:  # the server may be gone already
                 log.debug("close: %r", exc)
-            self.nc = None
-        if self.transactions is not None:
-            await self.transactions.close()
-            self.transactions = None
+
+    async def _close_transactions(self) -> None:
+        transactions, self.transactions = self.transactions, None
+        if transactions is not None:
+            await transactions.close()
+
+    async def _stop_server(self) -> None:
         if self.server is not None:
             await self.server.stop()
             self.settings.url_file.unlink(missing_ok=True)
