@@ -376,7 +376,20 @@ async def test_poison_with_markup_is_shown_literally(settings: Settings) -> None
         def shown() -> str:
             return "\n".join(lines.render_line(y).text for y in range(lines.size.height))
 
-        await wait_for(pilot, lambda: "poison" in shown(), 5, "the timeline to draw the poison")
-        assert "poison deposit.[b]x[/b]" in shown()
-        assert "poison withdraw.[link=y]" in shown()
+        # The view holds both deliveries before the pane's next redraw: wait for both rows, since the
+        # pane may have drawn the first one a tick before the second arrived.
+        drawn = ("poison deposit.[b]x[/b]", "poison withdraw.[link=y]")
+        await wait_for(pilot, lambda: all(row in shown() for row in drawn), 5, "the timeline to draw both poison rows, literally")
+        await quit_app(pilot, app)
+
+
+async def test_a_listener_that_cannot_start_shows_as_crashed_with_its_reason(settings: Settings) -> None:
+    settings.naive, settings.listeners = 0, 1
+    settings.data_dir.mkdir(parents=True)
+    (settings.data_dir / "accounts.db").write_bytes(b"this is not an SQLite database" * 100)
+    app = NatslabApp(settings)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: bool(app.query(ListenerCard)), 30, "the listener cards")
+        await wait_for(pilot, lambda: "crashed (exit 1)" in shown_text(card(app, "A")), 30, "listener A to show as crashed")
+        assert "file is not a database" in shown_text(card(app, "A"))
         await quit_app(pilot, app)
