@@ -1,8 +1,19 @@
-"""Shared fixtures: a real nats-server per test on a free loopback port, and labs on temp dirs."""
+"""Shared fixtures: a real nats-server per test on a free loopback port, and labs on temp dirs.
+
+Every test is also checked for what it leaves behind: processes it started (found by a marker in
+their environment, which every child and grandchild inherits) and threads that would keep pytest
+from exiting. What is left is ended, by pid, and the test fails naming it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +24,81 @@ from dashboard.settings import Settings
 
 # Short enough that redelivery tests finish quickly, long enough for a loaded 2-core CI machine.
 TEST_ACK_WAIT_S = 2.0
+
+# The environment variable that marks the processes a test starts, with the test's own token.
+PROCESS_MARK = "NATSLAB_TEST_RUN"
+# How long a test's processes and threads may take to end after its fixtures stopped them.
+LEFTOVER_GRACE_S = 10.0
+
+
+def processes_marked(token: str) -> dict[int, str]:
+    """Live processes (zombies excluded) whose environment has PROCESS_MARK=token: pid -> command line."""
+    needle = f"\0{PROCESS_MARK}={token}\0".encode()
+    found: dict[int, str] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as environ:
+                if needle not in b"\0" + environ.read():
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
+                found[int(entry.name)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # ended meanwhile, or not ours to read
+            continue
+    return found
+
+
+def lingering_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads started since `before` that would keep the interpreter from exiting."""
+    return [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+
+
+@pytest.fixture(autouse=True)
+def leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    token = uuid.uuid4().hex
+    monkeypatch.setenv(PROCESS_MARK, token)
+    threads_before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + LEFTOVER_GRACE_S
+    while True:
+        processes, threads = processes_marked(token), lingering_threads(threads_before)
+        if not (processes or threads) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    for pid in processes:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    problems = [f"process {pid} still running: {command}" for pid, command in processes.items()]
+    problems += [f"thread {thread.name} still running" for thread in threads]
+    if problems:
+        pytest.fail("the test left behind:\n  " + "\n  ".join(problems), pytrace=False)
+
+
+_exit_status = 0
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Never hang at exit: a non-daemon thread left by a failed test would keep pytest alive for good."""
+    threads = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if threads:
+        names = ", ".join(thread.name for thread in threads)
+        sys.stderr.write(f"natslab tests: exiting past {len(threads)} leftover thread(s): {names}\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status or 1)
 
 
 @pytest.fixture
