@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from dashboard.lab import Lab
 from dashboard.scenarios import wait_listeners_ready
@@ -25,29 +25,40 @@ USERS = ("ann", "bob", "cy")
 
 
 class GuardedSystem(RuleBasedStateMachine):
+    """Rules draw only from the model (which listener the rules left running, paused or killed), never
+    from live process state, so hypothesis sees the same choices when it replays a run."""
+
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.tmp = tempfile.TemporaryDirectory(prefix="natslab-model-")
+        self.lab: Lab | None = None
+        self.listeners: dict[str, str] = {}  # name -> running, paused or killed, as the rules left it
+        self.published: dict[str, list[AccountEvent]] = {user: [] for user in USERS}
+
+    @initialize()
+    def start_lab(self) -> None:
+        # Started here, not in __init__: hypothesis calls teardown() once an initialize rule has run,
+        # so a lab that fails to become ready is still stopped.
         self.lab = Lab(Settings(data_dir=Path(self.tmp.name), ack_wait_s=1.0))
         self.run(self.lab.start(listeners=2, naive=0))
         self.run(wait_listeners_ready(self.lab))
-        self.published: dict[str, list[AccountEvent]] = {user: [] for user in USERS}
+        self.listeners = dict.fromkeys(sorted(self.supervisor.listeners), "running")
 
     def run(self, coroutine):
         return self.loop.run_until_complete(asyncio.wait_for(coroutine, timeout=120))
 
     @property
     def supervisor(self):
-        assert self.lab.supervisor is not None
+        assert self.lab is not None and self.lab.supervisor is not None
         return self.lab.supervisor
 
-    def names(self, state: str | None = None) -> list[str]:
-        return sorted(e.name for e in self.supervisor.listeners.values() if e.alive and (state is None or e.state == state))
+    def names(self, state: str) -> list[str]:
+        return [name for name, now in self.listeners.items() if now == state]
 
     @rule(user=st.sampled_from(USERS), deposit=st.booleans(), dollars=st.integers(1, 120), count=st.integers(1, 15))
     def publish(self, user: str, deposit: bool, dollars: int, count: int) -> None:
-        assert self.lab.publisher is not None
+        assert self.lab is not None and self.lab.publisher is not None
         for _ in range(count):
             event = self.run(self.lab.publisher.record("deposit" if deposit else "withdraw", user, dollars * 100))
             self.published[user].append(event)
@@ -55,28 +66,41 @@ class GuardedSystem(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.names("running")))
     @rule(data=st.data())
     def kill(self, data) -> None:
-        self.supervisor.kill(data.draw(st.sampled_from(self.names("running"))))
+        name = data.draw(st.sampled_from(self.names("running")))
+        self.supervisor.kill(name)
+        self.listeners[name] = "killed"
 
     @precondition(lambda self: bool(self.names("running")))
     @rule(data=st.data())
     def pause(self, data) -> None:
-        self.supervisor.pause(data.draw(st.sampled_from(self.names("running"))))
+        name = data.draw(st.sampled_from(self.names("running")))
+        self.supervisor.pause(name)
+        self.listeners[name] = "paused"
 
     @precondition(lambda self: bool(self.names("paused")))
     @rule(data=st.data())
     def resume(self, data) -> None:
-        self.supervisor.resume(data.draw(st.sampled_from(self.names("paused"))))
+        name = data.draw(st.sampled_from(self.names("paused")))
+        self.supervisor.resume(name)
+        self.listeners[name] = "running"
 
+    @precondition(lambda self: bool(self.listeners))
     @rule(data=st.data())
     def restart_listener(self, data) -> None:
-        self.supervisor.restart(data.draw(st.sampled_from(sorted(self.supervisor.listeners))))
+        name = data.draw(st.sampled_from(sorted(self.listeners)))
+        self.supervisor.restart(name)
+        self.listeners[name] = "running"
 
+    @precondition(lambda self: self.lab is not None)
     @rule()
     def restart_server(self) -> None:
+        assert self.lab is not None
         self.run(self.lab.restart_server())
 
     @invariant()
     def guarded_database_is_a_correct_prefix(self) -> None:
+        if self.lab is None:
+            return
         path = self.lab.settings.data_dir / "accounts.db"
         if not path.exists():
             return
@@ -96,20 +120,23 @@ class GuardedSystem(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            for name in self.names("paused"):
-                self.supervisor.resume(name)
-            for name, entry in list(self.supervisor.listeners.items()):
-                if not entry.alive:
+            if self.lab is not None and self.lab.supervisor is not None:
+                for name in self.names("paused"):
+                    self.supervisor.resume(name)
+                for name in self.names("killed"):
                     self.supervisor.restart(name)
-            self.run(self.lab.wait_drained(timeout=90))
-            report = self.run(self.lab.check())
-            assert report.ok, report.problems
-            published = sum(len(events) for events in self.published.values())
-            assert sum(user.expected_last for user in report.users) == published
+                self.run(self.lab.wait_drained(timeout=90))
+                report = self.run(self.lab.check())
+                assert report.ok, report.problems
+                published = sum(len(events) for events in self.published.values())
+                assert sum(user.expected_last for user in report.users) == published
         finally:
-            self.run(self.lab.stop())
-            self.loop.close()
-            self.tmp.cleanup()
+            try:
+                if self.lab is not None:
+                    self.run(self.lab.stop())
+            finally:
+                self.loop.close()
+                self.tmp.cleanup()
 
 
 GuardedSystem.TestCase.settings = settings(
