@@ -99,3 +99,59 @@ def test_table_names_every_measure_and_verdict() -> None:
     assert "n/a (skipped (--no-dashboard))" in table
     assert "targets: 3 of 3 met; 3 not measured" in table
     assert "check: not run" in table
+
+
+def result_with(ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float, rss_mb: float, frame_s: float) -> bench.BenchResult:
+    """A result whose figures sit where the caller puts them against each target (raw: 10,000/s)."""
+    result = bench.BenchResult(bench.BenchConfig(events=300, users=20), {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
+    result.phases = {
+        "raw": {"eventsPerSecond": 10_000, "publishPerSecond": 20_000},
+        "pipeline": {"eventsPerSecond": ratio_events, "deferrals": 0},
+        "latency": {"offeredPerSecond": 1_000, "publishToApplied": {"n": 9, "p50_ms": 5.0, "p99_ms": p99_ms}},
+        "nak": {"earlyPublishToApplied": {"n": 5, "p50_ms": 100.0, "p99_ms": nak_p99_ms}, "pairs": 5},
+        "ackWait": {"earlyPublishToApplied": {"n": 5, "p50_ms": 5000.0, "p99_ms": 5100.0}, "pairs": 5},
+        "recovery": {"killToApplied_s": 4.9},
+        "dashboard": {
+            "available": True, "offeredPerSecond": 1_000, "cpuPercentAtRate": cpu, "peakRssMB": rss_mb,
+            "eventsWhileRunning": 1_000, "firstFrame_s": frame_s, "keyToScreen": {"n": 3, "p50_ms": 90.0, "p99_ms": 120.0},
+        },
+    }  # fmt: skip
+    result.targets = bench.targets(result)
+    return result
+
+
+def test_every_target_is_missed_at_its_limit() -> None:
+    # Each figure sits exactly on its limit, which the target does not admit (or just under it, for
+    # the one target that is a floor).
+    result = result_with(
+        ratio_events=int(10_000 * bench.TARGET_RATIO) - 1,
+        p99_ms=bench.TARGET_P99_MS,
+        nak_p99_ms=bench.TARGET_NAK_P99_MS,
+        cpu=bench.TARGET_DASHBOARD_CPU,
+        rss_mb=bench.TARGET_DASHBOARD_RSS_MB,
+        frame_s=bench.TARGET_FIRST_FRAME_S,
+    )
+    assert [(target.name, target.verdict()) for target in result.targets] == [(name, "MISSED") for name in TARGETS]
+    table = bench.format_table(result)
+    assert f"targets: 0 of 6 met; missed: {', '.join(TARGETS)}" in table
+    assert table.count(": MISSED") == 6
+
+
+def test_targets_are_met_just_inside_their_limits() -> None:
+    result = result_with(
+        ratio_events=int(10_000 * bench.TARGET_RATIO),
+        p99_ms=bench.TARGET_P99_MS - 0.1,
+        nak_p99_ms=bench.TARGET_NAK_P99_MS - 0.1,
+        cpu=bench.TARGET_DASHBOARD_CPU - 0.1,
+        rss_mb=bench.TARGET_DASHBOARD_RSS_MB - 0.1,
+        frame_s=bench.TARGET_FIRST_FRAME_S - 0.01,
+    )
+    assert [target.verdict() for target in result.targets] == ["met"] * 6
+    assert "targets: 6 of 6 met\n" in bench.format_table(result)
+
+
+def test_one_missed_target_is_named_among_the_met() -> None:
+    result = result_with(5_000, 30.0, 200.0, cpu=63.4, rss_mb=133.0, frame_s=0.8)
+    table = bench.format_table(result)
+    assert "63.4% of one core" in table and "< 25% of a core: MISSED" in table
+    assert "targets: 5 of 6 met; missed: dashboard-cpu" in table
