@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from dashboard.lab import wait_until
 from dashboard.natsserver import EmbeddedServer
 
 NATSLAB = [sys.executable, "-m", "dashboard.cli"]
@@ -64,10 +65,16 @@ def test_server_prints_its_url_first(tmp_path: Path) -> None:
 async def test_two_publisher_processes_get_distinct_consecutive_numbers(nats_server: EmbeddedServer, tmp_path: Path) -> None:
     args = [*NATSLAB, "publish", "--random", "150", "--users", "1", "--data-dir", str(tmp_path), "--nats-url", nats_server.url]
     processes = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    for process in processes:
-        out, err = process.communicate(timeout=120)
-        assert process.returncode == 0, err
-        assert "0 left in the outbox" in out
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
+            assert "0 left in the outbox" in out
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
     db = sqlite3.connect(tmp_path / "transactions.db")
     numbers = [row[0] for row in db.execute("SELECT number FROM transactions WHERE user_id = 'user1' ORDER BY number")]
     unpublished = db.execute("SELECT COUNT(*) FROM transactions WHERE published_at IS NULL").fetchone()[0]
@@ -112,3 +119,39 @@ async def test_check_exit_codes(make_lab) -> None:
     broken = natslab("check", *common)
     assert broken.returncode == 1
     assert "FAILED" in broken.stdout and "jim" in broken.stdout
+
+
+async def test_publish_gives_up_when_nats_goes_away_and_keeps_the_rest_in_the_outbox(
+    nats_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    args = [*NATSLAB, "publish", "--random", "100000", "--users", "3", "--data-dir", str(tmp_path),
+            "--nats-url", nats_server.url, "--nats-timeout", "2"]  # fmt: skip
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        await wait_until(lambda: published_rows(tmp_path / "transactions.db") >= 200, 60, "the first events published")
+        await nats_server.stop()
+        out, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"natslab publish: NATS at {nats_server.url} unreachable for 2 s; gave up after recording ")
+    db = sqlite3.connect(tmp_path / "transactions.db")
+    recorded, unpublished = db.execute("SELECT COUNT(*), COUNT(*) - COUNT(published_at) FROM transactions").fetchone()
+    db.close()
+    assert f"recording {recorded} of 100000 events. {unpublished} wait in the outbox" in last
+    assert 0 < unpublished and recorded < 100_000 and out == ""
+
+
+def published_rows(path: Path) -> int:
+    if not path.exists():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return db.execute("SELECT COUNT(*) FROM transactions WHERE published_at IS NOT NULL").fetchone()[0]
+    except sqlite3.OperationalError:  # created, schema not written yet
+        return 0
+    finally:
+        db.close()
