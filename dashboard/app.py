@@ -42,6 +42,7 @@ from dashboard.widgets.listeners import ListenersPane
 from dashboard.widgets.queue_groups import QueueGroupsPane
 from dashboard.widgets.status_line import StatusLine
 from dashboard.widgets.timeline import DeliveryTimeline
+from listeners.account_listener import CRASH_EXIT_CODE
 from listeners.accounts import AccountRow
 from listeners.groups import GROUPS
 from publisher.events import AccountEvent
@@ -280,7 +281,14 @@ class NatslabApp(App[int]):
         """Read what the lab keeps in memory (processes, connection, outbox); no I/O."""
         supervisor = lab.supervisor
         if supervisor is not None:
-            supervisor.poll()
+            for entry in supervisor.poll():
+                if entry.state == "crashed" and entry.exit_code != CRASH_EXIT_CODE:  # not a crash the user armed
+                    self.notify(
+                        f"Listener {entry.name} crashed (exit {entry.exit_code}): {entry.reason or 'no reason given'}",
+                        severity="error",
+                        timeout=15,
+                        markup=False,
+                    )
             self.view.apply_members(
                 [
                     Member(e.name, e.mode, e.group, e.pid, e.state, e.restarts, e.killed_at, e.exit_code, e.reason)

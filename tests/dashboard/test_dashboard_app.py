@@ -387,9 +387,18 @@ async def test_a_listener_that_cannot_start_shows_as_crashed_with_its_reason(set
     settings.naive, settings.listeners = 0, 1
     settings.data_dir.mkdir(parents=True)
     (settings.data_dir / "accounts.db").write_bytes(b"this is not an SQLite database" * 100)
+    notes: list[str] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification.message)
+
     app = NatslabApp(settings)
-    async with app.run_test(size=(160, 48)) as pilot:
+    async with app.run_test(size=(160, 48), message_hook=hook) as pilot:
         await wait_for(pilot, lambda: bool(app.query(ListenerCard)), 30, "the listener cards")
         await wait_for(pilot, lambda: "crashed (exit 1)" in shown_text(card(app, "A")), 30, "listener A to show as crashed")
-        assert "file is not a database" in shown_text(card(app, "A"))
+        assert "✗ accounts.db: file is not a database" in shown_text(card(app, "A"))
+        # The card cuts the reason to its width; a notification says it whole.
+        reason = f"accounts.db: file is not a database (in {settings.data_dir})"
+        assert f"Listener A crashed (exit 1): {reason}" in notes
         await quit_app(pilot, app)
