@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import signal
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +58,8 @@ POLL_INTERVAL_S = 0.5
 CHECK_INTERVAL_S = 2.0
 START_RETRY_S = 2.0
 START_TIMEOUT_S = 30.0
+# How often the dashboard checks that its terminal is still there (see end_when_the_terminal_hangs_up).
+TERMINAL_CHECK_S = 1.0
 BURST_SIZE = 50
 BURST_USERS = tuple(f"user{n}" for n in range(1, 6))
 SLOW_MS = 2000
@@ -665,6 +671,26 @@ class NatslabApp(App[int]):
         self.shutdown()
 
 
+def end_when_the_terminal_hangs_up(fd: int, interval: float = TERMINAL_CHECK_S) -> None:
+    """End this process once its controlling terminal on `fd` has hung up (run in a daemon thread).
+
+    A terminal can go without a SIGHUP reaching the dashboard: a tmux pane running `make run` is
+    killed, make (the session leader) gets the signal and waits for its child. Textual does not notice:
+    its output thread dies on the first failed write, the next writes block the event loop for good
+    and its input thread spins on end-of-file, holding the lab and a core. Exiting hard is safe here:
+    the listener processes and the embedded server end with this process (PR_SET_PDEATHSIG), and
+    every database write is already committed.
+    """
+    while True:
+        time.sleep(interval)
+        try:
+            os.tcgetpgrp(fd)
+        except OSError as exc:
+            log.warning("the terminal hung up (%s); ending the dashboard and its lab", exc)
+            logging.shutdown()
+            os._exit(128 + signal.SIGHUP)
+
+
 def run_dashboard(settings: Settings) -> int:
     """Run the dashboard until `q`; logs go to `logs/dashboard.log` in the data dir, never to the terminal."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
@@ -674,6 +700,14 @@ def run_dashboard(settings: Settings) -> int:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     logging.captureWarnings(True)
+    try:
+        os.tcgetpgrp(sys.__stdout__.fileno())
+    except (OSError, AttributeError, ValueError):  # not our controlling terminal: nothing to watch
+        pass
+    else:
+        threading.Thread(
+            target=end_when_the_terminal_hangs_up, args=(sys.__stdout__.fileno(),), name="terminal-watch", daemon=True
+        ).start()
     try:
         code = NatslabApp(settings).run()
     finally:
