@@ -54,6 +54,9 @@ def test_a_test_that_breaks_inside_a_lab_leaves_nothing_running(tmp_path: Path, 
     inner = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env={**os.environ, "NATSLAB_READY_FILE": str(ready)},
+        # A suite started in the background (`make test &`) inherits SIGINT ignored, and so would the
+        # inner pytest: give it the default, as a terminal's Ctrl-C finds it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         if how == "is interrupted":
