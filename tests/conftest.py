@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from leftovers import PROCESS_MARK, processes_marked
 
 from dashboard.lab import Lab, connect_with_retry
 from dashboard.natsserver import EmbeddedServer
@@ -25,31 +26,8 @@ from dashboard.settings import Settings
 # Short enough that redelivery tests finish quickly, long enough for a loaded 2-core CI machine.
 TEST_ACK_WAIT_S = 2.0
 
-# The environment variable that marks the processes a test starts, with the test's own token.
-PROCESS_MARK = "NATSLAB_TEST_RUN"
 # How long a test's processes and threads may take to end after its fixtures stopped them.
 LEFTOVER_GRACE_S = 10.0
-
-
-def processes_marked(token: str) -> dict[int, str]:
-    """Live processes (zombies excluded) whose environment has PROCESS_MARK=token: pid -> command line."""
-    needle = f"\0{PROCESS_MARK}={token}\0".encode()
-    found: dict[int, str] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as environ:
-                if needle not in b"\0" + environ.read():
-                    continue
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                if stat.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                found[int(entry.name)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:  # ended meanwhile, or not ours to read
-            continue
-    return found
 
 
 def lingering_threads(before: set[threading.Thread]) -> list[threading.Thread]:

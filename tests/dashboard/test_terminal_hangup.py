@@ -19,24 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+from leftovers import running_with
 
 ROWS, COLUMNS = 48, 160
-
-
-def running_with(text: str) -> list[str]:
-    """Command lines of live processes (zombies excluded) that mention `text`."""
-    found = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in command and state != b"Z":
-            found.append(command.strip())
-    return found
 
 
 def make_controlling_terminal() -> None:

@@ -11,26 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+from leftovers import running_with
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 EXIT_S = 90  # far above what a lab needs to stop; a pytest still running then has hung
-
-
-def running_with(text: str) -> dict[int, str]:
-    """Live processes (zombies excluded) whose command line mentions `text`."""
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = Path(f"/proc/{entry.name}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = Path(f"/proc/{entry.name}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text in command and state != b"Z":
-            found[int(entry.name)] = command.strip()
-    return found
 
 
 TESTS = {"fails": "test_fails", "times out": "test_hangs", "is interrupted": "test_hangs", "leaks its lab": "test_leaks_its_lab"}
