@@ -284,7 +284,8 @@ class NatslabApp(App[int]):
             self.query_one(StatusLine).show(view)
 
     def observe_lab(self, lab: Lab) -> None:
-        """Read what the lab keeps in memory (processes, connection, outbox); no I/O."""
+        """Read what the lab keeps in memory (processes, connection, outbox); the only I/O is reading
+        the last line a listener wrote when it has just ended by itself."""
         supervisor = lab.supervisor
         if supervisor is not None:
             for entry in supervisor.poll():

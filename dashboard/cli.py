@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from dashboard.bench import add_arguments as bench_arguments
 from dashboard.chaos import add_arguments as chaos_arguments
@@ -29,6 +29,9 @@ from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.events import KINDS, EventError, format_cents, parse_amount, validate_user_id
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 from publisher.sqlite import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
 
 EXIT_USAGE = 2
 
@@ -275,7 +278,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         await _close_quietly(nc)
 
 
-async def _close_quietly(nc) -> None:
+async def _close_quietly(nc: NATS) -> None:
     """Close a NATS connection whose server may be gone; the command's result is already decided."""
     try:
         await nc.close()

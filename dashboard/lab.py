@@ -146,7 +146,10 @@ class Lab:
         try:
             await self._start(listeners, naive)
         except BaseException:
-            await self.stop()
+            try:
+                await self.stop()
+            except Exception:  # the start's error is the one to report
+                log.exception("stopping a lab that failed to start")
             raise
 
     async def _start(self, listeners: int | None, naive: int | None) -> None:

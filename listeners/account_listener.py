@@ -45,6 +45,8 @@ MAX_STATUS_IN_FLIGHT = 25
 HOLD_RECHECK_S = 0.05
 HOLD_LIMIT_S = 0.5
 MAX_HELD = 2000
+# A status loop that wakes up this much later than it should has been frozen (SIGSTOP, a paused lab).
+FROZEN_GAP_S = 5.0
 
 
 @dataclass(slots=True)
@@ -149,6 +151,7 @@ class AccountListener:
         # Why the listener stopped by itself (NATS unreachable for too long); None when it was told to.
         self.failure: str | None = None
         self._disconnected_since: float | None = None
+        self._last_checked = time.monotonic()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -226,8 +229,13 @@ class AccountListener:
 
     def _give_up_if_unreachable(self) -> None:
         """Stop, with `failure` set, once NATS has been unreachable for `nats_timeout_s`."""
+        now = time.monotonic()
+        if self._disconnected_since is not None and now - self._last_checked > FROZEN_GAP_S:
+            # This process was frozen (SIGSTOP) meanwhile: the client has not had its chance to reconnect.
+            self._disconnected_since = now
+        self._last_checked = now
         since = self._disconnected_since
-        if since is not None and time.monotonic() - since > self.config.nats_timeout_s and not self._stop.is_set():
+        if since is not None and now - since > self.config.nats_timeout_s and not self._stop.is_set():
             self.failure = f"NATS at {self.config.nats_url} unreachable for {self.config.nats_timeout_s:g} s"
             log.warning("%s; stopping", self.failure)
             self.request_stop()
