@@ -198,7 +198,11 @@ def run_cli(args: argparse.Namespace, settings: Settings) -> int:
         sys.stderr.write(f"\r{line:<70}")
         sys.stderr.flush()
 
-    result = asyncio.run(run_chaos(config, settings, progress))
+    try:
+        result = asyncio.run(run_chaos(config, settings, progress))
+    except BaseException:
+        sys.stderr.write(f"\nnatslab chaos: failed; its data and logs are in {data_dir}\n")
+        raise
     sys.stderr.write("\n")
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

@@ -323,8 +323,19 @@ class Lab:
         assert self.nc is not None
         return await run_check(self.nc, self.settings.data_dir)
 
+    def check_server(self) -> None:
+        """Raise LabError when the embedded server has died without being stopped or restarted by us:
+        waiting for the system to make progress is then pointless."""
+        server = self.server
+        if server is not None and self.server_state == "running" and server.exit_code is not None:
+            raise LabError(
+                f"the embedded nats-server (pid {server.pid}) ended by itself with code {server.exit_code};"
+                f" see {server.log_file}"
+            )
+
     async def drained(self, modes: tuple[Mode, ...] = ("guarded", "naive")) -> bool:
         """Nothing left to publish, and every event of each running group delivered and acknowledged."""
+        self.check_server()
         if self.transactions is not None and await self.transactions.count_unpublished():
             return False
         assert self.supervisor is not None

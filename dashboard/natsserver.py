@@ -107,6 +107,11 @@ class EmbeddedServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def exit_code(self) -> int | None:
+        """How the server process ended, when it ended without being stopped; None while it runs."""
+        return self._process.poll() if self._process is not None else None
+
     async def start(self, timeout: float = START_TIMEOUT_S) -> str:
         if self.running:
             return self.url

@@ -60,6 +60,7 @@ async def wait_listeners_ready(lab: Lab, timeout: float = 20.0) -> None:
     waiting = {entry.name: entry.pid for entry in supervisor.listeners.values() if entry.alive}
 
     def ready() -> bool:
+        lab.check_server()
         supervisor.poll()
         for name, pid in waiting.items():
             entry = supervisor.listeners[name]

@@ -89,3 +89,13 @@ def test_a_listener_gives_up_on_an_unreachable_server(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         f"natslab listener A: cannot reach NATS at nats://127.0.0.1:{port} (tried for 1 s)"
     ]
+
+
+async def test_waiting_on_a_lab_whose_server_died_fails_at_once_with_the_cause(make_lab) -> None:
+    lab = await make_lab(listeners=1)
+    await wait_listeners_ready(lab)
+    await lab.publisher.record("deposit", "jim", 7000)
+    lab.server._process.kill()  # not through the lab: as if the server crashed
+    lab.server._process.wait()
+    with pytest.raises(LabError, match=r"the embedded nats-server \(pid \d+\) ended by itself with code -9; see "):
+        await lab.wait_drained(timeout=60)
