@@ -290,12 +290,7 @@ class NatslabApp(App[int]):
         if supervisor is not None:
             for entry in supervisor.poll():
                 if entry.state == "crashed" and entry.exit_code != CRASH_EXIT_CODE:  # not a crash the user armed
-                    self.notify(
-                        f"Listener {entry.name} crashed (exit {entry.exit_code}): {entry.reason or 'no reason given'}",
-                        severity="error",
-                        timeout=15,
-                        markup=False,
-                    )
+                    self.crashed_by_itself(entry.name, entry.exit_code, entry.reason)
             self.view.apply_members(
                 [
                     Member(e.name, e.mode, e.group, e.pid, e.state, e.restarts, e.killed_at, e.exit_code, e.reason)
@@ -305,6 +300,19 @@ class NatslabApp(App[int]):
         self.view.set_server(self.view.url, lab.server_state, lab.connected, self.settings.nats_url is None)
         if lab.publisher is not None:
             self.view.set_outbox_error(lab.publisher.last_error)
+
+    def crashed_by_itself(self, name: str, exit_code: int | None, reason: str | None) -> None:
+        """Say on the caption and in a notification that a listener ended on its own, why, and what to do."""
+        reason = reason or "it gave no reason"
+        log_file = self.settings.logs_dir / f"listener-{name}.log"
+        self.view.say(f"Listener {name} crashed: {reason}", "error")
+        self.notify(
+            f"Listener {name} crashed (exit {exit_code}): {reason}\n"
+            f"Once the cause is fixed, select it and press r to restart it. Its log: {log_file}",
+            severity="error",
+            timeout=20,
+            markup=False,
+        )
 
     # -- workers -----------------------------------------------------------------------------------
 

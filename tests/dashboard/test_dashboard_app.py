@@ -400,5 +400,6 @@ async def test_a_listener_that_cannot_start_shows_as_crashed_with_its_reason(set
         assert "✗ accounts.db: file is not a database" in shown_text(card(app, "A"))
         # The card cuts the reason to its width; a notification says it whole.
         reason = f"accounts.db: file is not a database (in {settings.data_dir})"
-        assert f"Listener A crashed (exit 1): {reason}" in notes
+        assert any(note.startswith(f"Listener A crashed (exit 1): {reason}\n") for note in notes), notes
+        assert app.view.caption == f"Listener A crashed: {reason}" and app.view.caption_kind == "error"
         await quit_app(pilot, app)
