@@ -279,17 +279,23 @@ async def read_database(path: Path) -> DatabaseState:
     """Read an account database without changing it; a missing one reads as empty."""
     if not path.exists():
         return DatabaseState(present=False)
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
-        tables = {row[0] for row in await _fetch(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "accounts" not in tables:
-            return DatabaseState(present=False)
-        state = DatabaseState()
-        rows = await _fetch(db, "SELECT user_id, last_number, balance_cents FROM accounts")
-        state.accounts = {user: (last, balance) for user, last, balance in rows}
-        rows = await _fetch(db, "SELECT user_id, number, outcome FROM applied_events ORDER BY rowid")
-        state.applied = [AppliedRow(*row) for row in rows]
-        state.poison_seqs = {row[0] for row in await _fetch(db, "SELECT stream_seq FROM poison_events")}
-        return state
+    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None) as db:
+        # One read transaction, so the tables agree: listeners commit batches while this reads, and
+        # accounts read before a batch beside its applied_events read after it look like a broken guard.
+        await db.execute("BEGIN")
+        try:
+            tables = {row[0] for row in await _fetch(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "accounts" not in tables:
+                return DatabaseState(present=False)
+            state = DatabaseState()
+            rows = await _fetch(db, "SELECT user_id, last_number, balance_cents FROM accounts")
+            state.accounts = {user: (last, balance) for user, last, balance in rows}
+            rows = await _fetch(db, "SELECT user_id, number, outcome FROM applied_events ORDER BY rowid")
+            state.applied = [AppliedRow(*row) for row in rows]
+            state.poison_seqs = {row[0] for row in await _fetch(db, "SELECT stream_seq FROM poison_events")}
+            return state
+        finally:
+            await db.execute("COMMIT")
 
 
 async def read_transactions(path: Path) -> tuple[list[AccountEvent], list[AccountEvent]]:

@@ -104,10 +104,14 @@ class GuardedSystem(RuleBasedStateMachine):
         path = self.lab.settings.data_dir / "accounts.db"
         if not path.exists():
             return
-        db = sqlite3.connect(path, timeout=30)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None)
         try:
+            # One read transaction: the listeners keep committing batches, and two reads outside one
+            # would see the accounts before a batch and its applied_events after it.
+            db.execute("BEGIN")
             accounts = dict((u, (n, b)) for u, n, b in db.execute("SELECT user_id, last_number, balance_cents FROM accounts"))
             applied = db.execute("SELECT user_id, number FROM applied_events ORDER BY rowid").fetchall()
+            db.execute("COMMIT")
         finally:
             db.close()
         for user, (last, balance) in accounts.items():
