@@ -1,7 +1,8 @@
 """A helper process for test_startup.py: open (or read) fresh databases at agreed instants.
 
-    python open_race.py writer|reader DIR ROUNDS T0 INTERVAL
+    python open_race.py writer|reader DIR ROUNDS INTERVAL
 
+Prints `ready` once imported, then reads T0 from stdin, so slow starts do not spread the helpers out.
 Round i starts at T0 + i * INTERVAL (wall clock, shared by every helper process) on DIR/<i>/: a writer
 opens that round's database the way the lab does (`AccountsDB.open` on even rounds,
 `TransactionsDB.open` on odd ones) and closes it; a reader reads it read-only through the checker,
@@ -57,6 +58,8 @@ async def main(role: str, directory: Path, rounds: int, t0: float, interval: flo
 
 
 if __name__ == "__main__":
-    role, directory, rounds, t0, interval = sys.argv[1:]
-    found = asyncio.run(main(role, Path(directory), int(rounds), float(t0), float(interval)))
+    role, directory, rounds, interval = sys.argv[1:]
+    print("ready", flush=True)
+    t0 = float(sys.stdin.readline())
+    found = asyncio.run(main(role, Path(directory), int(rounds), t0, float(interval)))
     print(json.dumps(found), flush=True)

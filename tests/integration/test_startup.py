@@ -29,15 +29,25 @@ ROUND_INTERVAL_S = 0.06
 
 
 def test_fresh_databases_open_from_several_processes_at_the_same_instant(tmp_path: Path) -> None:
-    t0 = time.time() + 3.0  # time for every helper to start and import before the first round
-    args = [str(tmp_path), str(ROUNDS), repr(t0), str(ROUND_INTERVAL_S)]
+    args = [str(tmp_path), str(ROUNDS), str(ROUND_INTERVAL_S)]
     roles = ["writer"] * WRITERS + ["reader"]
     helpers = [
-        subprocess.Popen([sys.executable, str(HELPERS / "open_race.py"), role, *args], stdout=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, str(HELPERS / "open_race.py"), role, *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         for role in roles
     ]
     try:
-        outputs = [helper.communicate(timeout=120)[0] for helper in helpers]
+        # Every helper has imported what it needs; then all get the same start time.
+        assert [helper.stdout.readline().strip() for helper in helpers] == ["ready"] * len(roles)
+        t0 = repr(time.time() + 0.2)
+        for helper in helpers:
+            helper.stdin.write(f"{t0}\n")
+            helper.stdin.close()
+        outputs = [helper.stdout.read() for helper in helpers]  # to the end: each prints once, then exits
+        for helper in helpers:
+            helper.wait(timeout=30)
     finally:
         for helper in helpers:
             helper.kill()
