@@ -184,6 +184,9 @@ async def test_pausing_past_the_ack_wait_shows_the_redelivery(settings: Settings
         await wait_for(
             pilot, lambda: (holder, 1, "duplicate") in deliveries_of(app, 1), 10, "the stale copy to be a duplicate"
         )
+        # The account pane is polled twice a second and may not have shown Jim yet (seen once in ten
+        # runs): wait for the row, then it must be the one deposit, applied once.
+        await wait_for(pilot, lambda: account(app, "guarded", "jim") is not None, 5, "the account pane to show Jim")
         assert account(app, "guarded", "jim") == (1, 4000)
         await quit_app(pilot, app)
 
