@@ -419,7 +419,9 @@ class Bench:
             "eventsPerSecond": round(rate),
             "publishPerSecond": round(len(events) / (published - started)),
             "seconds": round(finished - started, 3),
+            # Deliveries acked per consumer; a delivery past the ack wait comes again (counted in both).
             "perConsumer": [report.get("count", 0) for report in reports],
+            "redelivered": sum(report.get("redelivered", 0) for report in reports),
         }
 
     async def _start_raw_consumer(self) -> asyncio.subprocess.Process:
@@ -1109,7 +1111,7 @@ async def raw_consume(url: str, stream: str, durable: str, batch: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    count, first, last = 0, None, None
+    count, redelivered, first, last = 0, 0, None, None
     print("ready", flush=True)
     fetching: asyncio.Task | None = None
     stopping = asyncio.ensure_future(stop.wait())
@@ -1127,11 +1129,13 @@ async def raw_consume(url: str, stream: str, durable: str, batch: int) -> None:
         for msg in msgs:
             await msg.ack()
         count += len(msgs)
+        redelivered += sum(1 for msg in msgs if msg.metadata.num_delivered > 1)
         last = time.time()
         first = first or last
     await nc.flush(timeout=5)
     await nc.close()
-    print(json.dumps({"count": count, "firstAck": first, "lastAck": last, "at": utc_now_iso()}), flush=True)
+    report = {"count": count, "redelivered": redelivered, "firstAck": first, "lastAck": last, "at": utc_now_iso()}
+    print(json.dumps(report), flush=True)
 
 
 def watchdog(dashboard_pid: int, socket: str) -> None:

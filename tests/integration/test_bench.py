@@ -51,7 +51,8 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
     assert result["check"]["guarded"] == {"lost": 0, "duplicated": 0, "out_of_order": 0, "wrong_balance": 0}
     assert set(result["phases"]) == set(PHASES)
     phases = result["phases"]
-    assert phases["raw"]["events"] == 300 and sum(phases["raw"]["perConsumer"]) == 300
+    # Every event acked once, plus once more per redelivery (a loaded machine can pass the 1 s ack wait).
+    assert phases["raw"]["events"] == 300 and sum(phases["raw"]["perConsumer"]) - phases["raw"]["redelivered"] == 300
     assert phases["raw"]["eventsPerSecond"] > 0
     assert phases["pipeline"]["events"] == 300 and sum(phases["pipeline"]["perListener"].values()) == 300
     assert phases["latency"]["publishToApplied"]["n"] == phases["latency"]["events"] == 200
