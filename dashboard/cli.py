@@ -244,11 +244,9 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         rng = random.Random(args.seed)
         users = [f"user{i + 1}" for i in range(args.users)]
         started = time.monotonic()
-        recorded = 0
         for index in range(args.random):
             kind = "deposit" if rng.random() < 0.6 else "withdraw"
             await publisher.record(kind, rng.choice(users), rng.randint(1, 200) * 100)
-            recorded += 1
             if args.rate:
                 delay = started + (index + 1) / args.rate - time.monotonic()
                 if delay > 0:
@@ -266,7 +264,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
         if publisher.stalled_for() > settings.nats_timeout_s:
             print(
                 f"natslab publish: NATS at {url} unreachable for {settings.nats_timeout_s:g} s; gave up after"
-                f" recording {recorded} of {args.random} events. {left} wait in the outbox and go out with the next"
+                f" recording {index + 1} of {args.random} events. {left} wait in the outbox and go out with the next"
                 " relay (a running natslab, or the next natslab publish).",
                 file=sys.stderr,
             )

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dashboard.natsserver import die_with_parent
-from listeners.cli import failure_prefix
-from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 from listeners.accounts import Mode
+from listeners.cli import failure_prefix
 from listeners.groups import group_for_mode
+from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 GUARDED_NAMES = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 
