@@ -32,3 +32,8 @@ def parse_control(text: str) -> tuple[str, int]:
     if command == "slow" and len(parts) == 2 and parts[1].isdigit():
         return command, int(parts[1])
     raise ValueError(f"unknown control command {text!r}; expected one of: {', '.join(CONTROL_COMMANDS)}")
+
+
+def failure_prefix(name: str) -> str:
+    """How the one line a failed listener process leaves on stderr starts; the supervisor shows the rest."""
+    return f"natslab listener {name}: "

@@ -14,7 +14,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from dashboard.view import AccountLine, LabView
+from dashboard.ui.view import AccountLine, LabView
 from publisher.events import format_cents
 
 DIFFERS = "on #5f1f1f"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual import events
 from textual.containers import HorizontalScroll
 
-from dashboard.view import LabView
-from dashboard.widgets.listener_card import ListenerCard
+from dashboard.ui.view import LabView
+from dashboard.ui.widgets.listener_card import ListenerCard
 
 CARD_MIN_WIDTH = 40
 

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dashboard.checker import format_report, read_transactions
-from dashboard.lab import Lab, LabError, wait_until
-from dashboard.settings import Settings, UsageError
+from dashboard.lab.checker import format_report, read_transactions
+from dashboard.lab.lab import Lab, LabError, wait_until
+from dashboard.lab.settings import Settings, UsageError
 from listeners.accounts import AccountRow, Mode
-from listeners.cli import setup_file_logging
+from dashboard.commands.listener import setup_file_logging
 from listeners.groups import GUARDED_GROUP
 from publisher.events import AccountEvent, format_cents
 from publisher.service import CRASH_EXIT_CODE
@@ -323,7 +323,7 @@ async def publisher_crash(lab: Lab, say: Say, rng: random.Random) -> None:
     await prepare_listeners(lab)
     pat = await fresh_user(lab, "pat")
     Pat = pat.capitalize()
-    base = [sys.executable, "-m", "dashboard.cli", "publish", "--data-dir", str(lab.settings.data_dir), "--nats-url", lab.url]
+    base = [sys.executable, "-m", "dashboard.commands", "publish", "--data-dir", str(lab.settings.data_dir), "--nats-url", lab.url]
     await say(f"A publisher process writes {Pat}'s deposit of $30 (#1) to its transactions database and dies before publishing.")
     await _run_publisher(base + ["deposit", pat, "30", "--crash", "before-publish"])
     await say(f"Another writes {Pat}'s deposit of $20 (#2), gets the PubAck, and dies before marking it published.")

@@ -22,10 +22,10 @@ from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.errors import NotFoundError
 
-from dashboard.checker import CheckReport, read_accounts, run_check
-from dashboard.natsserver import EmbeddedServer
-from dashboard.settings import Settings
-from dashboard.supervisor import Supervisor
+from dashboard.lab.checker import CheckReport, read_accounts, run_check
+from dashboard.lab.natsserver import EmbeddedServer
+from dashboard.lab.settings import Settings
+from dashboard.lab.supervisor import Supervisor
 from listeners.accounts import AccountRow, Mode, accounts_db_name
 from listeners.groups import GROUPS, QueueGroup, ensure_consumer, group_for_mode
 from listeners.status import STATUS_SUBJECT_PREFIX, control_subject

@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from dashboard.bench import add_arguments as bench_arguments
-from dashboard.chaos import add_arguments as chaos_arguments
-from dashboard.settings import Settings, UsageError, default_data_dir
-from listeners import cli as listener_cli
-from listeners.cli import ack_wait_seconds, nats_timeout_seconds, positive_int, whole_number
+from dashboard.commands.bench import add_arguments as bench_arguments
+from dashboard.lab.chaos import add_arguments as chaos_arguments
+from dashboard.lab.settings import Settings, UsageError, default_data_dir
+from dashboard.commands import listener as listener_cli
+from dashboard.commands.listener import ack_wait_seconds, nats_timeout_seconds, positive_int, whole_number
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.events import KINDS, EventError, format_cents, parse_amount, validate_user_id
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
@@ -164,7 +164,7 @@ def _require_url(settings: Settings) -> str:
 
 
 async def _serve(settings: Settings, port: int | None) -> int:
-    from dashboard.natsserver import EmbeddedServer
+    from dashboard.lab.natsserver import EmbeddedServer
 
     server = EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log", port=port)
     url = await server.start()
@@ -202,7 +202,7 @@ async def _publish(args: argparse.Namespace, settings: Settings) -> int:
     from publisher.jetstream import ensure_stream
     from publisher.service import CRASH_EXIT_CODE, Publisher
     from publisher.transactions import TransactionsDB
-    from dashboard.lab import connect_with_retry
+    from dashboard.lab.lab import connect_with_retry
 
     if args.random is not None:
         if args.crash:
@@ -288,8 +288,8 @@ async def _close_quietly(nc: NATS) -> None:
 
 
 async def _check(args: argparse.Namespace, settings: Settings) -> int:
-    from dashboard.checker import format_report, run_check
-    from dashboard.lab import connect_with_retry
+    from dashboard.lab.checker import format_report, run_check
+    from dashboard.lab.lab import connect_with_retry
 
     url = _require_url(settings)
     nc = await connect_with_retry(url, "natslab-check", timeout=5.0)
@@ -323,18 +323,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return asyncio.run(_check(args, settings))
         if args.command == "bench":
-            from dashboard.bench import run_cli as run_bench_cli
+            from dashboard.commands.bench import run_cli as run_bench_cli
 
             return run_bench_cli(args, settings)
         if args.command == "chaos":
-            from dashboard.chaos import run_cli as run_chaos_cli
+            from dashboard.lab.chaos import run_cli as run_chaos_cli
 
             return run_chaos_cli(args, settings)
         if args.command == "scenario":
-            from dashboard.scenarios import run_scenario_cli
+            from dashboard.lab.scenarios import run_scenario_cli
 
             return run_scenario_cli(args, settings)
-        from dashboard.app import run_dashboard
+        from dashboard.ui.app import run_dashboard
 
         return run_dashboard(settings)
     except UsageError as exc:
@@ -343,14 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from dashboard.lab import LabError
-        from dashboard.natsserver import ServerError
+        from dashboard.lab.lab import LabError
+        from dashboard.lab.natsserver import ServerError
 
         if isinstance(exc, (LabError, ServerError, DatabaseUnavailable, OSError)):
             print(f"natslab: {exc}", file=sys.stderr)
             return 1
         raise
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dashboard.natsserver import die_with_parent
+from dashboard.lab.natsserver import die_with_parent
 from listeners.accounts import Mode
-from listeners.cli import failure_prefix
 from listeners.groups import group_for_mode
+from listeners.status import failure_prefix
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 GUARDED_NAMES = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -105,7 +105,7 @@ class Supervisor:
 
     def command(self, name: str, mode: Mode, slow_ms: int = 0) -> list[str]:
         return [
-            sys.executable, "-m", "dashboard.cli", "listener",
+            sys.executable, "-m", "dashboard.commands", "listener",
             "--name", name,
             "--mode", mode,
             "--nats-url", self.nats_url,

@@ -10,8 +10,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static
 
-from dashboard.view import TIMELINE_LIMIT, LabView, TimelineEntry
-from dashboard.widgets.styles import outcome_style
+from dashboard.ui.view import TIMELINE_LIMIT, LabView, TimelineEntry
+from dashboard.ui.widgets.styles import outcome_style
 
 # (title, width, align) per column; an event longer than its column (a long user id) is cut.
 COLUMNS = (("time", 12, "<"), ("event", 24, "<"), ("by", 3, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("seq", 5, ">"))

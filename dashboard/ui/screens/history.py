@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 
-from dashboard.history import StoredEvent
+from dashboard.lab.history import StoredEvent
 from publisher.events import format_cents
 
 HistoryLoader = Callable[[], Awaitable[list[StoredEvent]]]

@@ -29,23 +29,23 @@ from textual.message import Message
 from textual.widgets import Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from dashboard.checker import CheckReport
-from dashboard.history import read_history
-from dashboard.lab import ChannelStats, Lab, LabError, nats_reachable, wait_until
-from dashboard.scenarios import SCENARIOS
-from dashboard.screens.help import HelpScreen, help_rows
-from dashboard.screens.history import HistoryScreen
-from dashboard.screens.publish_form import PublishForm, PublishRequest
-from dashboard.screens.scenario_picker import ScenarioPicker
-from dashboard.settings import Settings
-from dashboard.widgets.accounts import AccountsPane
-from dashboard.widgets.caption import CaptionBar
-from dashboard.widgets.channels import ChannelsPane
-from dashboard.view import ConsumerView, LabView, Member
-from dashboard.widgets.listeners import ListenersPane
-from dashboard.widgets.queue_groups import QueueGroupsPane
-from dashboard.widgets.status_line import StatusLine
-from dashboard.widgets.timeline import DeliveryTimeline
+from dashboard.lab.checker import CheckReport
+from dashboard.lab.history import read_history
+from dashboard.lab.lab import ChannelStats, Lab, LabError, nats_reachable, wait_until
+from dashboard.lab.scenarios import SCENARIOS
+from dashboard.ui.screens.help import HelpScreen, help_rows
+from dashboard.ui.screens.history import HistoryScreen
+from dashboard.ui.screens.publish_form import PublishForm, PublishRequest
+from dashboard.ui.screens.scenario_picker import ScenarioPicker
+from dashboard.lab.settings import Settings
+from dashboard.ui.widgets.accounts import AccountsPane
+from dashboard.ui.widgets.caption import CaptionBar
+from dashboard.ui.widgets.channels import ChannelsPane
+from dashboard.ui.view import ConsumerView, LabView, Member
+from dashboard.ui.widgets.listeners import ListenersPane
+from dashboard.ui.widgets.queue_groups import QueueGroupsPane
+from dashboard.ui.widgets.status_line import StatusLine
+from dashboard.ui.widgets.timeline import DeliveryTimeline
 from listeners.account_listener import CRASH_EXIT_CODE
 from listeners.accounts import AccountRow
 from listeners.groups import GROUPS

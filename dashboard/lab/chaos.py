@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dashboard.checker import format_report
-from dashboard.lab import Lab, wait_until
-from dashboard.scenarios import wait_listeners_ready
-from dashboard.settings import Settings, UsageError
-from listeners.cli import seconds, setup_file_logging, whole_number
+from dashboard.lab.checker import format_report
+from dashboard.lab.lab import Lab, wait_until
+from dashboard.lab.scenarios import wait_listeners_ready
+from dashboard.lab.settings import Settings, UsageError
+from dashboard.commands.listener import seconds, setup_file_logging, whole_number
 
 
 @dataclass(slots=True)

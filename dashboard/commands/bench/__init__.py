@@ -44,14 +44,14 @@ from typing import Any
 
 import aiosqlite
 
-from dashboard.checker import CheckReport
-from dashboard.history import read_history
-from dashboard.lab import Lab, LabError, connect_with_retry, wait_until
-from dashboard.natsserver import die_with_parent
-from dashboard.scenarios import HOLD_MS, holder_of, wait_listeners_ready
-from dashboard.settings import Settings, UsageError
+from dashboard.lab.checker import CheckReport
+from dashboard.lab.history import read_history
+from dashboard.lab.lab import Lab, LabError, connect_with_retry, wait_until
+from dashboard.lab.natsserver import die_with_parent
+from dashboard.lab.scenarios import HOLD_MS, holder_of, wait_listeners_ready
+from dashboard.lab.settings import Settings, UsageError
 from listeners.accounts import ACCOUNTS_DB
-from listeners.cli import ack_wait_seconds, positive_int, seconds
+from dashboard.commands.listener import ack_wait_seconds, positive_int, seconds
 from listeners.groups import GUARDED_GROUP, consumer_config
 from publisher.events import AccountEvent, utc_now_iso
 from publisher.jetstream import stream_config
@@ -426,7 +426,7 @@ class Bench:
 
     async def _start_raw_consumer(self) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dashboard.bench", "raw-consumer",
+            sys.executable, "-m", "dashboard.commands.bench", "raw-consumer",
             self.lab.url, RAW_STREAM, RAW_CONSUMER, str(self.config.batch),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -671,7 +671,7 @@ class Bench:
         terminal = TmuxTerminal(f"natslab-bench-{os.getpid()}")
         # The dashboard watches this run's server and data dir and starts no listeners of its own.
         command = [
-            sys.executable, "-m", "dashboard.cli",
+            sys.executable, "-m", "dashboard.commands",
             "--nats-url", self.lab.url,
             "--data-dir", str(self.data_dir),
             "--listeners", "0",
@@ -802,13 +802,13 @@ def _per_listener(rows: list[AppliedRow]) -> dict[str, int]:
 
 def dashboard_unavailable() -> str | None:
     """Why the Textual dashboard cannot be run yet, or None; asked in a subprocess, never imported here."""
-    probe = "import dashboard.app as app; assert callable(getattr(app, 'run_dashboard', None))"
+    probe = "import dashboard.ui.app as app; assert callable(getattr(app, 'run_dashboard', None))"
     try:
         result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:
         return f"cannot probe the dashboard: {exc}"
     if result.returncode != 0:
-        return "dashboard not available (dashboard.app has no run_dashboard yet)"
+        return "dashboard not available (dashboard.ui.app has no run_dashboard yet)"
     if shutil.which("tmux") is None:
         return "tmux is not installed"
     return None
@@ -861,7 +861,7 @@ class TmuxTerminal:
         # tmux daemonizes, so the dashboard is not our child and would outlive a killed benchmark: a
         # watchdog that dies with us (and is told so by the kernel) ends it and this tmux server.
         self._watchdog = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "dashboard.bench", "watchdog", str(self.pid), self.socket,
+            sys.executable, "-m", "dashboard.commands.bench", "watchdog", str(self.pid), self.socket,
             stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=die_with_parent,
         )  # fmt: skip
@@ -1147,12 +1147,3 @@ def watchdog(dashboard_pid: int, socket: str) -> None:
         pass
     subprocess.run(["tmux", "-L", socket, "-f", "/dev/null", "kill-server"], capture_output=True, timeout=10)
 
-
-if __name__ == "__main__":
-    if len(sys.argv) == 6 and sys.argv[1] == "raw-consumer":
-        asyncio.run(raw_consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
-    elif len(sys.argv) == 4 and sys.argv[1] == "watchdog":
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        watchdog(int(sys.argv[2]), sys.argv[3])
-    else:
-        sys.exit("helper processes of `natslab bench`: raw-consumer URL STREAM DURABLE BATCH | watchdog PID SOCKET")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widget import Widget
 
-from dashboard.checker import Totals
-from dashboard.view import LabView
+from dashboard.lab.checker import Totals
+from dashboard.ui.view import LabView
 
 SEPARATOR = (" │ ", "dim")
 

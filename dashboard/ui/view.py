@@ -15,8 +15,8 @@ from typing import Any
 
 from nats.js import api
 
-from dashboard.checker import CheckReport, Totals
-from dashboard.lab import ChannelStats
+from dashboard.lab.checker import CheckReport, Totals
+from dashboard.lab.lab import ChannelStats
 from listeners.accounts import AccountRow, Mode
 from publisher.events import format_cents
 

@@ -20,7 +20,7 @@ from typing import Any
 import aiosqlite
 from nats.aio.client import Client as NATS
 
-from dashboard.history import StoredEvent, read_history
+from dashboard.lab.history import StoredEvent, read_history
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB
 from publisher.events import AccountEvent, apply_business_rule, format_cents
 

@@ -6,8 +6,8 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from dashboard.view import LabView
-from dashboard.widgets.styles import state_style
+from dashboard.ui.view import LabView
+from dashboard.ui.widgets.styles import state_style
 from listeners.groups import GROUPS
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from dashboard.view import LabView
+from dashboard.ui.view import LabView
 
 KIND_STYLES = {"info": "", "scenario": "bold", "warning": "bold yellow", "error": "bold red"}
 

@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from dashboard.view import CHANNELS, LabView
+from dashboard.ui.view import CHANNELS, LabView
 
 BARS = "▁▂▃▄▅▆▇█"
 

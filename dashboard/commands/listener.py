@@ -13,6 +13,7 @@ from pathlib import Path
 
 from listeners.account_listener import AccountListener, ListenerConfig
 from listeners.groups import DEFAULT_ACK_WAIT_S
+from listeners.status import failure_prefix
 from publisher.sqlite import DatabaseUnavailable
 
 NAME_RE_HELP = "1-32 characters of A-Z, a-z, 0-9, '_' or '-'"
@@ -125,8 +126,3 @@ def run(args: argparse.Namespace, nats_url: str, data_dir: Path, nats_timeout_s:
         return 0
     print(f"{failure_prefix(config.name)}{failure}", file=sys.stderr, flush=True)
     return 1
-
-
-def failure_prefix(name: str) -> str:
-    """How the line a failed listener leaves on stderr starts; the supervisor shows the rest."""
-    return f"natslab listener {name}: "

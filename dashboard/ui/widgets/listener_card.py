@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from dashboard.view import ConsumerView, LabView, ListenerView, describe_event
-from dashboard.widgets.styles import OUTCOME_MARKS, outcome_style, state_style
+from dashboard.ui.view import ConsumerView, LabView, ListenerView, describe_event
+from dashboard.ui.widgets.styles import OUTCOME_MARKS, outcome_style, state_style
 
 
 def counts_grid(*rows: tuple[tuple[str, int], tuple[str, int]], dim: bool = False) -> Table:

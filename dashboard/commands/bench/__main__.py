@@ -1,0 +1,15 @@
+"""The helper processes of `natslab bench`, started as `python -m dashboard.commands.bench ...`."""
+
+import asyncio
+import signal
+import sys
+
+from dashboard.commands.bench import raw_consume, watchdog
+
+if len(sys.argv) == 6 and sys.argv[1] == "raw-consumer":
+    asyncio.run(raw_consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))
+elif len(sys.argv) == 4 and sys.argv[1] == "watchdog":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    watchdog(int(sys.argv[2]), sys.argv[3])
+else:
+    sys.exit("helper processes of `natslab bench`: raw-consumer URL STREAM DURABLE BATCH | watchdog PID SOCKET")
