@@ -10,41 +10,42 @@ fetches again), drains on SIGTERM, publishes its status, and obeys fault-injecti
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
-import sys
 import time
-from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import NotFoundError
 
-from listeners.accounts import AccountsDB, Delivery, Mode, Outcome, accounts_db_name
-from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
+from listeners.accounts import AccountsDB, Mode, accounts_db_name
+from listeners.activity import Activity
+from listeners.batches import HOLD_RECHECK_S, BatchHandler
+from listeners.faults import Faults
+from listeners.groups import (
+    DEFAULT_ACK_WAIT_S,
+    QueueGroup,
+    ensure_consumer,
+    group_for_mode,
+)
 from listeners.guard import SequenceGuard
-from listeners.status import STATUS_INTERVAL_S, control_subject, parse_control, status_subject
-from publisher.events import STREAM_NAME, AccountEvent, EventError, utc_now_iso
+from listeners.status import (
+    STATUS_INTERVAL_S,
+    ListenerStatus,
+    control_subject,
+    status_subject,
+)
+from publisher.events import STREAM_NAME, utc_now_iso
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S, connect, ensure_stream
 
 log = logging.getLogger(__name__)
 
 DeferMode = Literal["nak", "ack-wait"]
-CRASH_EXIT_CODE = 70
-MAX_STATUS_DELIVERIES = 200
-MAX_STATUS_IN_FLIGHT = 25
-# An early event is re-checked every HOLD_RECHECK_S for up to HOLD_LIMIT_S (a quarter of the ack wait
-# at most) before it is nak-ed; MAX_HELD bounds the memory a long gap can take.
-HOLD_RECHECK_S = 0.05
-HOLD_LIMIT_S = 0.5
-MAX_HELD = 2000
 # A status loop that wakes up this much later than it should has been frozen (SIGSTOP, a paused lab).
 FROZEN_GAP_S = 5.0
 
@@ -72,58 +73,28 @@ class ListenerConfig:
         return self.data_dir / accounts_db_name(self.mode)
 
 
-@dataclass(slots=True)
-class Counters:
-    applied: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    deferred: int = 0
-    poison: int = 0
-    redelivered: int = 0
+class Reachability:
+    """How long NATS has been unreachable, not counting time this process was frozen (SIGSTOP): a
+    frozen client has had no chance to reconnect."""
 
-    def count(self, kind: str) -> None:
-        if kind == "duplicate":
-            self.duplicates += 1
-        else:
-            setattr(self, kind, getattr(self, kind) + 1)
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._last_checked = time.monotonic()
 
+    def lost(self) -> None:
+        if self._since is None:
+            self._since = time.monotonic()
 
-def delivery_from_msg(msg: Msg) -> Delivery:
-    """Parse a JetStream message; a contract violation becomes a poison delivery, never an exception."""
-    meta = msg.metadata
-    try:
-        event: AccountEvent | None = AccountEvent.from_json(msg.data, msg.subject)
-        reason = None
-    except EventError as exc:
-        event, reason = None, str(exc)
-    return Delivery(meta.sequence.stream, meta.num_delivered, msg.subject, msg.data, event, reason)
+    def back(self) -> None:
+        self._since = None
 
-
-def describe_delivery(delivery: Delivery) -> dict[str, Any]:
-    """The JSON form of a delivery in the status message."""
-    data: dict[str, Any] = {"streamSeq": delivery.stream_seq, "deliveryCount": delivery.delivery_count}
-    if delivery.event is not None:
-        event = delivery.event
-        data.update(
-            id=event.id, userId=event.user_id, number=event.number, type=event.type, amountCents=event.amount_cents
-        )
-    else:
-        data.update(subject=delivery.subject, reason=delivery.poison_reason)
-    return data
-
-
-@dataclass(slots=True)
-class _Held:
-    msg: Msg
-    delivery: Delivery
-    since: float
-
-
-@dataclass(slots=True)
-class _Fault:
-    crash: str | None = None  # "after-commit" or "before-commit"
-    slow_ms: int = 0
-    slow_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    def lost_for(self) -> float:
+        """Seconds since the connection was lost (0 while connected); call it regularly."""
+        now = time.monotonic()
+        if self._since is not None and now - self._last_checked > FROZEN_GAP_S:
+            self._since = now  # this process was frozen meanwhile
+        self._last_checked = now
+        return 0.0 if self._since is None else now - self._since
 
 
 class AccountListener:
@@ -132,26 +103,17 @@ class AccountListener:
     def __init__(self, config: ListenerConfig) -> None:
         self.config = config
         self.guard = SequenceGuard(max_delay_s=max(0.05, min(0.5, config.ack_wait_s / 2)))
-        self.counters = Counters()
-        self.fault = _Fault(slow_ms=config.slow_ms)
+        self.activity = Activity()
+        self.fault = Faults(slow_ms=config.slow_ms)
         self.state = "starting"
         self.connected = False
-        self.in_flight: list[Delivery] = []
-        self.in_flight_since: float | None = None
-        self.last_outcome: dict[str, Any] | None = None
-        self._recent: deque[dict[str, Any]] = deque(maxlen=MAX_STATUS_DELIVERIES)
-        self._delivery_seq = 0
         self._stop = asyncio.Event()
         self._status_wake = asyncio.Event()
         self._nc: NATS | None = None
-        self._db: AccountsDB | None = None
-        # Early events kept unacknowledged for a moment and re-checked, by stream sequence.
-        self._held: dict[int, _Held] = {}
-        self.hold_limit_s = min(HOLD_LIMIT_S, config.ack_wait_s / 4)
+        self._batches: BatchHandler | None = None
         # Why the listener stopped by itself (NATS unreachable for too long); None when it was told to.
         self.failure: str | None = None
-        self._disconnected_since: float | None = None
-        self._last_checked = time.monotonic()
+        self._reachability = Reachability()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -168,21 +130,22 @@ class AccountListener:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
                 pass
-        self._db = await AccountsDB.open(self.config.db_path)
+        db = await AccountsDB.open(self.config.db_path)
+        self._batches = BatchHandler(self.config, db, self.guard, self.fault, self.activity, self._status_wake, self._stop)
         try:
             self._nc = await self._connect()
             if self._nc is not None:
-                await self._serve(self._nc)
+                await self._serve(self._nc, self._batches)
         finally:
-            await self._db.close()
+            await db.close()
 
-    async def _serve(self, nc: NATS) -> None:
+    async def _serve(self, nc: NATS, batches: BatchHandler) -> None:
         self.connected = True
         status_task = asyncio.create_task(self._status_loop(), name="status")
         try:
             await nc.subscribe(control_subject(self.config.name), cb=self._on_control)
-            await self._consume()
-            await self._release_held()
+            await self._consume(batches)
+            await batches.release_held()
         finally:
             self.state = "stopped"
             status_task.cancel()
@@ -218,24 +181,17 @@ class AccountListener:
 
     async def _on_disconnect(self) -> None:
         self.connected = False
-        if self._disconnected_since is None:
-            self._disconnected_since = time.monotonic()
+        self._reachability.lost()
         self._status_wake.set()
 
     async def _on_reconnect(self) -> None:
         self.connected = True
-        self._disconnected_since = None
+        self._reachability.back()
         self._status_wake.set()
 
     def _give_up_if_unreachable(self) -> None:
         """Stop, with `failure` set, once NATS has been unreachable for `nats_timeout_s`."""
-        now = time.monotonic()
-        if self._disconnected_since is not None and now - self._last_checked > FROZEN_GAP_S:
-            # This process was frozen (SIGSTOP) meanwhile: the client has not had its chance to reconnect.
-            self._disconnected_since = now
-        self._last_checked = now
-        since = self._disconnected_since
-        if since is not None and now - since > self.config.nats_timeout_s and not self._stop.is_set():
+        if self._reachability.lost_for() > self.config.nats_timeout_s and not self._stop.is_set():
             self.failure = f"NATS at {self.config.nats_url} unreachable for {self.config.nats_timeout_s:g} s"
             log.warning("%s; stopping", self.failure)
             self.request_stop()
@@ -250,7 +206,7 @@ class AccountListener:
             durable=self.config.group.name, stream=STREAM_NAME
         )
 
-    async def _consume(self) -> None:
+    async def _consume(self, batches: BatchHandler) -> None:
         sub = None
         backoff = 0.1
         while not self._stop.is_set():
@@ -262,11 +218,11 @@ class AccountListener:
                 # When slowed, take one event at a time so the delay is per event, as a person expects.
                 batch = 1 if self.fault.slow_ms else self.config.batch
                 # Holding early events, come back soon to see whether their predecessors arrived.
-                timeout = HOLD_RECHECK_S if self._held else self.config.fetch_timeout_s
+                timeout = HOLD_RECHECK_S if batches.holding else self.config.fetch_timeout_s
                 msgs = await sub.fetch(batch, timeout=timeout)
             except asyncio.TimeoutError:
-                if self._held:
-                    await self._handle([])
+                if batches.holding:
+                    await batches.handle([])
                 continue
             except NotFoundError:
                 log.warning("stream or consumer missing; declaring them again")
@@ -287,7 +243,7 @@ class AccountListener:
             if self.state == "reconnecting":
                 self.state = "running"
             if msgs:
-                await self._handle(msgs)
+                await batches.handle(msgs)
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -295,188 +251,47 @@ class AccountListener:
         except asyncio.TimeoutError:
             pass
 
-    async def _handle(self, fetched: list[Msg]) -> None:
-        """Process fetched messages together with the early ones still held from earlier batches."""
-        assert self._db is not None
-        held = list(self._held.values())
-        self._held.clear()
-        msgs = [entry.msg for entry in held] + fetched
-        new = [delivery_from_msg(msg) for msg in fetched]
-        deliveries = [entry.delivery for entry in held] + new
-        held_since = [entry.since for entry in held] + [time.monotonic()] * len(new)
-        self.in_flight = deliveries
-        if new:
-            self.in_flight_since = time.time()
-            self._status_wake.set()
-        if self.fault.slow_ms and fetched:
-            await self._slow_down(fetched)
-        crash = self.fault.crash
-        before_commit = self._crash_now if crash == "before-commit" else None
-        try:
-            outcomes = await self._db.process_batch(
-                deliveries, self.config.mode, self.config.name, self.guard, before_commit
-            )
-        except Exception:
-            # Nothing was committed: let every message come back soon rather than after the ack wait.
-            log.exception("batch failed; nak-ing %d messages", len(msgs))
-            for msg in msgs:
-                await self._settle(msg.nak(delay=0.1))
-            self.in_flight = []
-            return
-        if crash == "after-commit":
-            self._crash_now()
-        settled: list[Outcome] = []
-        now = time.monotonic()
-        for index, (msg, outcome, since) in enumerate(zip(msgs, outcomes, held_since)):
-            first_look = index >= len(held)
-            if outcome.kind == "deferred" and self._may_hold(now - since):
-                self._held[outcome.delivery.stream_seq] = _Held(msg, outcome.delivery, since)
-                if first_look:
-                    settled.append(outcome)  # counted and shown once, when it was found early
-                continue
-            await self._settle(self._acknowledge(msg, outcome))
-            if first_look or outcome.kind != "deferred":
-                settled.append(outcome)
-        self._record(settled)
-        self.in_flight = [entry.delivery for entry in self._held.values()]
-        if not self._held:
-            self.in_flight_since = None
-        if settled:
-            self._status_wake.set()
-
-    async def _release_held(self) -> None:
-        """Hand held early events back to the server now, so a draining listener delays nothing."""
-        held, self._held = list(self._held.values()), {}
-        for entry in held:
-            await self._settle(entry.msg.nak())
-
-    def _may_hold(self, held_for: float) -> bool:
-        """Keep an early event a little while (its predecessor is often a few ms behind) before
-        handing it back to the server; only with nak deferral, since ack-wait mode is the seed's way."""
-        return (
-            self.config.defer == "nak"
-            and held_for < self.hold_limit_s
-            and len(self._held) < MAX_HELD
-            and not self._stop.is_set()
-        )
-
-    def _acknowledge(self, msg: Msg, outcome: Outcome):
-        if outcome.kind == "poison":
-            return msg.term()
-        if outcome.kind == "deferred":
-            if self.config.defer == "ack-wait":
-                return None
-            return msg.nak(delay=self.guard.defer_delay(outcome.delivery.delivery_count))
-        return msg.ack()
-
-    @staticmethod
-    async def _settle(ack) -> None:
-        if ack is None:
-            return
-        try:
-            await ack
-        except Exception as exc:  # a lost ack means a redelivery, which the guard turns into a duplicate
-            log.warning("ack failed: %r", exc)
-
-    async def _slow_down(self, msgs: list[Msg]) -> None:
-        """Work slowly on `msgs`, telling the server we are still on them (`in_progress`) every half
-        ack wait, as a slow but live worker does: only a dead or frozen listener's events come back."""
-        self.fault.slow_changed.clear()
-        deadline = time.monotonic() + self.fault.slow_ms * len(msgs) / 1000
-        heartbeat = max(0.05, self.config.ack_wait_s / 2)
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                await asyncio.wait_for(self.fault.slow_changed.wait(), timeout=min(remaining, heartbeat))
-                return
-            except asyncio.TimeoutError:
-                pass
-            if deadline - time.monotonic() > 0:
-                for msg in msgs:
-                    await self._settle(msg.in_progress())
-
-    def _crash_now(self) -> None:
-        where = "after the commit, before the ack" if self.fault.crash == "after-commit" else "before the commit"
-        log.warning("injected crash %s", where)
-        # The supervisor shows the last line on stderr as the reason the process ended.
-        print(f"injected crash {where}", file=sys.stderr, flush=True)
-        logging.shutdown()
-        os._exit(CRASH_EXIT_CODE)
-
-    def _record(self, outcomes: Iterable[Outcome]) -> None:
-        now = utc_now_iso()
-        for outcome in outcomes:
-            self.counters.count(outcome.kind)
-            if outcome.delivery.delivery_count > 1:
-                self.counters.redelivered += 1
-            self._delivery_seq += 1
-            entry = describe_delivery(outcome.delivery)
-            entry.update(seq=self._delivery_seq, outcome=outcome.kind, at=now)
-            self._recent.append(entry)
-            self.last_outcome = entry
-
     # -- control and status ------------------------------------------------------------------------
 
     async def _on_control(self, msg: Msg) -> None:
         text = msg.data.decode("utf-8", "replace")
-        try:
-            command, value = parse_control(text)
-        except ValueError as exc:
-            reply = f"error: {exc}"
-        else:
-            if command == "crash-after-commit":
-                self.fault.crash = "after-commit"
-            elif command == "crash-before-commit":
-                self.fault.crash = "before-commit"
-            elif command == "slow":
-                self.fault.slow_ms = value
-                self.fault.slow_changed.set()
-            else:
-                self.fault.crash = None
-                self.fault.slow_ms = 0
-                self.fault.slow_changed.set()
-            reply = "ok"
+        reply = self.fault.apply(text)
+        if reply == "ok":
             log.info("control: %s", text)
             self._status_wake.set()
         if msg.reply:
             await msg.respond(reply.encode())
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ListenerStatus:
+        """This listener's status; the deliveries settled since the last call go with it, once."""
         state = self.state
         if state == "running" and self.fault.slow_ms:
             state = "slow"
         if not self.connected and state not in ("stopped", "draining"):
             state = "disconnected"
-        deliveries = list(self._recent)
-        self._recent.clear()
-        return {
-            "name": self.config.name,
-            "pid": os.getpid(),
-            "mode": self.config.mode,
-            "group": self.config.group.name,
-            "defer": self.config.defer,
-            "state": state,
-            "slowMs": self.fault.slow_ms,
-            "crashArmed": self.fault.crash,
-            "counters": {
-                "applied": self.counters.applied,
-                "rejected": self.counters.rejected,
-                "duplicates": self.counters.duplicates,
-                "deferred": self.counters.deferred,
-                "poison": self.counters.poison,
-                "redelivered": self.counters.redelivered,
-            },
-            "inFlightCount": len(self.in_flight),
-            "inFlight": [describe_delivery(d) for d in self.in_flight[:MAX_STATUS_IN_FLIGHT]],
-            "inFlightSince": self.in_flight_since,
-            "lastEvent": self.last_outcome,
-            "deliveries": deliveries,
-            "ts": utc_now_iso(),
-        }
+        activity = self.activity
+        return ListenerStatus(
+            name=self.config.name,
+            pid=os.getpid(),
+            mode=self.config.mode,
+            group=self.config.group.name,
+            state=state,
+            defer=self.config.defer,
+            slow_ms=self.fault.slow_ms,
+            crash_armed=self.fault.crash,
+            counters=activity.counters,
+            in_flight_count=len(activity.in_flight),
+            in_flight=activity.in_flight_reports(),
+            in_flight_since=activity.in_flight_since,
+            last_event=activity.last_outcome,
+            deliveries=activity.take_recent(),
+            ts=utc_now_iso(),
+        )
 
     async def _publish_status(self) -> None:
         if self._nc is None or not self._nc.is_connected:
             return
-        await self._nc.publish(status_subject(self.config.name), json.dumps(self.status()).encode())
+        await self._nc.publish(status_subject(self.config.name), self.status().to_json())
 
     async def _status_loop(self) -> None:
         parent = self.config.parent_pid

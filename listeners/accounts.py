@@ -1,7 +1,7 @@
 """The account database, and how a batch of deliveries changes it.
 
-`accounts.db` (guarded group) and `accounts-naive.db` (naive group) share the schema of DESIGN.md
-section 4. A fetched batch is processed in one SQLite transaction (group commit): the guard's decisions
+`accounts.db` (guarded group) and `accounts-naive.db` (naive group) share one schema (docs/design.md,
+"Account database"). A fetched batch is processed in one SQLite transaction (group commit): the guard's decisions
 are made per user in number order, every balance update is conditional on the `last_number` that was
 read, and the `applied_events` rows are written in the same transaction. Messages are acknowledged by
 the caller only after `process_batch` returns, that is after the commit.
@@ -9,7 +9,6 @@ the caller only after `process_batch` returns, that is after the commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -115,7 +114,6 @@ class AccountsDB:
         mode: Mode,
         listener: str,
         guard: SequenceGuard,
-        before_commit: Callable[[], None] | None = None,
     ) -> list[Outcome]:
         """Decide and write a batch in one transaction; outcomes come back in delivery order."""
         outcomes: dict[int, OutcomeKind] = {}
@@ -209,8 +207,6 @@ class AccountsDB:
                     ],
                 )
                 outcomes.update((i, "poison") for i, _ in poison)
-            if before_commit is not None:
-                before_commit()
             await self._db.execute("COMMIT")
         except BaseException:
             await self._db.execute("ROLLBACK")

@@ -1,16 +1,24 @@
-"""The listener status contract: what each listener publishes on `natslab.status.<name>`.
+"""The listener status and control contracts (docs/design.md, "Listener status" and "Listener control").
 
-A listener publishes its status after every processed batch and at least twice a second; the dashboard
-and the scenarios read it. Control commands for fault injection arrive on `natslab.control.<name>`.
+A listener publishes a `ListenerStatus` as JSON on `natslab.status.<name>`: soon after each batch it
+settles (at most 20 a second) and at least every `STATUS_INTERVAL_S` otherwise. The lab parses it
+once, where it arrives (`ListenerStatus.from_json`); everything after that reads typed fields.
+Fault-injection commands arrive on `natslab.control.<name>`.
 """
 
 from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from publisher.events import format_cents
 
 STATUS_SUBJECT_PREFIX = "natslab.status"
 CONTROL_SUBJECT_PREFIX = "natslab.control"
 STATUS_INTERVAL_S = 0.5
 
-CONTROL_COMMANDS = ("crash-after-commit", "crash-before-commit", "slow MS", "normal")
+CONTROL_COMMANDS = ("crash-after-commit", "slow MS", "normal")
 
 
 def status_subject(name: str) -> str:
@@ -27,7 +35,7 @@ def parse_control(text: str) -> tuple[str, int]:
     if not parts:
         raise ValueError("empty control command")
     command = parts[0]
-    if command in ("crash-after-commit", "crash-before-commit", "normal") and len(parts) == 1:
+    if command in ("crash-after-commit", "normal") and len(parts) == 1:
         return command, 0
     if command == "slow" and len(parts) == 2 and parts[1].isdigit():
         return command, int(parts[1])
@@ -37,3 +45,210 @@ def parse_control(text: str) -> tuple[str, int]:
 def failure_prefix(name: str) -> str:
     """How the one line a failed listener process leaves on stderr starts; the supervisor shows the rest."""
     return f"natslab listener {name}: "
+
+
+# -- reading JSON that another process wrote -----------------------------------------------------------
+
+
+def _field(data: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any = None) -> Any:
+    """`data[key]` when it has the right type, `default` when it is absent or null; ValueError otherwise."""
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"status field {key!r} is {value!r}")
+    return value
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} is not a JSON object: {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """What one listener process has done since it started; a new process starts from zero."""
+
+    applied: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    deferred: int = 0
+    poison: int = 0
+    redelivered: int = 0  # deliveries with a delivery count above one, early events handed back included
+
+    def to_json(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Counts:
+        data = _object(data or {}, "counters")
+        return cls(**{f.name: _field(data, f.name, int, 0) for f in fields(cls)})
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+
+COUNTERS = tuple(f.name for f in fields(Counts))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """One delivery of one stream message, as a listener reports it: held (in flight) or settled.
+
+    A poison delivery has no event fields; it names its subject and why it is poison. A settled one
+    also has the listener's own running number `seq`, its `outcome` and the UTC time `at`.
+    """
+
+    stream_seq: int
+    delivery_count: int
+    event_id: str | None = None
+    user_id: str | None = None
+    number: int = 0
+    type: str = ""
+    amount_cents: int = 0
+    subject: str | None = None
+    reason: str | None = None
+    seq: int = 0
+    outcome: str | None = None
+    at: str = ""
+
+    @property
+    def poison(self) -> bool:
+        return self.user_id is None
+
+    def describe(self) -> str:
+        """`jim #3 withdraw $100`; poison shows its subject (`poison deposit.eve`)."""
+        if self.user_id is None:
+            return f"poison {(self.subject or '?').removeprefix('account.')}"
+        return f"{self.user_id} #{self.number} {self.type.split(':')[-1]} {format_cents(self.amount_cents)}"
+
+    def settled(self, seq: int, outcome: str, at: str) -> DeliveryReport:
+        return DeliveryReport(
+            self.stream_seq, self.delivery_count, self.event_id, self.user_id, self.number, self.type,
+            self.amount_cents, self.subject, self.reason, seq, outcome, at,
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"streamSeq": self.stream_seq, "deliveryCount": self.delivery_count}
+        if self.user_id is not None:
+            data.update(
+                id=self.event_id, userId=self.user_id, number=self.number, type=self.type, amountCents=self.amount_cents
+            )
+        else:
+            data.update(subject=self.subject, reason=self.reason)
+        if self.outcome is not None:
+            data.update(seq=self.seq, outcome=self.outcome, at=self.at)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> DeliveryReport:
+        data = _object(data, "a delivery")
+        return cls(
+            stream_seq=_field(data, "streamSeq", int, 0),
+            delivery_count=_field(data, "deliveryCount", int, 0),
+            event_id=_field(data, "id", str),
+            user_id=_field(data, "userId", str),
+            number=_field(data, "number", int, 0),
+            type=_field(data, "type", str, ""),
+            amount_cents=_field(data, "amountCents", int, 0),
+            subject=_field(data, "subject", str),
+            reason=_field(data, "reason", str),
+            seq=_field(data, "seq", int, 0),
+            outcome=_field(data, "outcome", str),
+            at=_field(data, "at", str, ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerStatus:
+    """A listener process's own account of itself (docs/design.md, "Listener status")."""
+
+    name: str
+    pid: int
+    mode: str
+    group: str
+    state: str  # starting, running, slow, reconnecting, disconnected, draining, stopped
+    defer: str = "nak"
+    slow_ms: int = 0
+    crash_armed: str | None = None  # "after-commit" once a crash is armed
+    counters: Counts = field(default_factory=Counts)
+    in_flight_count: int = 0
+    in_flight: tuple[DeliveryReport, ...] = ()  # the first few of `in_flight_count`
+    in_flight_since: float | None = None  # Unix time of the fetch that brought what is held
+    last_event: DeliveryReport | None = None
+    deliveries: tuple[DeliveryReport, ...] = ()  # settled since the previous status
+    ts: str = ""
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "name": self.name,
+                "pid": self.pid,
+                "mode": self.mode,
+                "group": self.group,
+                "defer": self.defer,
+                "state": self.state,
+                "slowMs": self.slow_ms,
+                "crashArmed": self.crash_armed,
+                "counters": self.counters.to_json(),
+                "inFlightCount": self.in_flight_count,
+                "inFlight": [d.to_json() for d in self.in_flight],
+                "inFlightSince": self.in_flight_since,
+                "lastEvent": None if self.last_event is None else self.last_event.to_json(),
+                "deliveries": [d.to_json() for d in self.deliveries],
+                "ts": self.ts,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, payload: bytes | str) -> ListenerStatus:
+        """Parse a status message; ValueError when it is not one."""
+        data = _object(json.loads(payload), "a status")
+        name = _field(data, "name", str)
+        if not name:
+            raise ValueError("status without a name")
+        last = data.get("lastEvent")
+        since = _field(data, "inFlightSince", (int, float))
+        return cls(
+            name=name,
+            pid=_field(data, "pid", int, 0),
+            mode=_field(data, "mode", str, "guarded"),
+            group=_field(data, "group", str, ""),
+            state=_field(data, "state", str, "running"),
+            defer=_field(data, "defer", str, "nak"),
+            slow_ms=_field(data, "slowMs", int, 0),
+            crash_armed=_field(data, "crashArmed", str),
+            counters=Counts.from_json(data.get("counters")),
+            in_flight_count=_field(data, "inFlightCount", int, 0),
+            in_flight=tuple(DeliveryReport.from_json(d) for d in _field(data, "inFlight", list, [])),
+            in_flight_since=None if since is None else float(since),
+            last_event=None if last is None else DeliveryReport.from_json(last),
+            deliveries=tuple(DeliveryReport.from_json(d) for d in _field(data, "deliveries", list, [])),
+            ts=_field(data, "ts", str, ""),
+        )
+
+
+class CounterFold:
+    """Listener counters summed over every process seen, dead ones too.
+
+    A restarted listener is a new process that counts from zero; keeping each process's last counts
+    makes the totals only ever go up (unlike the server's `redelivered`, which falls as acks arrive).
+    The lab, the dashboard's view and the scenarios all count with this.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, int], tuple[str, Counts]] = {}
+
+    def add(self, status: ListenerStatus) -> None:
+        self._last[(status.name, status.pid)] = (status.mode, status.counters)
+
+    def totals(self, *, name: str | None = None, mode: str | None = None) -> Counts:
+        total = Counts()
+        for (listener, _pid), (listener_mode, counts) in self._last.items():
+            if (name is None or listener == name) and (mode is None or listener_mode == mode):
+                total += counts
+        return total
+
+    def total(self, counter: str, *, name: str | None = None, mode: str | None = None) -> int:
+        return getattr(self.totals(name=name, mode=mode), counter)

@@ -1,7 +1,7 @@
 """The account event contract: subjects, the event JSON, validation and money parsing.
 
-Every program that publishes or consumes account events goes through this module, so the contract of
-DESIGN.md section 4 is written down exactly once.
+Every program that publishes or consumes account events goes through this module, so the contract
+(docs/design.md, "Subjects and stream" and "Event JSON") is coded exactly once.
 """
 
 from __future__ import annotations
@@ -112,16 +112,8 @@ class AccountEvent:
         return subject_for(self.type, self.user_id)
 
     @property
-    def channel(self) -> str:
-        return self.type
-
-    @property
     def is_deposit(self) -> bool:
         return self.type == "account:deposit"
-
-    @property
-    def signed_cents(self) -> int:
-        return self.amount_cents if self.is_deposit else -self.amount_cents
 
     def to_dict(self) -> dict[str, Any]:
         return {

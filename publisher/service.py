@@ -13,7 +13,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
@@ -25,7 +24,6 @@ from publisher.transactions import TransactionsDB
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
-CRASH_EXIT_CODE = 70
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +65,6 @@ class Publisher:
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_queued(), name="outbox-writer")
         return await done
-
-    async def record_many(self, requests: Sequence[tuple[str, str, int]]) -> list[AccountEvent]:
-        """Write (kind, user, cents) requests in one transaction and wake the relay."""
-        events = await self.db.record_many(requests)
-        self._wake.set()
-        return events
 
     async def _write_queued(self) -> None:
         try:
@@ -167,7 +159,7 @@ class Publisher:
     def _crash(where: str) -> None:
         log.warning("injected publisher crash %s", where)
         logging.shutdown()
-        os._exit(CRASH_EXIT_CODE)
+        os._exit(os.EX_SOFTWARE)
 
     async def run_relay(self, poll_s: float = 1.0) -> None:
         """Relay forever: on every new record, and every `poll_s` for rows other processes wrote."""

@@ -12,7 +12,8 @@ import asyncio
 import random
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
@@ -87,3 +88,27 @@ async def select_in(db: aiosqlite.Connection, sql: str, keys: Sequence[str]) -> 
         async with db.execute(sql.format(", ".join("?" * len(chunk))), chunk) as cursor:
             rows.extend(await cursor.fetchall())
     return rows
+
+
+@asynccontextmanager
+async def read_only(path: Path, *, snapshot: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+    """A connection to `path` that cannot write, for reading while other processes write.
+
+    With `snapshot`, everything read through it comes from one read transaction, so tables that a
+    writer changes together are seen together (the accounts beside their `applied_events`).
+    """
+    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None) as db:
+        if not snapshot:
+            yield db
+            return
+        await db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            await db.execute("COMMIT")
+
+
+async def fetch_all(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[tuple]:
+    async with db.execute(sql, params) as cursor:
+        return [tuple(row) for row in await cursor.fetchall()]
+

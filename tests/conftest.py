@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from leftovers import PROCESS_MARK, processes_marked
 
-from dashboard.lab import Lab, connect_with_retry
-from dashboard.natsserver import EmbeddedServer
-from dashboard.settings import Settings
+from dashboard.lab.lab import Lab
+from dashboard.lab.natsserver import EmbeddedServer
+from dashboard.lab.settings import Settings
+from dashboard.lab.waits import connect_with_retry
 
 # Short enough that redelivery tests finish quickly, long enough for a loaded 2-core CI machine.
 TEST_ACK_WAIT_S = 2.0

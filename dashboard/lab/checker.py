@@ -1,4 +1,4 @@
-"""The checker: does the account database hold the invariants of DESIGN.md section 5?
+"""The checker: does the account database hold its invariants (docs/design.md, "Checker invariants")?
 
 For every user, after the system drains, the guarded database must have applied exactly the numbers
 1..N that were published, each once, in increasing order, with the balance the business rule gives;
@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 from nats.aio.client import Client as NATS
 
 from dashboard.lab.history import StoredEvent, read_history
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB
 from publisher.events import AccountEvent, apply_business_rule, format_cents
+from publisher.sqlite import fetch_all, read_only
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,18 +258,13 @@ def check_data(
     )
 
 
-async def _fetch(db: aiosqlite.Connection, sql: str) -> list[tuple]:
-    async with db.execute(sql) as cursor:
-        return list(await cursor.fetchall())
-
-
 async def read_accounts(path: Path) -> dict[str, tuple[int, int]]:
     """user -> (last_number, balance_cents), read without writing; only the accounts table."""
     if not path.exists():
         return {}
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+    async with read_only(path) as db:
         try:
-            rows = await _fetch(db, "SELECT user_id, last_number, balance_cents FROM accounts")
+            rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts")
         except sqlite3.OperationalError:  # created but not yet given its schema
             return {}
     return {user: (last, balance) for user, last, balance in rows}
@@ -279,32 +274,28 @@ async def read_database(path: Path) -> DatabaseState:
     """Read an account database without changing it; a missing one reads as empty."""
     if not path.exists():
         return DatabaseState(present=False)
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None) as db:
-        # One read transaction, so the tables agree: listeners commit batches while this reads, and
-        # accounts read before a batch beside its applied_events read after it look like a broken guard.
-        await db.execute("BEGIN")
-        try:
-            tables = {row[0] for row in await _fetch(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "accounts" not in tables:
-                return DatabaseState(present=False)
-            state = DatabaseState()
-            rows = await _fetch(db, "SELECT user_id, last_number, balance_cents FROM accounts")
-            state.accounts = {user: (last, balance) for user, last, balance in rows}
-            rows = await _fetch(db, "SELECT user_id, number, outcome FROM applied_events ORDER BY rowid")
-            state.applied = [AppliedRow(*row) for row in rows]
-            state.poison_seqs = {row[0] for row in await _fetch(db, "SELECT stream_seq FROM poison_events")}
-            return state
-        finally:
-            await db.execute("COMMIT")
+    # One read transaction, so the tables agree: listeners commit batches while this reads, and
+    # accounts read before a batch beside its applied_events read after it look like a broken guard.
+    async with read_only(path, snapshot=True) as db:
+        tables = {row[0] for row in await fetch_all(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "accounts" not in tables:
+            return DatabaseState(present=False)
+        state = DatabaseState()
+        rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts")
+        state.accounts = {user: (last, balance) for user, last, balance in rows}
+        rows = await fetch_all(db, "SELECT user_id, number, outcome FROM applied_events ORDER BY rowid")
+        state.applied = [AppliedRow(*row) for row in rows]
+        state.poison_seqs = {row[0] for row in await fetch_all(db, "SELECT stream_seq FROM poison_events")}
+        return state
 
 
 async def read_transactions(path: Path) -> tuple[list[AccountEvent], list[AccountEvent]]:
     """(published, unpublished) transactions; a missing database has none."""
     if not path.exists():
         return [], []
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as db:
+    async with read_only(path) as db:
         try:
-            rows = await _fetch(
+            rows = await fetch_all(
                 db,
                 "SELECT id, type, user_id, amount_cents, number, created_at, published_at FROM transactions"
                 " ORDER BY user_id, number",

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import platformdirs
 
+from dashboard.lab.logs import LOGS
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 URL_FILE = "nats.url"
-
-
-class UsageError(Exception):
-    """Bad input from the user: one line on stderr, exit code 2, nothing written."""
 
 
 def default_data_dir() -> Path:
@@ -44,7 +41,7 @@ class Settings:
 
     @property
     def logs_dir(self) -> Path:
-        return self.data_dir / "logs"
+        return self.data_dir / LOGS
 
     @property
     def url_file(self) -> Path:

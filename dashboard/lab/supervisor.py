@@ -12,9 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from dashboard.lab.logs import listener_log
 from dashboard.lab.natsserver import die_with_parent
 from listeners.accounts import Mode
 from listeners.groups import group_for_mode
@@ -28,6 +29,21 @@ class SupervisorError(RuntimeError):
     """A request the supervisor cannot carry out, such as an unknown listener name."""
 
 
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A listener process as the supervisor sees it at one moment: what the dashboard shows."""
+
+    name: str
+    mode: Mode
+    group: str
+    pid: int | None
+    state: str
+    restarts: int = 0
+    killed_at: float | None = None
+    exit_code: int | None = None
+    reason: str | None = None  # why it ended by itself, in its own words
+
+
 @dataclass(slots=True)
 class ListenerProcess:
     name: str
@@ -39,7 +55,6 @@ class ListenerProcess:
     reason: str | None = None
     restarts: int = 0
     killed_at: float | None = None
-    started_at: float = field(default_factory=time.time)
     output: Path | None = None  # where its stdout and stderr go
     output_offset: int = 0  # the size of `output` when this process started
 
@@ -54,6 +69,11 @@ class ListenerProcess:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def snapshot(self) -> Member:
+        return Member(
+            self.name, self.mode, self.group, self.pid, self.state, self.restarts, self.killed_at, self.exit_code, self.reason
+        )
 
 
 def last_words(entry: ListenerProcess, limit: int = 4096) -> str | None:
@@ -123,9 +143,8 @@ class Supervisor:
         entry = self.listeners.get(name)
         if entry is not None and entry.alive:
             raise SupervisorError(f"listener {name} is already running")
-        logs = self.data_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        output = logs / f"listener-{name}.out"
+        output = listener_log(self.data_dir, name, ".out")
+        output.parent.mkdir(parents=True, exist_ok=True)
         with open(output, "ab") as out:
             offset = out.tell()
             process = subprocess.Popen(
@@ -145,7 +164,6 @@ class Supervisor:
         entry.exit_code = None
         entry.reason = None
         entry.killed_at = None
-        entry.started_at = time.time()
         entry.output, entry.output_offset = output, offset
         return entry
 

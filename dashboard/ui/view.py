@@ -1,47 +1,33 @@
 """What the dashboard knows about the lab: plain data that the panes render.
 
-The app's message handlers fold what its workers report into one `LabView` (listener statuses,
-consumer and channel info, account rows, the checker's report, the supervisor's members), and mark
-the sections they changed; the panes read it a few times a second. It imports neither Textual nor
-anything that does I/O, so a snapshot test can build a view by hand and a unit test can check the
-folding.
+The app's message handlers fold what its workers and the lab report into one `LabView` (listener
+statuses, consumer and channel info, account rows, the checker's report, the lab's processes), and
+mark the sections they changed; the panes read it a few times a second. Its methods only fold and
+read data (no Textual, no I/O), so a snapshot test can build a view by hand and a unit test can check
+the folding.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 from nats.js import api
 
 from dashboard.lab.checker import CheckReport, Totals
-from dashboard.lab.lab import ChannelStats
+from dashboard.lab.lab import LabState
+from dashboard.lab.observe import ChannelStats
+from dashboard.lab.supervisor import Member
 from listeners.accounts import AccountRow, Mode
-from publisher.events import format_cents
+from listeners.groups import GROUPS
+from listeners.status import CounterFold, DeliveryReport, ListenerStatus
 
 TIMELINE_LIMIT = 500
 RATE_SAMPLES = 40
-COUNTERS = ("applied", "rejected", "duplicates", "deferred", "poison", "redelivered")
 CHANNELS = ("account:deposit", "account:withdraw")
 SECTIONS = frozenset({"caption", "channels", "groups", "listeners", "accounts", "timeline", "status"})
 # A process in one of these states holds nothing any more: the server redelivers what it had.
 GONE = frozenset({"killed", "crashed", "exited", "stopped"})
-
-
-def as_int(value: object) -> int:
-    """A count from a status message; anything that is not an integer counts as zero."""
-    return value if type(value) is int else 0
-
-
-def describe_event(data: dict[str, Any]) -> str:
-    """`jim #3 withdraw $100` from a delivery in a status message; poison shows its subject."""
-    if data.get("userId") is None:
-        # `account.deposit.eve` -> `poison deposit.eve`: the prefix is the same for every event.
-        subject = str(data.get("subject", "?"))
-        return f"poison {subject.removeprefix('account.')}"
-    kind = str(data.get("type", "?")).split(":")[-1]
-    return f"{data['userId']} #{as_int(data.get('number'))} {kind} {format_cents(as_int(data.get('amountCents')))}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,16 +58,16 @@ class TimelineEntry:
         return time_part.rstrip("Z")[:12] or self.at
 
     @classmethod
-    def from_status(cls, listener: str, pid: int, data: dict[str, Any]) -> TimelineEntry:
+    def from_report(cls, listener: str, pid: int, report: DeliveryReport) -> TimelineEntry:
         return cls(
             listener,
             pid,
-            as_int(data.get("seq")),
-            as_int(data.get("streamSeq")),
-            describe_event(data),
-            as_int(data.get("deliveryCount")),
-            str(data.get("outcome", "?")),
-            str(data.get("at", "")),
+            report.seq,
+            report.stream_seq,
+            report.describe(),
+            report.delivery_count,
+            report.outcome or "?",
+            report.at,
         )
 
 
@@ -106,50 +92,28 @@ class HeldNote:
         return self.short()
 
 
-@dataclass(frozen=True, slots=True)
-class Member:
-    """A listener process as the supervisor sees it."""
-
-    name: str
-    mode: Mode
-    group: str
-    pid: int | None
-    state: str
-    restarts: int = 0
-    killed_at: float | None = None
-    exit_code: int | None = None
-    reason: str | None = None  # why it ended by itself, in its own words
-
-
 @dataclass(slots=True)
 class ListenerView:
-    """One listener: its process (supervisor) and its own account of its work (status messages)."""
+    """One listener: its process (the lab's member) and its own account of its work (status messages)."""
 
     name: str
     mode: str
     group: str
     member: Member | None = None
-    status: dict[str, Any] | None = None
-    status_pid: int | None = None
-    earlier: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
-    current: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    status: ListenerStatus | None = None
+    counts: CounterFold = field(default_factory=CounterFold)
 
-    def apply_status(self, status: dict[str, Any]) -> None:
-        pid = as_int(status.get("pid"))
-        if pid != self.status_pid:
-            # A new process starts counting from zero; keep what the earlier ones counted, so the
-            # totals only ever go up (unlike the server's `redelivered`, which falls as acks arrive).
-            for name in COUNTERS:
-                self.earlier[name] += self.current[name]
-            self.current = dict.fromkeys(COUNTERS, 0)
-            self.status_pid = pid
-        counters = status.get("counters")
-        counters = counters if isinstance(counters, dict) else {}
-        self.current = {name: as_int(counters.get(name)) for name in COUNTERS}
+    def apply_status(self, status: ListenerStatus) -> None:
         self.status = status
+        self.counts.add(status)
 
     def total(self, counter: str) -> int:
-        return self.earlier[counter] + self.current[counter]
+        """A counter over every process this listener has been, so it only ever goes up."""
+        return self.counts.total(counter)
+
+    @property
+    def status_pid(self) -> int | None:
+        return self.status.pid if self.status is not None else None
 
     @property
     def pid(self) -> int | None:
@@ -170,55 +134,49 @@ class ListenerView:
         if not self.fresh:
             return "restarting" if member is not None and member.restarts else "starting"
         assert self.status is not None
-        return str(self.status.get("state", "running"))
+        return self.status.state
 
     @property
     def gone(self) -> bool:
         return self.member is not None and self.member.state in GONE
 
     @property
-    def in_flight(self) -> list[dict[str, Any]]:
+    def in_flight(self) -> tuple[DeliveryReport, ...]:
         """What the listener holds; a dead one's last report, since the server still counts it as pending."""
         if self.status is None or not (self.fresh or self.gone):
-            return []
-        items = self.status.get("inFlight")
-        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+            return ()
+        return self.status.in_flight
 
     @property
     def in_flight_count(self) -> int:
         if self.status is None or not (self.fresh or self.gone):
             return 0
-        return as_int(self.status.get("inFlightCount"))
+        return self.status.in_flight_count
 
     def redelivery_in(self, ack_wait_s: float, now: float) -> float | None:
         """Seconds until the server redelivers what this listener holds, counted from its fetch."""
-        if self.status is None or not self.in_flight:
+        if self.status is None or not self.in_flight or self.status.in_flight_since is None:
             return None
-        since = self.status.get("inFlightSince")
-        if not isinstance(since, (int, float)):
-            return None
-        return since + ack_wait_s - now
+        return self.status.in_flight_since + ack_wait_s - now
 
     @property
-    def last_event(self) -> dict[str, Any] | None:
-        last = self.status.get("lastEvent") if self.status is not None else None
-        return last if isinstance(last, dict) else None
+    def last_event(self) -> DeliveryReport | None:
+        return self.status.last_event if self.status is not None else None
 
     @property
-    def live_status(self) -> dict[str, Any] | None:
+    def live_status(self) -> ListenerStatus | None:
         """The status of the process that runs now, if it runs."""
         return self.status if self.fresh and not self.gone else None
 
     @property
     def slow_ms(self) -> int:
         status = self.live_status
-        return as_int(status.get("slowMs")) if status is not None else 0
+        return status.slow_ms if status is not None else 0
 
     @property
     def crash_armed(self) -> str | None:
         status = self.live_status
-        armed = status.get("crashArmed") if status is not None else None
-        return str(armed) if armed else None
+        return status.crash_armed if status is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,10 +288,13 @@ class LabView:
             self.url, self.server_state, self.connected, self.embedded = url, state, connected, embedded
             self.mark("status", "listeners")
 
-    def set_outbox_error(self, error: str | None) -> None:
-        if self.outbox_error != error:
-            self.outbox_error = error
+    def apply_state(self, state: LabState) -> None:
+        """The lab's processes, server and outbox, as its last change left them."""
+        self.set_server(self.url, state.server_state, state.connected, self.embedded)
+        if self.outbox_error != state.outbox_error:
+            self.outbox_error = state.outbox_error
             self.mark("status")
+        self.apply_members(state.members)
 
     def listener(self, name: str, mode: str, group: str) -> ListenerView:
         view = self.listeners.get(name)
@@ -343,7 +304,7 @@ class LabView:
                 self.selected = name
         return view
 
-    def apply_members(self, members: list[Member]) -> None:
+    def apply_members(self, members: tuple[Member, ...] | list[Member]) -> None:
         changed = False
         for member in members:
             view = self.listener(member.name, member.mode, member.group)
@@ -353,20 +314,12 @@ class LabView:
         if changed:
             self.mark("groups", "listeners")
 
-    def apply_status(self, status: dict[str, Any]) -> None:
-        name = str(status.get("name"))
-        mode = str(status.get("mode", "guarded"))
-        view = self.listener(name, mode, str(status.get("group", "")))
+    def apply_status(self, status: ListenerStatus) -> None:
+        view = self.listener(status.name, status.mode, status.group)
         view.apply_status(status)
-        pid = view.status_pid or 0
-        deliveries = status.get("deliveries")
         added = 0
-        entries = (
-            [TimelineEntry.from_status(name, pid, d) for d in deliveries if isinstance(d, dict)]
-            if isinstance(deliveries, list)
-            else []
-        )
-        for entry in entries:
+        for report in status.deliveries:
+            entry = TimelineEntry.from_report(status.name, status.pid, report)
             if entry.key in self._seen:
                 continue
             self._seen[entry.key] = None
@@ -414,9 +367,9 @@ class LabView:
         """Guarded listeners first, then naive ones; the order of the `1`-`9` keys."""
         return sorted(self.listeners.values(), key=lambda v: (v.mode != "guarded", len(v.name), v.name))
 
-    def redelivered_to(self, holder: ListenerView, held: dict[str, Any]) -> TimelineEntry | None:
+    def redelivered_to(self, holder: ListenerView, held: DeliveryReport) -> TimelineEntry | None:
         """The later delivery, to another member of the holder's group, of an event the holder held."""
-        seq, count = as_int(held.get("streamSeq")), as_int(held.get("deliveryCount"))
+        seq, count = held.stream_seq, held.delivery_count
         for entry in reversed(self.timeline):
             other = self.listeners.get(entry.listener)
             if (
@@ -447,7 +400,7 @@ class LabView:
     def account_lines(self) -> list[AccountLine]:
         verdicts = {user.user_id: user for user in self.report.users} if self.report is not None else {}
         guarded, naive = self.accounts["guarded"], self.accounts["naive"]
-        settling = self.settling("account-service") or self.settling("account-service-naive")
+        settling = any(self.settling(group.name) for group in GROUPS)
         lines = []
         for name in sorted(set(guarded) | set(naive) | set(verdicts)):
             user = verdicts.get(name)

@@ -3,23 +3,26 @@ with stable pids, ports, timestamps and a frozen clock, so every run draws the s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
-from dashboard.app import (
+from dashboard.lab.checker import AppliedRow, DatabaseState, check_data
+from dashboard.lab.history import StoredEvent
+from dashboard.lab.observe import ChannelStats
+from dashboard.lab.supervisor import Member
+from dashboard.ui.app import NatslabApp
+from dashboard.ui.messages import (
     AccountsRead,
     CaptionSaid,
     ChannelStatsFetched,
     CheckFinished,
     ConsumerInfoFetched,
     ListenerStatusReceived,
-    NatslabApp,
 )
-from dashboard.checker import AppliedRow, DatabaseState, check_data
-from dashboard.history import StoredEvent
-from dashboard.lab import ChannelStats
-from dashboard.view import ConsumerView, Member
+from dashboard.ui.view import ConsumerView
 from listeners.accounts import AccountRow
+from listeners.status import ListenerStatus
 from publisher.events import AccountEvent
 
 FROZEN_NOW = 1_800_000_000.0  # what the frozen clock says: 2027-01-15 08:00:00 UTC
@@ -77,10 +80,11 @@ def status(
     deliveries: Iterable[dict[str, Any]] = (),
     in_flight: Iterable[dict[str, Any]] = (),
     in_flight_since: float | None = None,
-) -> dict[str, Any]:
+) -> ListenerStatus:
+    """A status as a listener would publish it, parsed as the lab parses it."""
     deliveries = list(deliveries)
     in_flight = list(in_flight)
-    return {
+    data = {
         "name": name,
         "pid": pid,
         "mode": mode,
@@ -98,6 +102,7 @@ def status(
         "deliveries": deliveries,
         "ts": "2027-01-15T07:59:59.000Z",
     }
+    return ListenerStatus.from_json(json.dumps(data))
 
 
 def consumer(

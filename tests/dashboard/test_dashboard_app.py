@@ -15,15 +15,15 @@ from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-from dashboard.app import NatslabApp
-from dashboard.history import StoredEvent, parse_stored
-from dashboard.lab import LabError, wait_until
-from dashboard.scenarios import HOLD_MS, holder_of
-from dashboard.screens.history import HistoryScreen
-from dashboard.screens.publish_form import PublishForm
-from dashboard.settings import Settings
-from dashboard.widgets.accounts import AccountLines
-from dashboard.widgets.listener_card import ListenerCard
+from dashboard.lab.history import StoredEvent, parse_stored
+from dashboard.lab.probes import HOLD_MS, holder_of
+from dashboard.lab.settings import Settings
+from dashboard.lab.waits import LabError, wait_until
+from dashboard.ui.app import NatslabApp
+from dashboard.ui.screens.history import HistoryScreen
+from dashboard.ui.screens.publish_form import PublishForm
+from dashboard.ui.widgets.accounts import AccountLines
+from dashboard.ui.widgets.listener_card import ListenerCard
 
 SIZE = (120, 40)
 
@@ -35,8 +35,8 @@ def listeners_ready(app: NatslabApp) -> bool:
         return False
     return all(
         (status := lab.statuses.get(entry.name)) is not None
-        and status.get("pid") == entry.pid
-        and status["state"] == "running"
+        and status.pid == entry.pid
+        and status.state == "running"
         for entry in lab.supervisor.listeners.values()
         if entry.alive
     )
@@ -77,7 +77,7 @@ async def hold_next_event(app: NatslabApp, pilot: Pilot, names: tuple[str, ...])
     """Slow every guarded listener down so whoever fetches Jim's deposit sits on it; returns who holds it."""
     assert app.lab is not None
     for name in names:
-        await app.lab.send_control(name, f"slow {HOLD_MS}")
+        await app.lab.control("slow", name, slow_ms=HOLD_MS)
     await wait_for(pilot, lambda: all(app.view.listeners[n].slow_ms for n in names), 5, "the listeners to slow down")
     await publish_with_keys(pilot, app, "d", "40")
     await wait_for(pilot, lambda: holder_of(app.lab, "guarded", "jim", 1) is not None, 10, "a listener to take Jim #1")
@@ -132,14 +132,16 @@ async def test_killing_a_listener_redelivers_its_event_to_the_other_once(setting
 
         await pilot.press("1" if holder == "A" else "2", "k")
         await wait_for(pilot, lambda: app.view.listeners[holder].state == "killed", 5, f"{holder} to be killed")
-        groups = shown_text(app.query_one("#groups"))
-        assert any(line.split()[1:3] == [holder, "killed"] for line in groups.splitlines() if len(line.split()) > 2), (
-            groups
-        )
+
+        def groups_show_killed() -> bool:
+            lines = shown_text(app.query_one("#groups")).splitlines()
+            return any(line.split()[1:3] == [holder, "killed"] for line in lines if len(line.split()) > 2)
+
+        await wait_for(pilot, groups_show_killed, 2, f"the queue groups pane to show {holder} killed")
         assert "redelivery in" in shown_text(card(app, holder))
 
         assert app.lab is not None
-        await app.lab.send_control(other, "normal")
+        await app.lab.control("normal", other)
         await wait_for(
             pilot, lambda: account(app, "guarded", "jim") == (1, 4000), 20, "Jim #1 applied after the ack wait"
         )
@@ -171,7 +173,7 @@ async def test_pausing_past_the_ack_wait_shows_the_redelivery(settings: Settings
         await pilot.press(key, "p")
         await wait_for(pilot, lambda: app.view.listeners[holder].state == "paused", 5, f"{holder} to be paused")
         assert app.lab is not None
-        await app.lab.send_control(other, "normal")
+        await app.lab.control("normal", other)
         await wait_for(pilot, lambda: (other, 2, "applied") in deliveries_of(app, 1), 20, f"the redelivery to {other}")
         await wait_for(
             pilot, lambda: f"→ {other} ×2 applied" in shown_text(card(app, holder)), 5, "the paused card to say so"
@@ -180,7 +182,7 @@ async def test_pausing_past_the_ack_wait_shows_the_redelivery(settings: Settings
         # Woken up, the paused listener still holds its stale copy: the guard acks it as a duplicate.
         await pilot.press(key, "p")
         await wait_for(pilot, lambda: app.view.listeners[holder].state != "paused", 5, f"{holder} to resume")
-        await app.lab.send_control(holder, "normal")
+        await app.lab.control("normal", holder)
         await wait_for(
             pilot, lambda: (holder, 1, "duplicate") in deliveries_of(app, 1), 10, "the stale copy to be a duplicate"
         )
@@ -234,8 +236,8 @@ async def test_quitting_leaves_no_child_process(settings: Settings) -> None:
 HEADLESS_DASHBOARD = """
 import sys
 from pathlib import Path
-from dashboard.app import NatslabApp
-from dashboard.settings import Settings
+from dashboard.ui.app import NatslabApp
+from dashboard.lab.settings import Settings
 NatslabApp(Settings(data_dir=Path(sys.argv[1]), ack_wait_s=2.0, listeners=2, naive=0)).run(headless=True)
 """
 
@@ -338,11 +340,11 @@ async def test_a_failing_history_read_is_reported_to_the_user(settings: Settings
 
 
 async def test_x_picks_a_scenario_and_runs_it_with_captions(settings: Settings) -> None:
-    from dashboard.screens.scenario_picker import ScenarioPicker
+    from dashboard.ui.screens.scenario_picker import ScenarioPicker
 
     settings.naive = 1
     app = NatslabApp(settings)
-    app.caption_read_s = 0.0
+    app.driver.caption_read_s = 0.0
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
         await pilot.press("x")
@@ -360,7 +362,7 @@ async def test_x_picks_a_scenario_and_runs_it_with_captions(settings: Settings) 
 async def test_poison_with_markup_is_shown_literally(settings: Settings) -> None:
     import json
 
-    from dashboard.widgets.timeline import DeliveryLines
+    from dashboard.ui.widgets.timeline import DeliveryLines
 
     settings.naive = 0
     app = NatslabApp(settings)

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dashboard_fakes import after_slides, fresh_start, frozen_clock, server_down
 from textual.pilot import Pilot
 
-from dashboard.app import NatslabApp
-from dashboard.settings import Settings
+from dashboard.lab.settings import Settings
+from dashboard.ui.app import NatslabApp
 
 
 def snapshot_app(settings: Settings, state: Callable[[NatslabApp], None]) -> tuple[NatslabApp, Callable]:

@@ -32,7 +32,7 @@ def make_controlling_terminal() -> None:
 def test_the_dashboard_ends_with_its_lab_when_its_terminal_hangs_up(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     makefile = tmp_path / "Makefile"
-    natslab = shlex.join([sys.executable, "-m", "dashboard.cli", "--data-dir", str(data_dir)])
+    natslab = shlex.join([sys.executable, "-m", "dashboard.commands", "--data-dir", str(data_dir)])
     makefile.write_text(f"run:\n\t{natslab}\n")
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))

@@ -10,7 +10,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from dashboard.scenarios import wait_listeners_ready
+from dashboard.lab.probes import wait_listeners_ready
 
 
 async def start_lab(make_lab):
@@ -34,8 +34,8 @@ async def test_hangs(make_lab) -> None:
 
 async def test_leaks_its_lab(tmp_path: Path) -> None:
     """Starts a lab outside any fixture and never stops it, as a careless test would."""
-    from dashboard.lab import Lab
-    from dashboard.settings import Settings
+    from dashboard.lab.lab import Lab
+    from dashboard.lab.settings import Settings
 
     lab = Lab(Settings(data_dir=tmp_path / "data", ack_wait_s=2.0))
     await lab.start(listeners=2, naive=0)

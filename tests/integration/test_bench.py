@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dashboard import bench
-from dashboard.settings import Settings
+from dashboard.commands import bench
+from dashboard.commands.args import settings_from
+from dashboard.commands.bench import figures, report
 
 PHASES = ("raw", "pipeline", "latency", "nak", "recovery", "ackWait", "dashboard")
 TARGETS = ("pipeline", "latency", "nak", "dashboard-cpu", "dashboard-rss", "first-frame")
@@ -41,7 +42,8 @@ SMALL = [
 def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with_dashboard = shutil.which("tmux") is not None
     argv = [*SMALL, "--json", *([] if with_dashboard else ["--no-dashboard"])]
-    code = bench.run_cli(parse(argv), Settings(data_dir=tmp_path / "unused"))
+    args = parse(argv)
+    code = bench.run(args, settings_from(args))
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
@@ -80,7 +82,7 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
 
 
 def test_table_names_every_measure_and_verdict() -> None:
-    result = bench.BenchResult(bench.BenchConfig(events=300, users=20), {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
+    result = figures.BenchResult(figures.BenchConfig(events=300, users=20), {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
     ms = {"n": 5, "p50_ms": 12.0, "p99_ms": 40.0, "max_ms": 41.0}
     result.phases = {
         "raw": {"eventsPerSecond": 10_000, "publishPerSecond": 20_000},
@@ -91,8 +93,8 @@ def test_table_names_every_measure_and_verdict() -> None:
         "recovery": {"killToApplied_s": 4.9},
         "dashboard": {"available": False, "reason": "skipped (--no-dashboard)"},
     }
-    result.targets = bench.targets(result)
-    table = bench.format_table(result)
+    result.targets = report.targets(result)
+    table = report.format_table(result)
     assert "6,000 events/s, 60% of raw (12 deferrals)" in table
     assert ">= 50% of raw: met" in table
     assert "p50 12 ms, p99 40 ms" in table and "p99 < 50 ms: met" in table
@@ -102,9 +104,9 @@ def test_table_names_every_measure_and_verdict() -> None:
     assert "check: not run" in table
 
 
-def result_with(ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float, rss_mb: float, frame_s: float) -> bench.BenchResult:
+def result_with(ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float, rss_mb: float, frame_s: float) -> figures.BenchResult:
     """A result whose figures sit where the caller puts them against each target (raw: 10,000/s)."""
-    result = bench.BenchResult(bench.BenchConfig(events=300, users=20), {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
+    result = figures.BenchResult(figures.BenchConfig(events=300, users=20), {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
     result.phases = {
         "raw": {"eventsPerSecond": 10_000, "publishPerSecond": 20_000},
         "pipeline": {"eventsPerSecond": ratio_events, "deferrals": 0},
@@ -117,7 +119,7 @@ def result_with(ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float,
             "eventsWhileRunning": 1_000, "firstFrame_s": frame_s, "keyToScreen": {"n": 3, "p50_ms": 90.0, "p99_ms": 120.0},
         },
     }  # fmt: skip
-    result.targets = bench.targets(result)
+    result.targets = report.targets(result)
     return result
 
 
@@ -125,34 +127,34 @@ def test_every_target_is_missed_at_its_limit() -> None:
     # Each figure sits exactly on its limit, which the target does not admit (or just under it, for
     # the one target that is a floor).
     result = result_with(
-        ratio_events=int(10_000 * bench.TARGET_RATIO) - 1,
-        p99_ms=bench.TARGET_P99_MS,
-        nak_p99_ms=bench.TARGET_NAK_P99_MS,
-        cpu=bench.TARGET_DASHBOARD_CPU,
-        rss_mb=bench.TARGET_DASHBOARD_RSS_MB,
-        frame_s=bench.TARGET_FIRST_FRAME_S,
+        ratio_events=int(10_000 * figures.TARGET_RATIO) - 1,
+        p99_ms=figures.TARGET_P99_MS,
+        nak_p99_ms=figures.TARGET_NAK_P99_MS,
+        cpu=figures.TARGET_DASHBOARD_CPU,
+        rss_mb=figures.TARGET_DASHBOARD_RSS_MB,
+        frame_s=figures.TARGET_FIRST_FRAME_S,
     )
     assert [(target.name, target.verdict()) for target in result.targets] == [(name, "MISSED") for name in TARGETS]
-    table = bench.format_table(result)
+    table = report.format_table(result)
     assert f"targets: 0 of 6 met; missed: {', '.join(TARGETS)}" in table
     assert table.count(": MISSED") == 6
 
 
 def test_targets_are_met_just_inside_their_limits() -> None:
     result = result_with(
-        ratio_events=int(10_000 * bench.TARGET_RATIO),
-        p99_ms=bench.TARGET_P99_MS - 0.1,
-        nak_p99_ms=bench.TARGET_NAK_P99_MS - 0.1,
-        cpu=bench.TARGET_DASHBOARD_CPU - 0.1,
-        rss_mb=bench.TARGET_DASHBOARD_RSS_MB - 0.1,
-        frame_s=bench.TARGET_FIRST_FRAME_S - 0.01,
+        ratio_events=int(10_000 * figures.TARGET_RATIO),
+        p99_ms=figures.TARGET_P99_MS - 0.1,
+        nak_p99_ms=figures.TARGET_NAK_P99_MS - 0.1,
+        cpu=figures.TARGET_DASHBOARD_CPU - 0.1,
+        rss_mb=figures.TARGET_DASHBOARD_RSS_MB - 0.1,
+        frame_s=figures.TARGET_FIRST_FRAME_S - 0.01,
     )
     assert [target.verdict() for target in result.targets] == ["met"] * 6
-    assert "targets: 6 of 6 met\n" in bench.format_table(result)
+    assert "targets: 6 of 6 met\n" in report.format_table(result)
 
 
 def test_one_missed_target_is_named_among_the_met() -> None:
     result = result_with(5_000, 30.0, 200.0, cpu=63.4, rss_mb=133.0, frame_s=0.8)
-    table = bench.format_table(result)
+    table = report.format_table(result)
     assert "63.4% of one core" in table and "< 25% of a core: MISSED" in table
     assert "targets: 5 of 6 met; missed: dashboard-cpu" in table

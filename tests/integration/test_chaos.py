@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from dashboard.chaos import ChaosConfig, fault_plan, run_chaos
-from dashboard.settings import Settings
+from dashboard.lab.chaos import ChaosConfig, fault_plan, run_chaos
+from dashboard.lab.settings import Settings
 
 
 def test_fault_plan_is_seeded_and_complete() -> None:

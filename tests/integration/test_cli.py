@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.lab import wait_until
-from dashboard.natsserver import EmbeddedServer
+from dashboard.lab.natsserver import EmbeddedServer
+from dashboard.lab.probes import wait_drained
+from dashboard.lab.waits import wait_until
 
-NATSLAB = [sys.executable, "-m", "dashboard.cli"]
+NATSLAB = [sys.executable, "-m", "dashboard.commands"]
 
 
 def natslab(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -107,7 +108,7 @@ def test_scenario_list_and_unknown_name() -> None:
 async def test_check_exit_codes(make_lab) -> None:
     lab = await make_lab(listeners=1)
     await lab.publisher.record("deposit", "jim", 7000)
-    await lab.wait_drained(timeout=30)
+    await wait_drained(lab, timeout=30)
     common = ["--data-dir", str(lab.settings.data_dir), "--nats-url", lab.url]
     ok = natslab("check", "--json", *common)
     assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -12,11 +12,12 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from dashboard.lab import Lab
-from dashboard.scenarios import wait_listeners_ready
-from dashboard.settings import Settings
+from dashboard.lab.lab import Lab
+from dashboard.lab.probes import wait_drained, wait_listeners_ready
+from dashboard.lab.settings import Settings
 from publisher.events import MAX_EVENT_BYTES, AccountEvent
 
 GOOD = AccountEvent.new("deposit", "fuzz", 100, 1).to_dict()
@@ -73,7 +74,7 @@ def test_bad_payloads_are_terminated_and_recorded(payloads: list[bytes]) -> None
                 number += 1
                 good = AccountEvent.new("deposit", "fuzz", 100, number)
                 await js.publish(good.subject, good.to_json())
-            await lab.wait_drained(timeout=60)
+            await wait_drained(lab, timeout=60)
             db = sqlite3.connect(data_dir / "accounts.db")
             recorded = [row[0] for row in db.execute("SELECT stream_seq FROM poison_events ORDER BY stream_seq")]
             accounts = db.execute("SELECT last_number, balance_cents FROM accounts WHERE user_id = 'fuzz'").fetchall()

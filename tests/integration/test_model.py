@@ -13,12 +13,13 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from dashboard.lab import Lab
-from dashboard.scenarios import wait_listeners_ready
-from dashboard.settings import Settings
+from dashboard.lab.lab import Lab
+from dashboard.lab.probes import wait_drained, wait_listeners_ready
+from dashboard.lab.settings import Settings
 from publisher.events import AccountEvent, apply_business_rule
 
 USERS = ("ann", "bob", "cy")
@@ -67,28 +68,28 @@ class GuardedSystem(RuleBasedStateMachine):
     @rule(data=st.data())
     def kill(self, data) -> None:
         name = data.draw(st.sampled_from(self.names("running")))
-        self.supervisor.kill(name)
+        self.run(self.lab.control("kill", name))
         self.listeners[name] = "killed"
 
     @precondition(lambda self: bool(self.names("running")))
     @rule(data=st.data())
     def pause(self, data) -> None:
         name = data.draw(st.sampled_from(self.names("running")))
-        self.supervisor.pause(name)
+        self.run(self.lab.control("pause", name))
         self.listeners[name] = "paused"
 
     @precondition(lambda self: bool(self.names("paused")))
     @rule(data=st.data())
     def resume(self, data) -> None:
         name = data.draw(st.sampled_from(self.names("paused")))
-        self.supervisor.resume(name)
+        self.run(self.lab.control("resume", name))
         self.listeners[name] = "running"
 
     @precondition(lambda self: bool(self.listeners))
     @rule(data=st.data())
     def restart_listener(self, data) -> None:
         name = data.draw(st.sampled_from(sorted(self.listeners)))
-        self.supervisor.restart(name)
+        self.run(self.lab.control("restart", name))
         self.listeners[name] = "running"
 
     @precondition(lambda self: self.lab is not None)
@@ -126,10 +127,10 @@ class GuardedSystem(RuleBasedStateMachine):
         try:
             if self.lab is not None and self.lab.supervisor is not None:
                 for name in self.names("paused"):
-                    self.supervisor.resume(name)
+                    self.run(self.lab.control("resume", name))
                 for name in self.names("killed"):
-                    self.supervisor.restart(name)
-                self.run(self.lab.wait_drained(timeout=90))
+                    self.run(self.lab.control("restart", name))
+                self.run(wait_drained(self.lab, timeout=90))
                 report = self.run(self.lab.check())
                 assert report.ok, report.problems
                 published = sum(len(events) for events in self.published.values())

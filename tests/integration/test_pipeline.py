@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 
 import pytest
 
-from dashboard.lab import Lab, wait_until
-from dashboard.scenarios import holder_of, wait_listeners_ready
-from listeners.account_listener import CRASH_EXIT_CODE
+from dashboard.lab.lab import Lab
+from dashboard.lab.probes import holder_of, wait_drained, wait_listeners_ready
+from dashboard.lab.waits import wait_until
 from publisher.events import AccountEvent
 
 
@@ -33,7 +34,7 @@ async def test_published_events_are_applied(make_lab) -> None:
     assert result.event.number == 1 and result.stream_seq == 1
     await lab.publisher.publish("deposit", "jim", 7000)
     await lab.publisher.publish("withdraw", "jim", 2500)
-    await lab.wait_drained(timeout=30)
+    await wait_drained(lab, timeout=30)
     assert await balances(lab) == {"jim": (2, 4500), "mary": (1, 4000)}
     assert await balances(lab, "naive") == {"jim": (2, 4500), "mary": (1, 4000)}
     report = await lab.check()
@@ -49,47 +50,47 @@ async def test_shuffled_numbers_published_straight_to_subjects_apply_in_order(ma
     js = lab.nc.jetstream()
     for event in events:
         await js.publish(event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id})
-    await lab.wait_drained(timeout=60)
+    await wait_drained(lab, timeout=60)
     numbers = [number for user, number, _, _ in applied_rows(lab) if user == "outsider"]
     assert numbers == list(range(1, 41))
     assert await balances(lab) == {"outsider": (40, sum(100 * n for n in range(1, 41)))}
     statuses = [lab.statuses[name] for name in ("A", "B")]
-    assert sum(s["counters"]["deferred"] for s in statuses) > 0, "shuffled events should have been deferred"
+    assert sum(s.counters.deferred for s in statuses) > 0, "shuffled events should have been deferred"
     assert (await lab.check()).ok
 
 
 async def test_killed_listener_events_are_redelivered_and_applied_once(make_lab) -> None:
     lab = await make_lab(listeners=2)
     await wait_listeners_ready(lab)
-    await lab.send_control("A", "slow 600000")
-    await lab.send_control("B", "slow 600000")
+    await lab.control("slow", "A", slow_ms=600_000)
+    await lab.control("slow", "B", slow_ms=600_000)
     await lab.publisher.record("deposit", "jim", 7000)
     await wait_until(lambda: holder_of(lab, "guarded", "jim", 1) is not None, 20, "a listener to hold jim #1")
     holder = holder_of(lab, "guarded", "jim", 1)
     other = "B" if holder == "A" else "A"
-    lab.supervisor.kill(holder)
-    await lab.send_control(other, "normal")
+    await lab.control("kill", holder)
+    await lab.control("normal", other)
     await lab.publisher.record("deposit", "jim", 100)
-    await lab.wait_drained(timeout=30)
+    await wait_drained(lab, timeout=30)
     rows = applied_rows(lab)
     assert [(user, number, listener) for user, number, _, listener in rows] == [("jim", 1, other), ("jim", 2, other)]
-    assert lab.statuses[other]["counters"]["redelivered"] >= 1
+    assert lab.statuses[other].counters.redelivered >= 1
     assert await balances(lab) == {"jim": (2, 7100)}
 
 
 async def test_crash_after_commit_gives_one_duplicate_that_is_not_applied(make_lab) -> None:
     lab = await make_lab(listeners=1)
     await wait_listeners_ready(lab)
-    await lab.send_control("A", "crash-after-commit")
+    await lab.control("crash", "A")
     await lab.publisher.record("deposit", "mary", 4000)
     process = lab.supervisor.get("A").process
     await wait_until(lambda: process.poll() is not None, 20, "listener A to crash")
-    assert process.returncode == CRASH_EXIT_CODE
+    assert process.returncode == os.EX_SOFTWARE
     assert await balances(lab) == {"mary": (1, 4000)}  # committed before the crash
-    lab.supervisor.restart("A")
-    await lab.wait_drained(timeout=30)
-    await wait_until(lambda: lab.statuses.get("A", {}).get("counters", {}).get("duplicates") == 1, 10, "the duplicate")
-    assert lab.statuses["A"]["counters"]["applied"] == 0
+    await lab.control("restart", "A")
+    await wait_drained(lab, timeout=30)
+    await wait_until(lambda: lab.counts.total("duplicates", name="A") == 1, 10, "the duplicate")
+    assert lab.statuses["A"].counters.applied == 0
     assert len(applied_rows(lab)) == 1
     assert await balances(lab) == {"mary": (1, 4000)}
 
@@ -103,7 +104,7 @@ async def test_server_restart_mid_stream_loses_nothing(make_lab) -> None:
         await lab.publisher.record("deposit" if rng.random() < 0.7 else "withdraw", rng.choice(users), rng.randint(1, 50) * 100)
         if index == 150:
             await lab.restart_server()
-    await lab.wait_drained(timeout=90)
+    await wait_drained(lab, timeout=90)
     report = await lab.check()
     assert report.ok, report.problems
     assert report.stream_events == 300
@@ -131,7 +132,7 @@ async def test_poison_events_are_terminated_and_recorded(make_lab) -> None:
     await js.publish("account.deposit.mary", json.dumps(good).encode())
     for subject, payload in bad[4:]:
         await js.publish(subject, payload)
-    await lab.wait_drained(timeout=30)
+    await wait_drained(lab, timeout=30)
     db = sqlite3.connect(lab.settings.data_dir / "accounts.db")
     poison = db.execute("SELECT stream_seq, reason FROM poison_events ORDER BY stream_seq").fetchall()
     db.close()
@@ -141,19 +142,19 @@ async def test_poison_events_are_terminated_and_recorded(make_lab) -> None:
     # The listeners kept serving after the poison.
     follow_up = AccountEvent.new("deposit", "mary", 100, 2)
     await js.publish(follow_up.subject, follow_up.to_json())
-    await lab.wait_drained(timeout=30)
+    await wait_drained(lab, timeout=30)
     assert await balances(lab) == {"mary": (2, 4100)}
     report = await lab.check()
     assert report.ok and report.poison_in_stream == 9
 
 
 async def test_lab_runs_the_same_on_an_external_server(nats_server, make_lab) -> None:
-    from dashboard.lab import LabError
+    from dashboard.lab.waits import LabError
 
     lab = await make_lab(listeners=1, nats_url=nats_server.url)
     assert not lab.embedded and lab.url == nats_server.url
     await lab.publisher.publish("deposit", "ext", 500)
-    await lab.wait_drained(timeout=30)
+    await wait_drained(lab, timeout=30)
     assert await balances(lab) == {"ext": (1, 500)}
     with pytest.raises(LabError, match="external"):
         await lab.restart_server()

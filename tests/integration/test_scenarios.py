@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.scenarios import SCENARIOS, run_scenario
-from dashboard.settings import Settings
+from dashboard.lab.scenarios import SCENARIOS, run_scenario
+from dashboard.lab.settings import Settings
 
 EXPECTED_NAIVE_DAMAGE = {"crash-after-commit", "out-of-order", "naive-vs-guarded"}
 

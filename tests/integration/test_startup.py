@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.lab import LabError
-from dashboard.scenarios import wait_listeners_ready
+from dashboard.lab.probes import wait_drained, wait_listeners_ready
+from dashboard.lab.waits import LabError
 
 HELPERS = Path(__file__).parent
 WRITERS = 3
@@ -91,7 +91,7 @@ def port_that_refuses() -> Iterator[int]:
 def test_a_listener_gives_up_on_an_unreachable_server(tmp_path: Path) -> None:
     with port_that_refuses() as port:
         result = subprocess.run(
-            [sys.executable, "-m", "dashboard.cli", "listener", "--name", "A", "--data-dir", str(tmp_path),
+            [sys.executable, "-m", "dashboard.commands", "listener", "--name", "A", "--data-dir", str(tmp_path),
              "--nats-url", f"nats://127.0.0.1:{port}", "--nats-timeout", "1"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
@@ -108,4 +108,4 @@ async def test_waiting_on_a_lab_whose_server_died_fails_at_once_with_the_cause(m
     lab.server._process.kill()  # not through the lab: as if the server crashed
     lab.server._process.wait()
     with pytest.raises(LabError, match=r"the embedded nats-server \(pid \d+\) ended by itself with code -9; see "):
-        await lab.wait_drained(timeout=60)
+        await wait_drained(lab, timeout=60)

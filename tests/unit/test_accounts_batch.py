@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from listeners.accounts import AccountsDB, Delivery
-from listeners.guard import SequenceGuard
+from listeners.guard import Decision, SequenceGuard
 from publisher.events import AccountEvent
 
 T = "2026-11-26T10:00:00.000Z"
@@ -70,10 +70,22 @@ async def test_poison_is_recorded_once(db: AccountsDB) -> None:
         assert await cursor.fetchall() == [(9, "payload: is not valid JSON")]
 
 
-async def test_failure_before_commit_writes_nothing(db: AccountsDB) -> None:
-    def explode() -> None:
-        raise RuntimeError("crash before commit")
+class FailingGuard(SequenceGuard):
+    """Fails on a batch's second decision, after the batch has already written its account rows."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.decisions = 0
+
+    def decide(self, number: int, last_number: int) -> Decision:  # type: ignore[override]
+        self.decisions += 1
+        if self.decisions == 2:
+            raise RuntimeError("failure in the middle of a batch")
+        return super().decide(number, last_number)
+
+
+async def test_a_failure_in_the_middle_of_a_batch_writes_nothing(db: AccountsDB) -> None:
+    batch = [delivery(1, "jim", 1, "deposit", 7000), delivery(2, "mary", 1, "deposit", 4000)]
     with pytest.raises(RuntimeError):
-        await db.process_batch([delivery(1, "jim", 1, "deposit", 7000)], "guarded", "A", SequenceGuard(), explode)
+        await db.process_batch(batch, "guarded", "A", FailingGuard())
     assert await db.accounts() == []

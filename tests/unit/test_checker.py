@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from dashboard.checker import check_data, read_database, read_transactions
-from dashboard.history import parse_stored
+from dashboard.lab.checker import check_data, read_database, read_transactions
+from dashboard.lab.history import parse_stored
 from listeners.accounts import SCHEMA as ACCOUNTS_SCHEMA
 from publisher.events import AccountEvent
 from publisher.transactions import SCHEMA as TRANSACTIONS_SCHEMA

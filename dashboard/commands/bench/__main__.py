@@ -4,7 +4,8 @@ import asyncio
 import signal
 import sys
 
-from dashboard.commands.bench import raw_consume, watchdog
+from dashboard.commands.bench.dashboard_cost import watchdog
+from dashboard.commands.bench.raw_consumer import raw_consume
 
 if len(sys.argv) == 6 and sys.argv[1] == "raw-consumer":
     asyncio.run(raw_consume(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])))

@@ -13,7 +13,7 @@ from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Static
 
-from publisher.events import EventError, format_cents, parse_amount, validate_user_id
+from publisher.events import EventError, parse_amount, validate_user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +21,6 @@ class PublishRequest:
     kind: str  # deposit or withdraw
     user_id: str
     amount_cents: int
-
-    def describe(self) -> str:
-        return f"{self.kind} {format_cents(self.amount_cents)} for {self.user_id}"
 
 
 class UserIdValidator(Validator):

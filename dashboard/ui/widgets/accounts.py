@@ -9,12 +9,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.geometry import Size
-from textual.scroll_view import ScrollView
-from textual.strip import Strip
 from textual.widgets import Static
 
 from dashboard.ui.view import AccountLine, LabView
+from dashboard.ui.widgets.cached_lines import CachedLines
 from publisher.events import format_cents
 
 DIFFERS = "on #5f1f1f"
@@ -88,48 +86,24 @@ def _row_key(line: AccountLine, names: int, width: int, checked: bool) -> tuple:
     )
 
 
-class AccountLines(ScrollView):
+class AccountLines(CachedLines[AccountLine]):
     """The rows; only those on screen are rendered, and a row is rendered again only when it changed."""
-
-    DEFAULT_CSS = """
-    AccountLines {
-        height: 1fr;
-    }
-    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.lines: list[AccountLine] = []
         self.names = len("Name")
         self.width_cells = len("Balance")
         self.checked = False
-        self._strips: dict[tuple, Strip] = {}
+
+    def row_key(self, row: AccountLine) -> tuple:
+        return _row_key(row, self.names, self.width_cells, self.checked)
+
+    def render_row(self, row: AccountLine) -> Text:
+        return account_row(row, self.names, self.width_cells, self.checked)
 
     def set_lines(self, lines: list[AccountLine], names: int, width: int, checked: bool) -> None:
-        self.lines, self.names, self.width_cells, self.checked = lines, names, width, checked
-        keys = {_row_key(line, names, width, checked) for line in lines}
-        self._strips = {key: strip for key, strip in self._strips.items() if key in keys}
-        self.virtual_size = Size(names + 3 * (6 + width), len(lines))
-        self.refresh()
-
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
-        width = self.size.width
-        if index >= len(self.lines):
-            return Strip.blank(width, self.rich_style)
-        line = self.lines[index]
-        key = _row_key(line, self.names, self.width_cells, self.checked)
-        strip = self._strips.get(key)
-        if strip is None:
-            row = account_row(line, self.names, self.width_cells, self.checked)
-            strip = Strip(list(row.render(self.app.console)), row.cell_len).apply_style(self.rich_style)
-            self._strips[key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
-
-    def shown_text(self) -> str:
-        """What the rows on screen read, for tests and the benchmark."""
-        return "\n".join(self.render_line(y).text for y in range(self.size.height))
+        self.names, self.width_cells, self.checked = names, width, checked
+        self.set_rows(lines, names + 3 * (6 + width))
 
 
 class AccountsPane(Vertical):

@@ -9,8 +9,9 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from dashboard.ui.view import ConsumerView, LabView, ListenerView, describe_event
+from dashboard.ui.view import ConsumerView, LabView, ListenerView
 from dashboard.ui.widgets.styles import OUTCOME_MARKS, outcome_style, state_style
+from listeners.status import DeliveryReport
 
 
 def counts_grid(*rows: tuple[tuple[str, int], tuple[str, int]], dim: bool = False) -> Table:
@@ -98,9 +99,9 @@ class ListenerCard(Static):
             text.append("idle", "dim")
             return text
         text.append("▶ ", "yellow")
-        text.append(describe_event(held[0]))  # from the network: a Text, never markup
-        count = held[0].get("deliveryCount")
-        if isinstance(count, int) and count > 1:
+        text.append(held[0].describe())  # from the network: a Text, never markup
+        count = held[0].delivery_count
+        if count > 1:
             text.append(f" ×{count}", "bold yellow")
         more = listener.in_flight_count - 1
         if more > 0:
@@ -123,16 +124,16 @@ class ListenerCard(Static):
         return Text(f"  {note.long()}", "bold yellow", no_wrap=True, overflow="ellipsis")
 
     @staticmethod
-    def _last(last: dict[str, Any] | None) -> Text:
+    def _last(last: DeliveryReport | None) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         if last is None:
             text.append("no outcome yet", "dim")
             return text
-        outcome = str(last.get("outcome", "?"))
+        outcome = last.outcome or "?"
         text.append(f"{OUTCOME_MARKS.get(outcome, '?')} ", outcome_style(outcome))
-        text.append(describe_event(last))
+        text.append(last.describe())
         text.append(f" {outcome}", outcome_style(outcome))
-        count = last.get("deliveryCount")
-        if isinstance(count, int) and count > 1:
+        count = last.delivery_count
+        if count > 1:
             text.append(f" ×{count}", "bold yellow")
         return text

@@ -7,6 +7,7 @@ from textual.widget import Widget
 
 from dashboard.lab.checker import Totals
 from dashboard.ui.view import LabView
+from listeners.groups import GUARDED_GROUP, NAIVE_GROUP
 
 SEPARATOR = (" │ ", "dim")
 
@@ -60,10 +61,10 @@ class StatusLine(Widget):
         if view.outbox_error:
             server.append(" (outbox waiting)", "yellow")
         verdict = Text()
-        _verdict(verdict, "guarded", view.verdict("guarded"), view.settling("account-service"))
+        _verdict(verdict, "guarded", view.verdict("guarded"), view.settling(GUARDED_GROUP.name))
         if view.report is not None and view.report.naive is not None:
             verdict.append(*SEPARATOR)
-            _verdict(verdict, "naive", view.report.naive, view.settling("account-service-naive"))
+            _verdict(verdict, "naive", view.report.naive, view.settling(NAIVE_GROUP.name))
         if view.checking:
             verdict.append(" ⟳", "cyan")
         if view.poll_error:

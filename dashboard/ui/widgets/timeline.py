@@ -5,12 +5,10 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.geometry import Size
-from textual.scroll_view import ScrollView
-from textual.strip import Strip
 from textual.widgets import Static
 
 from dashboard.ui.view import TIMELINE_LIMIT, LabView, TimelineEntry
+from dashboard.ui.widgets.cached_lines import CachedLines
 from dashboard.ui.widgets.styles import outcome_style
 
 # (title, width, align) per column; an event longer than its column (a long user id) is cut.
@@ -49,44 +47,21 @@ def header_row() -> Text:
     return Text(" ".join(f"{title:{align}{width}}" for title, width, align in COLUMNS), "bold", no_wrap=True)
 
 
-class DeliveryLines(ScrollView):
+class DeliveryLines(CachedLines[TimelineEntry]):
     """The rows, drawn line by line: only what is on screen is rendered, however busy the lab."""
 
-    DEFAULT_CSS = """
-    DeliveryLines {
-        height: 1fr;
-    }
-    """
+    def row_key(self, row: TimelineEntry) -> tuple[str, int, int]:
+        return row.key
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.entries: list[TimelineEntry] = []
-        self._strips: dict[tuple[str, int, int], Strip] = {}
+    def render_row(self, row: TimelineEntry) -> Text:
+        return timeline_row(row)
 
     def extend(self, fresh: list[TimelineEntry]) -> None:
         follow = self.scroll_y >= self.max_scroll_y - 1
         # Statuses arrive listener by listener; within one redraw, show the deliveries in time order.
-        self.entries = (self.entries + sorted(fresh, key=lambda entry: entry.at))[-TIMELINE_LIMIT:]
-        kept = {entry.key for entry in self.entries}
-        self._strips = {key: strip for key, strip in self._strips.items() if key in kept}
-        self.virtual_size = Size(ROW_WIDTH, len(self.entries))
+        self.set_rows((list(self.rows) + sorted(fresh, key=lambda entry: entry.at))[-TIMELINE_LIMIT:], ROW_WIDTH)
         if follow:
             self.scroll_end(animate=False, immediate=False)
-        self.refresh()
-
-    def render_line(self, y: int) -> Strip:
-        scroll_x, scroll_y = self.scroll_offset
-        index = scroll_y + y
-        width = self.size.width
-        if index >= len(self.entries):
-            return Strip.blank(width, self.rich_style)
-        entry = self.entries[index]
-        strip = self._strips.get(entry.key)
-        if strip is None:
-            row = timeline_row(entry)
-            strip = Strip(list(row.render(self.app.console)), row.cell_len).apply_style(self.rich_style)
-            self._strips[entry.key] = strip
-        return strip.crop_extend(scroll_x, scroll_x + width, self.rich_style)
 
 
 class DeliveryTimeline(Vertical):

@@ -1,0 +1,135 @@
+"""The verdicts and the table of `natslab bench`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dashboard.commands.bench.figures import (
+    TARGET_DASHBOARD_CPU,
+    TARGET_DASHBOARD_RSS_MB,
+    TARGET_FIRST_FRAME_S,
+    TARGET_NAK_P99_MS,
+    TARGET_P99_MS,
+    TARGET_RATIO,
+    BenchResult,
+    Target,
+)
+
+
+def targets(result: BenchResult) -> list[Target]:
+    """The issue's targets, judged on this run's figures; None where a figure is missing."""
+    phases = result.phases
+    raw, pipe = phases.get("raw", {}), phases.get("pipeline", {})
+    ratio = pipe["eventsPerSecond"] / raw["eventsPerSecond"] if raw.get("eventsPerSecond") and "eventsPerSecond" in pipe else None
+    p99 = phases.get("latency", {}).get("publishToApplied", {}).get("p99_ms")
+    nak = phases.get("nak", {}).get("earlyPublishToApplied", {}).get("p99_ms")
+    dash = phases.get("dashboard", {})
+    cpu, rss, frame = dash.get("cpuPercentAtRate"), dash.get("peakRssMB"), dash.get("firstFrame_s")
+    no_dashboard = "n/a" if dash.get("available") else f"n/a ({dash.get('reason', 'not measured')})"
+
+    def target(name: str, goal: str, value: float | None, limit: float, figure: str, unmeasured: str = "n/a") -> Target:
+        if value is None:
+            return Target(name, goal, None, unmeasured)
+        return Target(name, goal, value >= limit if name == "pipeline" else value < limit, figure)
+
+    return [
+        target("pipeline", f">= {TARGET_RATIO:.0%} of raw", ratio, TARGET_RATIO, f"{ratio or 0:.0%}"),
+        target("latency", f"p99 < {TARGET_P99_MS:g} ms", p99, TARGET_P99_MS, f"{p99} ms"),
+        target("nak", f"p99 < {TARGET_NAK_P99_MS:g} ms", nak, TARGET_NAK_P99_MS, f"{nak} ms"),
+        target("dashboard-cpu", f"< {TARGET_DASHBOARD_CPU:g}% of a core", cpu, TARGET_DASHBOARD_CPU, f"{cpu}%", no_dashboard),
+        target("dashboard-rss", f"< {TARGET_DASHBOARD_RSS_MB:g} MB", rss, TARGET_DASHBOARD_RSS_MB, f"{rss} MB", no_dashboard),
+        target("first-frame", f"< {TARGET_FIRST_FRAME_S:g} s", frame, TARGET_FIRST_FRAME_S, f"{frame} s", no_dashboard),
+    ]
+
+
+def _ms(figures: dict[str, Any]) -> str:
+    if not figures or figures.get("p50_ms") is None:
+        return "-"
+    return f"p50 {_duration(figures['p50_ms'])}, p99 {_duration(figures['p99_ms'])}"
+
+
+def _duration(ms: float) -> str:
+    return f"{ms:,.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
+
+
+def format_table(result: BenchResult) -> str:
+    """The results as a table: measure, figure, target and verdict; then the targets and the check."""
+    config, phases = result.config, result.phases
+    verdicts = {target.name: target for target in result.targets}
+
+    def verdict(name: str) -> str:
+        target = verdicts[name]
+        return f"{target.goal}: {target.verdict()}"
+
+    raw, pipe, latency = phases.get("raw", {}), phases.get("pipeline", {}), phases.get("latency", {})
+    nak, ack_wait, recovery = phases.get("nak", {}), phases.get("ackWait", {}), phases.get("recovery", {})
+    ratio = pipe.get("eventsPerSecond", 0) / max(1, raw.get("eventsPerSecond", 0))
+    waits = f"ack wait {config.ack_wait_s:g} s"
+    rows: list[tuple[str, str, str]] = [
+        ("measure", "result", "target"),
+        (
+            "raw transport (publish_async, fetch + ack)",
+            f"{raw.get('eventsPerSecond', 0):,} events/s (publish alone {raw.get('publishPerSecond', 0):,}/s)",
+            "",
+        ),
+        (
+            f"guarded pipeline (outbox, {config.listeners} listeners)",
+            f"{pipe.get('eventsPerSecond', 0):,} events/s, {ratio:.0%} of raw ({pipe.get('deferrals', 0):,} deferrals)",
+            verdict("pipeline"),
+        ),
+        (
+            f"publish -> applied at {latency.get('offeredPerSecond', 0):,}/s",
+            _ms(latency.get("publishToApplied", {})),
+            verdict("latency"),
+        ),
+        (
+            "early event -> applied, --defer nak",
+            f"{_ms(nak.get('earlyPublishToApplied', {}))} ({nak.get('pairs', 0)} events)",
+            verdict("nak"),
+        ),
+        (
+            "early event -> applied, --defer ack-wait",
+            f"{_ms(ack_wait.get('earlyPublishToApplied', {}))} ({ack_wait.get('pairs', 0)} events)",
+            waits,
+        ),
+        ("SIGKILL of a holder -> applied elsewhere", f"{recovery.get('killToApplied_s', 0):.2f} s", waits),
+    ]
+    dash = phases.get("dashboard", {})
+    if dash.get("available"):
+        rate = f"{dash['offeredPerSecond']:,}/s"
+        rows += [
+            (f"dashboard CPU at {rate}", f"{dash['cpuPercentAtRate']:.1f}% of one core" + (
+                "" if dash.get("cpuPercentFullSpeed") is None else f" ({dash['cpuPercentFullSpeed']:.0f}% at full speed)"
+             ), verdict("dashboard-cpu")),
+            ("dashboard peak RSS", f"{dash['peakRssMB']:.0f} MB after {dash['eventsWhileRunning']:,} events",
+             verdict("dashboard-rss")),
+            ("dashboard start -> first full frame", f"{dash['firstFrame_s']:.2f} s", verdict("first-frame")),
+            (f"dashboard key -> screen at {rate}", _ms(dash.get("keyToScreen", {})), ""),
+        ]  # fmt: skip
+    else:
+        rows.append(("dashboard", f"n/a ({dash.get('reason', 'not measured')})", ""))
+    width = max(len(row[0]) for row in rows)
+    value_width = max(len(row[1]) for row in rows)
+    machine = result.machine
+    load = f"load {'/'.join(f'{v:.1f}' for v in machine.get('loadavg', []))}" if machine.get("loadavg") else ""
+    lines = [
+        f"natslab bench: {config.events:,} events over {config.users:,} users, {config.listeners} guarded"
+        f" listeners (batch {config.batch}), ack wait {config.ack_wait_s:g} s;"
+        f" {machine['cpus']} cores, {load} at the end; {result.seconds:.0f} s",
+        "",
+    ]
+    lines += [f"{name:<{width}}  {value:<{value_width}}  {target}".rstrip() for name, value, target in rows]
+    lines.append("")
+    judged = [target for target in result.targets if target.met is not None]
+    missed = [target.name for target in judged if not target.met]
+    lines.append(
+        f"targets: {len(judged) - len(missed)} of {len(judged)} met"
+        + (f"; missed: {', '.join(missed)}" if missed else "")
+        + (f"; {len(result.targets) - len(judged)} not measured" if len(judged) < len(result.targets) else "")
+    )
+    if result.check is not None:
+        lines.append(f"check: {result.check.verdict_line()}")
+        lines += [f"problem: {problem}" for problem in result.check.problems]
+    else:
+        lines.append("check: not run")
+    return "\n".join(lines)

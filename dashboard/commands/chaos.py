@@ -1,0 +1,68 @@
+"""`natslab chaos`: publish while killing, pausing and restarting at random; then drain and check.
+
+Runs on a fresh embedded server in a temporary data dir; progress on stderr, the verdict on stdout.
+Exits 1 when the guarded group lost, duplicated or reordered anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from dashboard.commands.args import UsageError, seconds, whole_number
+from dashboard.commands.harness import scratch_data_dir
+from dashboard.lab.chaos import ChaosConfig, run_chaos
+from dashboard.lab.checker import format_report
+from dashboard.lab.settings import Settings
+
+HELP = "publish while killing, pausing and restarting at random; then check"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ChaosConfig()
+    add = parser.add_argument
+    add("--events", type=whole_number, default=defaults.events, help=f"events to publish (default {defaults.events})")
+    add("--users", type=whole_number, default=defaults.users, help=f"users (default {defaults.users})")
+    add("--kills", type=whole_number, default=defaults.kills, help="listener SIGKILLs, each followed by a restart")
+    add("--pauses", type=whole_number, default=defaults.pauses, help="listener SIGSTOPs past the ack wait")
+    add("--server-restarts", type=whole_number, default=defaults.server_restarts, help="nats-server restarts")
+    add("--listeners", type=whole_number, default=defaults.listeners, help="guarded listeners")
+    add("--seed", type=int, default=None, help="random seed (the same seed gives the same plan)")
+    add("--json", action="store_true", help="print the result as JSON")
+    add("--ack-wait", type=seconds(0.5, 60), default=2.0, help="ack wait in seconds (default 2)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.events < 1 or args.users < 1 or args.listeners < 1:
+        raise UsageError("--events, --users and --listeners must be at least 1")
+    config = ChaosConfig(
+        events=args.events,
+        users=args.users,
+        kills=args.kills,
+        pauses=args.pauses,
+        server_restarts=args.server_restarts,
+        seed=args.seed,
+        listeners=args.listeners,
+    )
+    settings.ack_wait_s = args.ack_wait
+
+    def progress(line: str) -> None:
+        sys.stderr.write(f"\r{line:<70}")
+        sys.stderr.flush()
+
+    with scratch_data_dir("chaos", settings) as scratch:
+        try:
+            result = asyncio.run(run_chaos(config, settings, progress))
+        finally:
+            sys.stderr.write("\n")
+        assert result.report is not None
+        if args.json:
+            print(json.dumps(result.to_json(), indent=2))
+        else:
+            print(format_report(result.report) if config.users <= 30 else result.report.verdict_line())
+            print(result.naive_summary())
+            print(result.summary())
+        scratch.ok = result.ok
+    return 0 if result.ok else 1

@@ -1,0 +1,80 @@
+"""`natslab scenario NAME`: one scripted failure on a fresh embedded server, narrated step by step.
+
+Prints each caption, both account tables and the checker's verdict; exits 1 when the guarded
+database breaks an invariant, 2 for an unknown scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+from typing import Any
+
+from dashboard.commands.args import UsageError, add_ack_wait
+from dashboard.commands.harness import scratch_data_dir
+from dashboard.lab.checker import format_report
+from dashboard.lab.scenarios import SCENARIOS, run_scenario
+from dashboard.lab.settings import Settings
+from listeners.accounts import AccountRow
+from listeners.groups import GUARDED_GROUP, NAIVE_GROUP
+from publisher.events import format_cents
+
+HELP = "run a failure scenario on a fresh embedded server"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="scenario name (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the scenarios")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_ack_wait(parser)
+    parser.add_argument("--seed", type=int, default=None, help="random seed for the scenario's choices")
+
+
+def table_lines(title: str, rows: list[AccountRow]) -> list[str]:
+    lines = [title, f"  {'Name':<12} {'Last number':>11} {'Balance':>12}"]
+    lines += [f"  {row.user_id:<12} {row.last_number:>11} {format_cents(row.balance_cents):>12}" for row in rows]
+    return lines
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.list or not args.name:
+        width = max(len(name) for name in SCENARIOS)
+        for scenario in SCENARIOS.values():
+            print(f"{scenario.name:<{width}}  {scenario.summary}")
+        return 0 if args.list else 2
+    chosen = SCENARIOS.get(args.name)
+    if chosen is None:
+        raise UsageError(f"unknown scenario {args.name!r}; one of: {', '.join(SCENARIOS)}")
+    scenario = chosen
+    steps: list[str] = []
+
+    async def say(caption: str) -> None:
+        steps.append(caption)
+        if not args.json:
+            print(f"[{len(steps)}] {caption}", flush=True)
+
+    with scratch_data_dir("scenario", settings) as scratch:
+        guarded, naive, report = asyncio.run(run_scenario(scenario, settings, say, random.Random(args.seed)))
+        if args.json:
+            result = {
+                "scenario": scenario.name,
+                "steps": steps,
+                "guarded": [_row(row) for row in guarded],
+                "naive": [_row(row) for row in naive],
+                "check": report.to_json(),
+            }
+            print(json.dumps(result, indent=2))
+        else:
+            print()
+            print("\n".join(table_lines(f"Account database (guarded, {GUARDED_GROUP.name})", guarded)))
+            print("\n".join(table_lines(f"Account database (naive, {NAIVE_GROUP.name})", naive)))
+            print()
+            print(format_report(report))
+        scratch.ok = report.ok
+    return 0 if report.ok else 1
+
+
+def _row(row: AccountRow) -> dict[str, Any]:
+    return {"name": row.user_id, "lastNumber": row.last_number, "balanceCents": row.balance_cents}

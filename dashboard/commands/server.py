@@ -1,0 +1,46 @@
+"""`natslab server`: the embedded nats-server in the foreground, for commands run by hand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from dashboard.commands.args import add_common, port
+from dashboard.lab.natsserver import EmbeddedServer
+from dashboard.lab.settings import Settings
+
+HELP = "run the embedded nats-server in the foreground"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common(parser, nats=False)
+    parser.add_argument("--port", type=port, default=None, help="client port (default: a free one)")
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    return asyncio.run(serve(settings, args.port))
+
+
+async def serve(settings: Settings, client_port: int | None) -> int:
+    """Run until Ctrl-C or SIGTERM; print the URL first, and leave it in the data dir for other commands."""
+    server = EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log", port=client_port)
+    url = await server.start()
+    settings.url_file.write_text(url + "\n")
+    print(url, flush=True)
+    print(f"JetStream store: {settings.store_dir}; log: {server.log_file}; Ctrl-C stops", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        while not stop.is_set() and server.running:
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+            except asyncio.TimeoutError:
+                pass
+    finally:
+        await server.stop()
+        settings.url_file.unlink(missing_ok=True)
+    return 0

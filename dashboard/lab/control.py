@@ -1,0 +1,87 @@
+"""What kill, pause, resume, restart, crash, slow, normal and add mean: the one place that breaks a lab.
+
+Process faults are signals to the listener processes the supervisor started (SIGKILL, SIGSTOP,
+SIGCONT); the others are commands on the listener's control subject (docs/design.md, "Listener
+control"). The dashboard's keys, the scenarios and chaos runs all come here through `Lab.control`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+from nats.aio.client import Client as NATS
+
+from dashboard.lab.supervisor import Supervisor, SupervisorError
+from dashboard.lab.waits import LabError
+from listeners.accounts import Mode
+from listeners.status import control_subject
+
+log = logging.getLogger(__name__)
+
+# `slow`: how long a slowed listener takes per event, unless told otherwise.
+SLOW_MS = 2000
+
+Action = Literal["kill", "pause", "resume", "restart", "crash", "slow", "normal", "add"]
+ACTIONS: dict[str, str] = {
+    "kill": "SIGKILL the listener; what it holds comes back after the ack wait",
+    "pause": "SIGSTOP the listener",
+    "resume": "SIGCONT a paused listener",
+    "restart": "kill the listener if it runs, and start it again under the same name",
+    "crash": "the listener exits right after its next database commit, before acking",
+    "slow": "the listener takes SLOW_MS per event (telling the server it is still working)",
+    "normal": "back to normal speed, and no crash armed",
+    "add": "start another listener in the group",
+}
+
+
+async def send_control(nc: NATS, name: str, command: str, timeout: float = 2.0) -> None:
+    """Send a fault-injection command (docs/design.md, "Listener control"); LabError unless it says ok."""
+    try:
+        reply = await nc.request(control_subject(name), command.encode(), timeout=timeout)
+    except Exception as exc:
+        raise LabError(f"listener {name} did not answer {command!r}: {exc!r}") from exc
+    text = reply.data.decode()
+    if text != "ok":
+        raise LabError(f"listener {name}: {text}")
+
+
+async def control(
+    supervisor: Supervisor, nc: NATS, action: Action, name: str = "", *, mode: Mode = "guarded", slow_ms: int = SLOW_MS
+) -> str:
+    """Do `action` (see ACTIONS) to listener `name`; `add` starts a new listener of `mode` instead.
+
+    The keys, the scenarios and chaos runs all break the lab through here. Returns what was done,
+    in words; raises LabError when it cannot be done (no such listener, not running, no answer).
+    """
+    try:
+        if action == "kill":
+            supervisor.kill(name)
+            done = f"{name} killed (SIGKILL)"
+        elif action == "pause":
+            supervisor.pause(name)
+            done = f"{name} paused (SIGSTOP)"
+        elif action == "resume":
+            supervisor.resume(name)
+            done = f"{name} resumed (SIGCONT)"
+        elif action == "restart":
+            supervisor.restart(name)
+            done = f"{name} restarted"
+        elif action == "add":
+            entry = supervisor.spawn(mode)
+            done = f"listener {entry.name} added to {entry.group}"
+        elif action == "crash":
+            await send_control(nc, name, "crash-after-commit")
+            done = f"{name} will crash after its next commit, before acking"
+        elif action == "slow":
+            await send_control(nc, name, f"slow {slow_ms}")
+            done = f"{name} slowed to {slow_ms} ms per event"
+        elif action == "normal":
+            await send_control(nc, name, "normal")
+            done = f"{name} back to normal speed"
+        else:
+            raise LabError(f"unknown action {action!r}; one of: {', '.join(ACTIONS)}")
+    except SupervisorError as exc:
+        raise LabError(str(exc)) from None
+    log.info("%s", done)
+    return done

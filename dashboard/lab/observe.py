@@ -1,0 +1,51 @@
+"""Looking at the stream from outside: what each channel holds, per user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
+
+from publisher.events import STREAM_NAME, STREAM_SUBJECTS, channel_of_subject
+
+
+@dataclass(slots=True)
+class ChannelStats:
+    """One channel (`account:deposit`) of the stream: stored messages, last stream sequence, per user."""
+
+    channel: str
+    messages: int = 0
+    last_seq: int = 0
+    per_user: dict[str, int] = field(default_factory=dict)
+
+
+async def channel_stats(nc: NATS, previous: dict[str, ChannelStats] | None = None) -> dict[str, ChannelStats]:
+    """Per channel: stored messages, messages per user and the last stream sequence.
+
+    The counts come from the stream's per-subject state; the last sequence costs one look-up per
+    channel, skipped when `previous` (the last answer) shows the channel has not grown.
+    """
+    js = nc.jetstream()
+    info = await js.stream_info(STREAM_NAME, subjects_filter=">")
+    stats = {channel_of_subject(pattern): ChannelStats(channel_of_subject(pattern)) for pattern in STREAM_SUBJECTS}
+    for subject, count in (info.state.subjects or {}).items():
+        entry = stats.get(channel_of_subject(subject))
+        if entry is None:
+            continue
+        user = subject.rsplit(".", 1)[-1]
+        entry.per_user[user] = entry.per_user.get(user, 0) + count
+        entry.messages += count
+    for pattern in STREAM_SUBJECTS:
+        entry = stats[channel_of_subject(pattern)]
+        known = (previous or {}).get(entry.channel)
+        if entry.messages == 0:
+            continue
+        if known is not None and known.messages == entry.messages and known.last_seq:
+            entry.last_seq = known.last_seq
+            continue
+        try:
+            entry.last_seq = (await js.get_last_msg(STREAM_NAME, pattern)).seq or 0
+        except NotFoundError:  # purged between the two requests
+            entry.last_seq = 0
+    return stats

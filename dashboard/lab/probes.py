@@ -1,0 +1,121 @@
+"""Questions that scenarios, chaos runs, the benchmark and the tests ask a running lab, and wait on."""
+
+from __future__ import annotations
+
+import logging
+
+from dashboard.lab.checker import read_transactions
+from dashboard.lab.lab import Lab
+from dashboard.lab.waits import LabError, wait_until
+from listeners.accounts import Mode
+from listeners.groups import group_for_mode
+
+log = logging.getLogger(__name__)
+
+# A listener told to be this slow holds what it fetched until it is killed or told `normal`.
+HOLD_MS = 600_000
+
+
+def alive(lab: Lab, mode: Mode) -> list[str]:
+    assert lab.supervisor is not None
+    return [entry.name for entry in lab.supervisor.members(mode) if entry.alive]
+
+
+async def wait_listeners_ready(lab: Lab, timeout: float = 20.0) -> None:
+    """Every live listener has reported a status from its current process and is fetching.
+
+    A listener that ends before it is ready fails the wait at once, with the reason it gave.
+    """
+    assert lab.supervisor is not None
+    supervisor = lab.supervisor
+    waiting = {entry.name: entry.pid for entry in supervisor.listeners.values() if entry.alive}
+
+    def ready() -> bool:
+        check_server(lab)
+        for name, pid in waiting.items():
+            entry = supervisor.listeners[name]
+            if entry.pid == pid and entry.state in ("crashed", "exited"):
+                raise LabError(f"listener {name} exited with code {entry.exit_code} before it was ready: {entry.reason}")
+        for entry in supervisor.listeners.values():
+            if not entry.alive:
+                continue
+            status = lab.statuses.get(entry.name)
+            if status is None or status.pid != entry.pid or status.state not in ("running", "slow"):
+                return False
+        return True
+
+    await wait_until(ready, timeout, "the listeners to start")
+
+
+def holder_of(lab: Lab, mode: Mode, user: str, number: int) -> str | None:
+    """The live listener of `mode` that has the event user #number in flight, if any."""
+    for name in alive(lab, mode):
+        status = lab.statuses.get(name)
+        if status is not None and any(d.user_id == user and d.number == number for d in status.in_flight):
+            return name
+    return None
+
+
+async def account_is(lab: Lab, mode: Mode, user: str, last_number: int) -> bool:
+    return any(row.user_id == user and row.last_number >= last_number for row in await lab.accounts(mode))
+
+
+async def prepare_listeners(lab: Lab) -> None:
+    """Every listener running at normal speed: resume the paused, restart the dead, clear faults."""
+    assert lab.supervisor is not None
+    for entry in list(lab.supervisor.listeners.values()):
+        if entry.alive and entry.state == "paused":
+            await lab.control("resume", entry.name)
+        elif not entry.alive:
+            await lab.control("restart", entry.name)
+    await wait_listeners_ready(lab)
+    for entry in lab.supervisor.listeners.values():
+        await lab.control("normal", entry.name)
+
+
+async def fresh_user(lab: Lab, base: str) -> str:
+    """`base`, or `base2`, `base3`... : a user with no events yet, so a story starts at #1."""
+    taken: set[str] = set()
+    for channel in (await lab.channel_stats()).values():
+        taken.update(channel.per_user)
+    published, unpublished = await read_transactions(lab.settings.transactions_db)
+    taken.update(event.user_id for event in published + unpublished)
+    for mode in ("guarded", "naive"):
+        taken.update(row.user_id for row in await lab.accounts(mode))  # type: ignore[arg-type]
+    name, suffix = base, 1
+    while name in taken:
+        suffix += 1
+        name = f"{base}{suffix}"
+    return name
+
+
+def check_server(lab: Lab) -> None:
+    """Raise LabError when the embedded server has died without being stopped or restarted by us:
+    waiting for the system to make progress is then pointless."""
+    server = lab.server
+    if server is not None and lab.server_state == "running" and server.exit_code is not None:
+        raise LabError(
+            f"the embedded nats-server (pid {server.pid}) ended by itself with code {server.exit_code};"
+            f" see {server.log_file}"
+        )
+
+async def drained(lab: Lab, modes: tuple[Mode, ...] = ("guarded", "naive")) -> bool:
+    """Nothing left to publish, and every event of each running group delivered and acknowledged."""
+    check_server(lab)
+    if lab.transactions is not None and await lab.transactions.count_unpublished():
+        return False
+    assert lab.supervisor is not None
+    try:
+        for mode in modes:
+            if not any(entry.alive for entry in lab.supervisor.members(mode)):
+                continue
+            info = await lab.consumer_info(group_for_mode(mode))
+            if info.num_pending or info.num_ack_pending:
+                return False
+    except Exception as exc:  # the server may be restarting: not drained yet
+        log.debug("drained: %r", exc)
+        return False
+    return True
+
+async def wait_drained(lab: Lab, timeout: float = 60.0, modes: tuple[Mode, ...] = ("guarded", "naive")) -> None:
+    await wait_until(lambda: drained(lab, modes), timeout, "the listeners to drain", interval=0.1)

@@ -1,0 +1,74 @@
+"""Waiting with deadlines: for a condition, and for a NATS server to answer.
+
+Nothing in natslab waits without a deadline; every wait names what it waited for when it gives up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from nats.aio.client import Client as NATS
+
+from publisher.jetstream import connect
+
+
+class LabError(RuntimeError):
+    """Something the lab cannot do, said in words a user understands."""
+
+
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll `predicate` until it holds; raise TimeoutError naming `what` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def connect_with_retry(url: str, name: str, timeout: float = 10.0, **kwargs: Any) -> NATS:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            remaining = max(0.5, deadline - time.monotonic())
+            return await connect(url, name, first_connect_timeout=min(2.0, remaining), **kwargs)
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"cannot reach NATS at {url} (tried for {timeout:g} s)") from exc
+            await asyncio.sleep(0.1)
+
+
+async def nats_reachable(url: str, timeout: float = 1.0) -> bool:
+    """Something accepts TCP connections at the URL's host and port: worth trying to connect.
+
+    A first connect to a dead server does not fail with endless reconnects configured, so callers
+    that must tell a person "unreachable" probe first.
+    """
+    parsed = urlsplit(url if "://" in url else f"nats://{url}")
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+async def close_quietly(nc: NATS) -> None:
+    """Close a NATS connection whose server may be gone; whatever the caller did is already decided."""
+    try:
+        await nc.close()
+    except Exception as exc:
+        logging.getLogger(__name__).debug("close: %r", exc)

@@ -1,0 +1,181 @@
+"""The dashboard's work on the lab: the bodies of the app's async workers.
+
+Each method runs as a Textual worker (the app starts it with `run_worker`), talks to the lab over NATS
+and SQLite, and reports what happened as a past-tense message (`dashboard.ui.messages`). Nothing here
+touches a widget: the app's handlers fold the messages into the view and the main screen draws it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+
+from nats.errors import Error as NatsError
+from textual.message import Message
+
+from dashboard.lab.lab import Action, Lab, LabError
+from dashboard.lab.observe import ChannelStats
+from dashboard.lab.scenarios import SCENARIOS
+from dashboard.lab.settings import Settings
+from dashboard.lab.traffic import record_random
+from dashboard.lab.waits import nats_reachable
+from dashboard.ui.messages import (
+    AccountsRead,
+    BurstPublished,
+    CaptionSaid,
+    ChannelStatsFetched,
+    CheckFinished,
+    CheckStarted,
+    ConsumerInfoFetched,
+    EventPublished,
+    LabChanged,
+    LabStarted,
+    LabUnreachable,
+    ListenerControlled,
+    ListenerEnded,
+    ListenerStatusReceived,
+    PollFailed,
+    ScenarioFinished,
+    ServerRestarted,
+)
+from dashboard.ui.view import ConsumerView
+from listeners.groups import GROUPS
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 0.5
+CHECK_INTERVAL_S = 2.0
+START_RETRY_S = 2.0
+START_TIMEOUT_S = 30.0
+BURST_USERS = tuple(f"user{n}" for n in range(1, 6))
+# Errors a poll can meet while the server restarts or a database is busy: shown, and the poll goes on.
+POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error)
+
+
+def describe_error(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+class LabDriver:
+    """Starts the lab, polls it, checks it, and carries out what the keys ask of it."""
+
+    def __init__(self, settings: Settings, post: Callable[[Message], object], clock: Callable[[], float]) -> None:
+        self.settings = settings
+        self.post = post
+        self.clock = clock
+        self.lab: Lab | None = None
+        # A scenario caption stays this long before the next step, so a person can read it.
+        self.caption_read_s = min(1.0, settings.ack_wait_s / 4)
+
+    def ready(self) -> Lab:
+        assert self.lab is not None, "the lab has not been started"
+        return self.lab
+
+    async def start_lab(self) -> None:
+        """Start the lab, trying again while NATS cannot be reached; the lab's callbacks become messages."""
+        url = self.settings.nats_url
+        while True:
+            if url is not None and not await nats_reachable(url):
+                self.post(LabUnreachable(f"cannot reach NATS at {url}"))
+                await asyncio.sleep(START_RETRY_S)
+                continue
+            lab = Lab(self.settings)
+            lab.on_status.append(lambda status: self.post(ListenerStatusReceived(status)))
+            lab.on_change.append(lambda state: self.post(LabChanged(state)))
+            lab.on_ended.append(lambda member: self.post(ListenerEnded(member)))
+            self.lab = lab
+            try:
+                await asyncio.wait_for(lab.start(), START_TIMEOUT_S)
+            except (TimeoutError, LabError) as exc:  # NATS went away meanwhile: say so, try again
+                log.warning("lab start failed: %r", exc)
+                await lab.stop()
+                self.post(LabUnreachable(describe_error(exc)))
+                await asyncio.sleep(START_RETRY_S)
+                continue
+            self.post(LabStarted(lab.url))
+            return
+
+    async def poll_server(self) -> None:
+        """Consumer info, channel stats and both account databases, one round at a time."""
+        lab = self.ready()
+        channels: dict[str, ChannelStats] | None = None
+        while True:
+            started = time.monotonic()
+            try:
+                if lab.connected:
+                    for group in GROUPS:
+                        self.post(ConsumerInfoFetched(ConsumerView.from_info(await lab.consumer_info(group))))
+                    channels = await lab.channel_stats(channels)
+                    self.post(ChannelStatsFetched(channels, self.clock()))
+                self.post(AccountsRead(await lab.accounts("guarded"), await lab.accounts("naive")))
+            except POLL_ERRORS as exc:
+                log.info("poll failed: %r", exc)
+                self.post(PollFailed(describe_error(exc)))
+            await asyncio.sleep(max(0.05, POLL_INTERVAL_S - (time.monotonic() - started)))
+
+    async def run_checker(self) -> None:
+        """The checker reads the whole history, so it runs less often, and never twice at once."""
+        lab = self.ready()
+        while True:
+            started = time.monotonic()
+            if lab.connected:
+                self.post(CheckStarted())
+                try:
+                    report = await lab.check()
+                except POLL_ERRORS as exc:
+                    log.info("check failed: %r", exc)
+                    self.post(PollFailed(f"checker: {describe_error(exc)}"))
+                    report = None
+                self.post(CheckFinished(report))
+            # A long history makes a check costly: keep it to about a fifth of the time.
+            took = time.monotonic() - started
+            await asyncio.sleep(max(CHECK_INTERVAL_S - took, 4 * took))
+
+    async def publish(self, kind: str, user_id: str, amount_cents: int) -> None:
+        lab = self.ready()
+        assert lab.publisher is not None
+        result = await lab.publisher.publish(kind, user_id, amount_cents)
+        self.post(EventPublished(result.event, result.stream_seq))
+
+    async def publish_burst(self, count: int) -> None:
+        lab = self.ready()
+        assert lab.publisher is not None
+        await record_random(lab.publisher, random.Random(), BURST_USERS, count)
+        self.post(BurstPublished(count))
+
+    async def control(self, action: Action, name: str) -> None:
+        self.post(ListenerControlled(await self.ready().control(action, name)))
+
+    async def restart_server(self) -> None:
+        await self.ready().restart_server()
+        self.post(ServerRestarted())
+
+    async def run_scenario(self, name: str) -> None:
+        lab = self.ready()
+        step = 0
+
+        async def say(caption: str) -> None:
+            nonlocal step
+            step += 1
+            self.post(CaptionSaid(f"{name} [{step}] {caption}"))
+            await asyncio.sleep(self.caption_read_s)
+
+        try:
+            await SCENARIOS[name].run(lab, say, random.Random())
+        except Exception:
+            await self.restore_speed(lab)  # a failed step may leave listeners slowed down
+            raise
+        self.post(ScenarioFinished())
+
+    @staticmethod
+    async def restore_speed(lab: Lab) -> None:
+        for entry in lab.supervisor.listeners.values() if lab.supervisor is not None else ():
+            if entry.alive and entry.state != "paused":
+                try:
+                    await lab.control("normal", entry.name)
+                except LabError as exc:
+                    log.warning("could not restore %s to normal speed: %s", entry.name, exc)

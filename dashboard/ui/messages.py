@@ -1,0 +1,127 @@
+"""What the dashboard's workers and the lab's callbacks tell the app: past-tense messages.
+
+High-rate ones do not bubble, and a pending one is replaced by a newer one where only the latest
+counts (`can_replace`), so a busy lab never floods the message queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.message import Message
+
+from dashboard.lab.checker import CheckReport
+from dashboard.lab.lab import LabState
+from dashboard.lab.observe import ChannelStats
+from dashboard.lab.supervisor import Member
+from dashboard.ui.view import ConsumerView
+from listeners.accounts import AccountRow
+from listeners.status import ListenerStatus
+from publisher.events import AccountEvent
+
+
+@dataclass
+class LabStarted(Message):
+    url: str
+
+
+@dataclass
+class LabUnreachable(Message):
+    """Starting failed because NATS cannot be reached; the start worker tries again."""
+
+    error: str
+
+
+@dataclass
+class LabChanged(Message, bubble=False):
+    """The listener processes, the server or the outbox changed; only the latest state counts."""
+
+    state: LabState
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LabChanged)
+
+
+@dataclass
+class ListenerEnded(Message):
+    """A listener process ended by itself (not by a key): the member as it ended."""
+
+    member: Member
+
+
+@dataclass
+class ListenerStatusReceived(Message, bubble=False):
+    """A listener's status; many a second, so a pending one without deliveries is replaced."""
+
+    status: ListenerStatus
+
+    def can_replace(self, message: Message) -> bool:
+        return (
+            isinstance(message, ListenerStatusReceived)
+            and message.status.name == self.status.name
+            and not message.status.deliveries
+            and not self.status.deliveries
+        )
+
+
+@dataclass
+class ConsumerInfoFetched(Message, bubble=False):
+    consumer: ConsumerView
+
+
+@dataclass
+class ChannelStatsFetched(Message, bubble=False):
+    stats: dict[str, ChannelStats]
+    at: float
+
+
+@dataclass
+class AccountsRead(Message, bubble=False):
+    guarded: list[AccountRow]
+    naive: list[AccountRow]
+
+
+@dataclass
+class PollFailed(Message, bubble=False):
+    error: str
+
+
+@dataclass
+class CheckStarted(Message, bubble=False):
+    pass
+
+
+@dataclass
+class CheckFinished(Message, bubble=False):
+    report: CheckReport | None
+
+
+@dataclass
+class EventPublished(Message):
+    event: AccountEvent
+    stream_seq: int | None
+
+
+@dataclass
+class BurstPublished(Message):
+    count: int
+
+
+@dataclass
+class ListenerControlled(Message):
+    done: str
+
+
+@dataclass
+class ServerRestarted(Message):
+    pass
+
+
+@dataclass
+class CaptionSaid(Message):
+    caption: str
+
+
+@dataclass
+class ScenarioFinished(Message):
+    pass

@@ -1,0 +1,190 @@
+"""The main screen: the panes, drawn from the app's `LabView`, and the keys that break the lab."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from dashboard.lab.control import SLOW_MS
+from dashboard.lab.lab import Action
+from dashboard.lab.scenarios import SCENARIOS
+from dashboard.ui.driver import BURST_USERS
+from dashboard.ui.screens.history import HistoryScreen
+from dashboard.ui.screens.publish_form import PublishForm, PublishRequest
+from dashboard.ui.screens.scenario_picker import ScenarioPicker
+from dashboard.ui.widgets.accounts import AccountsPane
+from dashboard.ui.widgets.caption import CaptionBar
+from dashboard.ui.widgets.channels import ChannelsPane
+from dashboard.ui.widgets.listeners import ListenersPane
+from dashboard.ui.widgets.queue_groups import QueueGroupsPane
+from dashboard.ui.widgets.status_line import StatusLine
+from dashboard.ui.widgets.timeline import DeliveryTimeline
+from listeners.groups import GUARDED_GROUP
+
+if TYPE_CHECKING:
+    from dashboard.ui.app import NatslabApp
+
+BURST_SIZE = 50
+REDRAW_INTERVAL_S = 0.25
+
+EXPLANATIONS = {
+    "publish": "a form for user and amount; Enter sends, Esc cancels",
+    "select": "select a listener by the number on its card",
+    "kill": "SIGKILL the selected listener; what it holds comes back after the ack wait",
+    "pause": "SIGSTOP the selected listener, or SIGCONT it when paused",
+    "restart": "kill the selected listener and start it again under the same name",
+    "crash": "the selected listener exits right after its next database commit, before acking",
+    "slow": f"the selected listener takes {SLOW_MS / 1000:g} s per event, or back to normal",
+    "add": f"start another guarded listener in {GUARDED_GROUP.name}",
+    "restart_server": "stop and start the embedded NATS server; the stream is kept",
+    "burst": f"publish {BURST_SIZE} random deposits and withdrawals for {len(BURST_USERS)} users",
+    "scenario": "pick a failure scenario (the seed's story first) and run it step by step, one caption per step",
+    "history": "every event stored in the stream, filterable by user",
+}
+
+
+class MainScreen(Screen[None]):
+    """Channels, queue groups, listener cards, account databases and deliveries; keys to break things."""
+
+    BINDINGS = [
+        Binding("d", "publish('deposit')", "deposit"),
+        Binding("w", "publish('withdraw')", "withdraw"),
+        Binding("1", "select(1)", "select", key_display="1-9"),
+        *[Binding(str(n), f"select({n})", f"select listener {n}", show=False) for n in range(2, 10)],
+        Binding("k", "control('kill')", "kill"),
+        Binding("p", "control('pause')", "pause"),
+        Binding("r", "control('restart')", "restart"),
+        Binding("c", "control('crash')", "crash"),
+        Binding("s", "control('slow')", "slow"),
+        Binding("a", "control('add')", "add"),
+        Binding("n", "restart_server", "nats"),
+        Binding("b", "burst", "burst"),
+        Binding("x", "scenario", "scenario"),
+        Binding("h", "history", "history"),
+    ]
+
+    app: NatslabApp
+
+    def compose(self) -> ComposeResult:
+        yield CaptionBar(id="caption")
+        with VerticalScroll(id="body"):
+            with Horizontal(id="top"):
+                yield ChannelsPane(id="channels")
+                yield QueueGroupsPane(id="groups")
+            yield ListenersPane(id="listeners")
+            with Horizontal(id="bottom"):
+                yield AccountsPane(id="accounts")
+                yield DeliveryTimeline(id="timeline")
+        yield StatusLine(id="status")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.redraw()
+        self.set_interval(REDRAW_INTERVAL_S, self.redraw)
+
+    def redraw(self) -> None:
+        """Bring the panes that changed up to date with the view; no I/O, a few times a second."""
+        view = self.app.view
+        view.now = self.app.clock()
+        dirty = view.take_dirty()
+        counting_down = ListenersPane.counting_down(view)
+        if "caption" in dirty:
+            self.query_one(CaptionBar).show(view)
+        if "channels" in dirty:
+            self.query_one(ChannelsPane).show(view)
+        if "groups" in dirty or counting_down:
+            self.query_one(QueueGroupsPane).show(view)
+        if "listeners" in dirty or counting_down:
+            self.query_one(ListenersPane).show(view)
+        if "accounts" in dirty:
+            self.query_one(AccountsPane).show(view)
+        if "timeline" in dirty:
+            self.query_one(DeliveryTimeline).show(view)
+        if "status" in dirty:
+            self.query_one(StatusLine).show(view)
+
+    # -- keys --------------------------------------------------------------------------------------
+
+    def lab_ready(self) -> bool:
+        if self.app.driver.lab is None or self.app.view.phase != "running":
+            self.notify("natslab is still starting", severity="warning", timeout=2)
+            return False
+        return True
+
+    def selected_listener(self) -> str | None:
+        view = self.app.view
+        name = view.selected
+        if name is None or name not in view.listeners:
+            self.notify("no listener selected: press 1-9", severity="warning", timeout=2)
+            return None
+        return name
+
+    def action_publish(self, kind: str) -> None:
+        if self.lab_ready():
+            self.app.push_screen(PublishForm(kind, self.app.last_user), self.publish_requested)
+
+    def publish_requested(self, request: PublishRequest | None) -> None:
+        if request is not None:
+            self.app.last_user = request.user_id
+            driver = self.app.driver
+            self.app.work(driver.publish(request.kind, request.user_id, request.amount_cents), "publishing", "publish")
+
+    def action_select(self, number: int) -> None:
+        view = self.app.view
+        ordered = view.ordered_listeners()
+        if not 1 <= number <= len(ordered):
+            self.notify(f"there is no listener {number}", severity="warning", timeout=2)
+            return
+        view.selected = ordered[number - 1].name
+        view.mark("listeners", "groups")
+        self.redraw()
+        self.query_one(ListenersPane).reveal(view.selected)
+
+    def action_control(self, key: str) -> None:
+        """k, p, r, c, s, a: p and s toggle, from what the selected listener's card shows."""
+        if not self.lab_ready():
+            return
+        if key == "add":
+            self.app.work(self.app.driver.control("add", ""), "adding a listener", "control")
+            return
+        name = self.selected_listener()
+        if name is None:
+            return
+        listener = self.app.view.listeners[name]
+        action: Action = key  # type: ignore[assignment]
+        if key == "pause" and listener.state == "paused":
+            action = "resume"
+        elif key == "slow" and listener.slow_ms > 0:
+            action = "normal"
+        self.app.work(self.app.driver.control(action, name), f"{action} {name}", "control")
+
+    def action_restart_server(self) -> None:
+        if self.lab_ready():
+            self.app.work(self.app.driver.restart_server(), "restarting the NATS server", "server", exclusive=True)
+
+    def action_burst(self) -> None:
+        if self.lab_ready():
+            self.app.work(self.app.driver.publish_burst(BURST_SIZE), "publishing a burst", "publish")
+
+    def action_scenario(self) -> None:
+        if not self.lab_ready():
+            return
+        if any(worker.group == "scenario" and worker.is_running for worker in self.app.workers):
+            self.notify("the scenario is already running", severity="warning", timeout=3)
+            return
+        choices = [(scenario.name, scenario.summary) for scenario in SCENARIOS.values()]
+        self.app.push_screen(ScenarioPicker(choices), self.scenario_chosen)
+
+    def scenario_chosen(self, name: str | None) -> None:
+        if name is not None and self.lab_ready():
+            self.app.work(self.app.driver.run_scenario(name), "the scenario", "scenario", exclusive=True)
+
+    def action_history(self) -> None:
+        lab = self.app.driver.lab
+        if self.lab_ready() and lab is not None and lab.nc is not None:
+            self.app.push_screen(HistoryScreen(lab.history))

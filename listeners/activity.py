@@ -1,0 +1,67 @@
+"""What a listener has done and holds: its counters, its events in flight and its recent outcomes,
+from which it builds its status message (docs/design.md, "Listener status")."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable
+
+from listeners.accounts import Delivery, Outcome
+from listeners.status import Counts, DeliveryReport
+from publisher.events import utc_now_iso
+
+MAX_STATUS_DELIVERIES = 200
+MAX_STATUS_IN_FLIGHT = 25
+
+
+def report_of(delivery: Delivery) -> DeliveryReport:
+    """How the status message describes a delivery."""
+    event = delivery.event
+    if event is None:
+        return DeliveryReport(
+            delivery.stream_seq, delivery.delivery_count, subject=delivery.subject, reason=delivery.poison_reason
+        )
+    return DeliveryReport(
+        delivery.stream_seq, delivery.delivery_count, event.id, event.user_id, event.number, event.type, event.amount_cents
+    )
+
+
+class Activity:
+    def __init__(self) -> None:
+        self.counters = Counts()
+        self.in_flight: list[Delivery] = []
+        self.in_flight_since: float | None = None  # Unix time of the fetch that brought them
+        self.last_outcome: DeliveryReport | None = None
+        self._recent: deque[DeliveryReport] = deque(maxlen=MAX_STATUS_DELIVERIES)
+        self._seq = 0
+
+    def holding(self, deliveries: list[Delivery], fetched_now: bool) -> None:
+        self.in_flight = deliveries
+        if fetched_now:
+            self.in_flight_since = time.time()
+        elif not deliveries:
+            self.in_flight_since = None
+
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        """Count settled outcomes and keep them for the next status message."""
+        now = utc_now_iso()
+        counted = dict.fromkeys(("applied", "rejected", "duplicates", "deferred", "poison", "redelivered"), 0)
+        for outcome in outcomes:
+            counted["duplicates" if outcome.kind == "duplicate" else outcome.kind] += 1
+            if outcome.delivery.delivery_count > 1:
+                counted["redelivered"] += 1
+            self._seq += 1
+            entry = report_of(outcome.delivery).settled(self._seq, outcome.kind, now)
+            self._recent.append(entry)
+            self.last_outcome = entry
+        self.counters += Counts(**counted)
+
+    def take_recent(self) -> tuple[DeliveryReport, ...]:
+        """The outcomes settled since the last call: each goes out in one status message."""
+        recent = tuple(self._recent)
+        self._recent.clear()
+        return recent
+
+    def in_flight_reports(self) -> tuple[DeliveryReport, ...]:
+        return tuple(report_of(d) for d in self.in_flight[:MAX_STATUS_IN_FLIGHT])

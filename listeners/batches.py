@@ -1,0 +1,163 @@
+"""What a listener does with a fetched batch: the guard and the account database decide in one
+transaction, and only then is each message settled (ack, nak with a delay, term), or, for an early
+event whose predecessor is probably a few ms behind, held a moment and looked at again."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+
+from listeners.accounts import AccountsDB, Delivery, Outcome
+from listeners.activity import Activity
+from listeners.faults import Faults
+from listeners.guard import SequenceGuard
+from publisher.events import AccountEvent, EventError
+
+if TYPE_CHECKING:
+    from listeners.account_listener import ListenerConfig
+
+log = logging.getLogger(__name__)
+
+# An early event is re-checked every HOLD_RECHECK_S for up to HOLD_LIMIT_S (a quarter of the ack wait
+# at most) before it is nak-ed; MAX_HELD bounds the memory a long gap can take.
+HOLD_RECHECK_S = 0.05
+HOLD_LIMIT_S = 0.5
+MAX_HELD = 2000
+
+
+def delivery_from_msg(msg: Msg) -> Delivery:
+    """Parse a JetStream message; a contract violation becomes a poison delivery, never an exception."""
+    meta = msg.metadata
+    try:
+        event: AccountEvent | None = AccountEvent.from_json(msg.data, msg.subject)
+        reason = None
+    except EventError as exc:
+        event, reason = None, str(exc)
+    return Delivery(meta.sequence.stream, meta.num_delivered, msg.subject, msg.data, event, reason)
+
+
+@dataclass(slots=True)
+class _Held:
+    msg: Msg
+    delivery: Delivery
+    since: float
+
+
+class BatchHandler:
+    """Decides and settles batches for one listener; keeps the early events it holds between batches."""
+
+    def __init__(
+        self,
+        config: ListenerConfig,
+        db: AccountsDB,
+        guard: SequenceGuard,
+        fault: Faults,
+        activity: Activity,
+        wake: asyncio.Event,
+        stopping: asyncio.Event,
+    ) -> None:
+        self.config = config
+        self._db = db
+        self.guard = guard
+        self.fault = fault
+        self.activity = activity
+        self._wake = wake  # set when there is news for the status message
+        self._stopping = stopping
+        # Early events kept unacknowledged for a moment and re-checked, by stream sequence.
+        self._held: dict[int, _Held] = {}
+        self.hold_limit_s = min(HOLD_LIMIT_S, config.ack_wait_s / 4)
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    async def handle(self, fetched: list[Msg]) -> None:
+        """Process fetched messages together with the early ones still held from earlier batches."""
+        held = list(self._held.values())
+        self._held.clear()
+        msgs = [entry.msg for entry in held] + fetched
+        new = [delivery_from_msg(msg) for msg in fetched]
+        deliveries = [entry.delivery for entry in held] + new
+        held_since = [entry.since for entry in held] + [time.monotonic()] * len(new)
+        self.activity.holding(deliveries, fetched_now=bool(new))
+        if new:
+            self._wake.set()
+        if self.fault.slow_ms and fetched:
+            await self.fault.slow_down(fetched, self.config.ack_wait_s, self.settle)
+        try:
+            outcomes = await self._db.process_batch(deliveries, self.config.mode, self.config.name, self.guard)
+        except Exception:
+            # Nothing was committed: let every message come back soon rather than after the ack wait.
+            log.exception("batch failed; nak-ing %d messages", len(msgs))
+            for msg in msgs:
+                await self.settle(msg.nak(delay=0.1))
+            self.activity.holding([], fetched_now=False)
+            return
+        if self.fault.crash == "after-commit":
+            self._crash_now()
+        settled: list[Outcome] = []
+        now = time.monotonic()
+        for index, (msg, outcome, since) in enumerate(zip(msgs, outcomes, held_since)):
+            first_look = index >= len(held)
+            if outcome.kind == "deferred" and self._may_hold(now - since):
+                self._held[outcome.delivery.stream_seq] = _Held(msg, outcome.delivery, since)
+                if first_look:
+                    settled.append(outcome)  # counted and shown once, when it was found early
+                continue
+            await self.settle(self._acknowledge(msg, outcome))
+            if first_look or outcome.kind != "deferred":
+                settled.append(outcome)
+        self.activity.record(settled)
+        self.activity.holding([entry.delivery for entry in self._held.values()], fetched_now=False)
+        if settled:
+            self._wake.set()
+
+    async def release_held(self) -> None:
+        """Hand held early events back to the server now, so a draining listener delays nothing."""
+        held, self._held = list(self._held.values()), {}
+        for entry in held:
+            await self.settle(entry.msg.nak())
+
+    def _may_hold(self, held_for: float) -> bool:
+        """Keep an early event a little while (its predecessor is often a few ms behind) before
+        handing it back to the server; only with nak deferral, since ack-wait mode is the seed's way."""
+        return (
+            self.config.defer == "nak"
+            and held_for < self.hold_limit_s
+            and len(self._held) < MAX_HELD
+            and not self._stopping.is_set()
+        )
+
+    def _acknowledge(self, msg: Msg, outcome: Outcome) -> Awaitable[None] | None:
+        if outcome.kind == "poison":
+            return msg.term()
+        if outcome.kind == "deferred":
+            if self.config.defer == "ack-wait":
+                return None
+            return msg.nak(delay=self.guard.defer_delay(outcome.delivery.delivery_count))
+        return msg.ack()
+
+    @staticmethod
+    async def settle(ack: Awaitable[None] | None) -> None:
+        if ack is None:
+            return
+        try:
+            await ack
+        except Exception as exc:  # a lost ack means a redelivery, which the guard turns into a duplicate
+            log.warning("ack failed: %r", exc)
+
+    def _crash_now(self) -> None:
+        log.warning("injected crash after the commit, before the ack")
+        # The supervisor shows the last line on stderr as the reason the process ended; the exit
+        # code tells an injected crash from a real one (docs/design.md, "Listener process").
+        print("injected crash after the commit, before the ack", file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(os.EX_SOFTWARE)
