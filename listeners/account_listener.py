@@ -27,19 +27,9 @@ from listeners.accounts import AccountsDB, Mode, accounts_db_name
 from listeners.activity import Activity
 from listeners.batches import HOLD_RECHECK_S, BatchHandler
 from listeners.faults import Faults
-from listeners.groups import (
-    DEFAULT_ACK_WAIT_S,
-    QueueGroup,
-    ensure_consumer,
-    group_for_mode,
-)
+from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
 from listeners.guard import SequenceGuard
-from listeners.status import (
-    STATUS_INTERVAL_S,
-    ListenerStatus,
-    control_subject,
-    status_subject,
-)
+from listeners.status import STATUS_INTERVAL_S, ListenerStatus, control_subject, status_subject
 from publisher.events import STREAM_NAME, utc_now_iso
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S, connect, ensure_stream
 

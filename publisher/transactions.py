@@ -14,14 +14,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from publisher.events import (
-    AccountEvent,
-    EventType,
-    kind_to_type,
-    new_event_id,
-    utc_now_iso,
-    validate_user_id,
-)
+from publisher.events import AccountEvent, EventType, kind_to_type, new_event_id, utc_now_iso, validate_user_id
 from publisher.sqlite import open_sqlite, select_in
 
 SCHEMA = """

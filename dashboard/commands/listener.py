@@ -11,13 +11,7 @@ import asyncio
 import logging
 import sys
 
-from dashboard.commands.args import (
-    add_ack_wait,
-    add_common,
-    listener_name,
-    positive_int,
-    require_url,
-)
+from dashboard.commands.args import add_ack_wait, add_common, listener_name, positive_int, require_url
 from dashboard.lab.logs import listener_log, log_to_file
 from dashboard.lab.settings import Settings
 from listeners.account_listener import AccountListener, ListenerConfig

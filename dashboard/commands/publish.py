@@ -18,13 +18,7 @@ from dashboard.commands.args import UsageError, add_common, positive_int, requir
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import random_requests, user_names
 from dashboard.lab.waits import close_quietly, connect_with_retry
-from publisher.events import (
-    KINDS,
-    EventError,
-    format_cents,
-    parse_amount,
-    validate_user_id,
-)
+from publisher.events import KINDS, EventError, format_cents, parse_amount, validate_user_id
 from publisher.jetstream import ensure_stream
 from publisher.service import Publisher
 from publisher.transactions import TransactionsDB

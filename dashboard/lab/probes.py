@@ -22,27 +22,29 @@ def alive(lab: Lab, mode: Mode) -> list[str]:
 
 
 async def wait_listeners_ready(lab: Lab, timeout: float = 20.0) -> None:
-    """Every live listener has reported a status from its current process and is fetching.
+    """Every listener meant to run (all but those killed or stopped on purpose) has reported a status
+    from its current process and is fetching.
 
-    A listener that ends before it is ready fails the wait at once, with the reason it gave.
+    A listener that ended by itself, before or during the wait, fails it at once with the reason it
+    gave (the lab's watch reaps it within `WATCH_INTERVAL_S`).
     """
     assert lab.supervisor is not None
     supervisor = lab.supervisor
-    waiting = {entry.name: entry.pid for entry in supervisor.listeners.values() if entry.alive}
 
     def ready() -> bool:
         check_server(lab)
-        for name, pid in waiting.items():
-            entry = supervisor.listeners[name]
-            if entry.pid == pid and entry.state in ("crashed", "exited"):
-                raise LabError(f"listener {name} exited with code {entry.exit_code} before it was ready: {entry.reason}")
+        all_ready = True
         for entry in supervisor.listeners.values():
-            if not entry.alive:
+            if entry.state in ("killed", "stopped"):
                 continue
+            if entry.state in ("crashed", "exited"):
+                raise LabError(
+                    f"listener {entry.name} exited with code {entry.exit_code} before it was ready: {entry.reason}"
+                )
             status = lab.statuses.get(entry.name)
-            if status is None or status.pid != entry.pid or status.state not in ("running", "slow"):
-                return False
-        return True
+            if not entry.alive or status is None or status.pid != entry.pid or status.state not in ("running", "slow"):
+                all_ready = False  # starting, or ended and not yet reaped
+        return all_ready
 
     await wait_until(ready, timeout, "the listeners to start")
 

@@ -39,7 +39,6 @@ class Member:
     pid: int | None
     state: str
     restarts: int = 0
-    killed_at: float | None = None
     exit_code: int | None = None
     reason: str | None = None  # why it ended by itself, in its own words
 
@@ -54,7 +53,6 @@ class ListenerProcess:
     # Why the process ended by itself: the last line it wrote on stderr (see `natslab listener`).
     reason: str | None = None
     restarts: int = 0
-    killed_at: float | None = None
     output: Path | None = None  # where its stdout and stderr go
     output_offset: int = 0  # the size of `output` when this process started
 
@@ -72,7 +70,7 @@ class ListenerProcess:
 
     def snapshot(self) -> Member:
         return Member(
-            self.name, self.mode, self.group, self.pid, self.state, self.restarts, self.killed_at, self.exit_code, self.reason
+            self.name, self.mode, self.group, self.pid, self.state, self.restarts, self.exit_code, self.reason
         )
 
 
@@ -163,7 +161,6 @@ class Supervisor:
         entry.state = "running"
         entry.exit_code = None
         entry.reason = None
-        entry.killed_at = None
         entry.output, entry.output_offset = output, offset
         return entry
 
@@ -176,39 +173,31 @@ class Supervisor:
     def members(self, mode: Mode) -> list[ListenerProcess]:
         return [entry for entry in self.listeners.values() if entry.mode == mode]
 
+    def _running(self, name: str) -> subprocess.Popen:
+        entry = self.get(name)
+        if not entry.alive or entry.process is None:
+            raise SupervisorError(f"listener {name} is not running")
+        return entry.process
+
     def kill(self, name: str) -> ListenerProcess:
         """SIGKILL: the listener dies holding whatever it fetched; those events come back after the ack wait."""
-        entry = self.get(name)
-        if not entry.alive:
-            raise SupervisorError(f"listener {name} is not running")
-        assert entry.process is not None
-        entry.process.send_signal(signal.SIGKILL)
-        entry.process.wait()
-        entry.state = "killed"
-        entry.exit_code = entry.process.returncode
-        entry.killed_at = time.time()
+        process = self._running(name)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        entry = self.listeners[name]
+        entry.state, entry.exit_code = "killed", process.returncode
         return entry
 
     def pause(self, name: str) -> ListenerProcess:
-        entry = self.get(name)
-        if not entry.alive:
-            raise SupervisorError(f"listener {name} is not running")
-        assert entry.process is not None
-        entry.process.send_signal(signal.SIGSTOP)
-        entry.state = "paused"
-        return entry
+        """SIGSTOP: the listener is frozen holding what it fetched, its connection open."""
+        self._running(name).send_signal(signal.SIGSTOP)
+        self.listeners[name].state = "paused"
+        return self.listeners[name]
 
     def resume(self, name: str) -> ListenerProcess:
-        entry = self.get(name)
-        if not entry.alive:
-            raise SupervisorError(f"listener {name} is not running")
-        assert entry.process is not None
-        entry.process.send_signal(signal.SIGCONT)
-        entry.state = "running"
-        return entry
-
-    def toggle_pause(self, name: str) -> ListenerProcess:
-        return self.resume(name) if self.get(name).state == "paused" else self.pause(name)
+        self._running(name).send_signal(signal.SIGCONT)
+        self.listeners[name].state = "running"
+        return self.listeners[name]
 
     def restart(self, name: str) -> ListenerProcess:
         entry = self.get(name)
@@ -228,7 +217,6 @@ class Supervisor:
                 entry.exit_code = code
                 entry.state = "crashed" if code != 0 else "exited"
                 entry.reason = f"ended by {signal.Signals(-code).name}" if code < 0 else last_words(entry)
-                entry.killed_at = time.time()
                 changed.append(entry)
         return changed
 

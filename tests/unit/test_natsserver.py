@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.lab.natsserver import (
-    MIN_VERSION,
-    EmbeddedServer,
-    ServerError,
-    check_version,
-    find_nats_server,
-)
+from dashboard.lab.natsserver import MIN_VERSION, EmbeddedServer, ServerError, check_version, find_nats_server
 
 
 def fake_binary(tmp_path: Path, version_line: str) -> Path:

@@ -153,24 +153,20 @@ def numbered(requests: list[Request]) -> list[AccountEvent]:
 
 
 class Deliveries:
-    """Outcomes the listeners report in their status messages, by event id (the time is after the ack)."""
+    """When each event was settled, and which were deferred, by event id, from the outcomes the
+    listeners report (the time is after the ack). The counts are the lab's (`Lab.counts`)."""
 
     def __init__(self) -> None:
         self.settled: dict[str, float] = {}
         self.deferred: set[str] = set()
-        self.deferrals = 0
-        self.redelivered = 0
 
     def on_status(self, status: ListenerStatus) -> None:
         for delivery in status.deliveries:
             event_id = delivery.event_id
             if event_id is None:
                 continue
-            if delivery.delivery_count > 1:
-                self.redelivered += 1
             if delivery.outcome == "deferred":
                 self.deferred.add(event_id)
-                self.deferrals += 1
             elif delivery.outcome in ("applied", "rejected"):
                 try:
                     self.settled.setdefault(event_id, parse_iso(delivery.at))

@@ -113,7 +113,7 @@ async def guarded_pipeline(bench: Bench) -> dict[str, Any]:
     await bench.ensure_listeners("nak")
     requests = traffic(config.users, config.events, seed=2)
     mark = await bench.reader.mark()
-    deferrals, redelivered = bench.deliveries.deferrals, bench.deliveries.redelivered
+    before = bench.lab.counts.totals(mode="guarded")
     assert bench.lab.supervisor is not None
     pids = {f"listener-{e.name}": e.pid for e in bench.lab.supervisor.members("guarded") if e.pid is not None}
     profilers = await bench.profile({"bench": os.getpid(), **pids})
@@ -137,8 +137,8 @@ async def guarded_pipeline(bench: Bench) -> dict[str, Any]:
         "eventsPerSecond": round(rate),
         "outboxPerSecond": round(len(requests) / (recorded - started)),
         "seconds": round(finished - started, 3),
-        "deferrals": bench.deliveries.deferrals - deferrals,
-        "redeliveries": bench.deliveries.redelivered - redelivered,
+        "deferrals": bench.lab.counts.total("deferred", mode="guarded") - before.deferred,
+        "redeliveries": bench.lab.counts.total("redelivered", mode="guarded") - before.redelivered,
         "perListener": _per_listener(rows),
     }
 

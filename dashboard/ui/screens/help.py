@@ -14,11 +14,16 @@ from textual.widgets import Static
 def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tuple[str, str, str]]:
     """(key, description, explanation) for every binding the footer shows.
 
-    `explanations` is keyed by action name without arguments (`select` for `select(3)`); a hidden
-    binding is covered by a shown one, like `1` displayed as `1-9` for `2` to `9`.
+    `explanations` is keyed by the whole action (`control('kill')`), or by its name without arguments
+    (`select` for `select(3)`); a hidden binding is covered by a shown one, like `1` displayed as `1-9`
+    for `2` to `9`.
     """
     return [
-        (binding.key_display or binding.key, binding.description, explanations.get(binding.action.split("(", 1)[0], ""))
+        (
+            binding.key_display or binding.key,
+            binding.description,
+            explanations.get(binding.action) or explanations.get(binding.action.split("(", 1)[0], ""),
+        )
         for binding in bindings
         if binding.show
     ]

@@ -35,12 +35,12 @@ REDRAW_INTERVAL_S = 0.25
 EXPLANATIONS = {
     "publish": "a form for user and amount; Enter sends, Esc cancels",
     "select": "select a listener by the number on its card",
-    "kill": "SIGKILL the selected listener; what it holds comes back after the ack wait",
-    "pause": "SIGSTOP the selected listener, or SIGCONT it when paused",
-    "restart": "kill the selected listener and start it again under the same name",
-    "crash": "the selected listener exits right after its next database commit, before acking",
-    "slow": f"the selected listener takes {SLOW_MS / 1000:g} s per event, or back to normal",
-    "add": f"start another guarded listener in {GUARDED_GROUP.name}",
+    "control('kill')": "SIGKILL the selected listener; what it holds comes back after the ack wait",
+    "control('pause')": "SIGSTOP the selected listener, or SIGCONT it when paused",
+    "control('restart')": "kill the selected listener and start it again under the same name",
+    "control('crash')": "the selected listener exits right after its next database commit, before acking",
+    "control('slow')": f"the selected listener takes {SLOW_MS / 1000:g} s per event, or back to normal",
+    "control('add')": f"start another guarded listener in {GUARDED_GROUP.name}",
     "restart_server": "stop and start the embedded NATS server; the stream is kept",
     "burst": f"publish {BURST_SIZE} random deposits and withdrawals for {len(BURST_USERS)} users",
     "scenario": "pick a failure scenario (the seed's story first) and run it step by step, one caption per step",
@@ -109,6 +109,11 @@ class MainScreen(Screen[None]):
             self.query_one(StatusLine).show(view)
 
     # -- keys --------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Another screen (a form, help, history) is on top: the lab keys wait for it to close, and the
+        # footer, still visible beneath it, does not offer them.
+        return self.app.screen is self
 
     def lab_ready(self) -> bool:
         if self.app.driver.lab is None or self.app.view.phase != "running":
