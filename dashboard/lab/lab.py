@@ -29,7 +29,7 @@ from dashboard.lab.natsserver import EmbeddedServer
 from dashboard.lab.observe import ChannelStats, channel_stats
 from dashboard.lab.settings import Settings
 from dashboard.lab.supervisor import Member, Supervisor
-from dashboard.lab.waits import LabError, connect_with_retry
+from dashboard.lab.waits import LabError, cancel, connect_with_retry
 from listeners.accounts import AccountRow, Mode, accounts_db_name
 from listeners.groups import GROUPS, QueueGroup, ensure_consumer
 from listeners.status import STATUS_SUBJECT_PREFIX, CounterFold, ListenerStatus
@@ -164,9 +164,7 @@ class Lab:
 
     async def _stop_watch(self) -> None:
         task, self._watch_task = self._watch_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel(task)
 
     async def _stop_listeners(self) -> None:
         if self.supervisor is not None:
@@ -175,9 +173,7 @@ class Lab:
 
     async def _stop_relay(self) -> None:
         task, self._relay_task = self._relay_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await cancel(task)
 
     async def _close_nats(self) -> None:
         nc, self.nc = self.nc, None

@@ -72,3 +72,10 @@ async def close_quietly(nc: NATS) -> None:
         await nc.close()
     except Exception as exc:
         logging.getLogger(__name__).debug("close: %r", exc)
+
+
+async def cancel(task: asyncio.Task | None) -> None:
+    """Cancel `task` (if any) and wait until it has ended; its outcome does not matter any more."""
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

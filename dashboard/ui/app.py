@@ -23,26 +23,8 @@ from dashboard.lab.lab import Lab
 from dashboard.lab.logs import listener_log
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import wait_until
+from dashboard.ui import messages
 from dashboard.ui.driver import LabDriver, describe_error
-from dashboard.ui.messages import (
-    AccountsRead,
-    BurstPublished,
-    CaptionSaid,
-    ChannelStatsFetched,
-    CheckFinished,
-    CheckStarted,
-    ConsumerInfoFetched,
-    EventPublished,
-    LabChanged,
-    LabStarted,
-    LabUnreachable,
-    ListenerControlled,
-    ListenerEnded,
-    ListenerStatusReceived,
-    PollFailed,
-    ScenarioFinished,
-    ServerRestarted,
-)
 from dashboard.ui.screens.help import HelpScreen, help_rows
 from dashboard.ui.screens.main import EXPLANATIONS, MainScreen
 from dashboard.ui.view import LabView
@@ -105,7 +87,7 @@ class NatslabApp(App[int]):
 
     # -- what the workers and the lab report -------------------------------------------------------
 
-    def on_lab_started(self, message: LabStarted) -> None:
+    def on_lab_started(self, message: messages.LabStarted) -> None:
         log.info("lab started: NATS at %s, data in %s", message.url, self.settings.data_dir)
         view = self.view
         view.phase, view.url = "running", message.url
@@ -113,14 +95,14 @@ class NatslabApp(App[int]):
         self.work(self.driver.poll_server(), "polling the server", "poll-server", exclusive=True)
         self.work(self.driver.run_checker(), "running the checker", "poll-checker", exclusive=True)
 
-    def on_lab_unreachable(self, message: LabUnreachable) -> None:
+    def on_lab_unreachable(self, message: messages.LabUnreachable) -> None:
         self.view.set_server(self.view.url, "unreachable", False, self.view.embedded)
         self.view.say(f"{message.error}; trying again…", "error")
 
-    def on_lab_changed(self, message: LabChanged) -> None:
+    def on_lab_changed(self, message: messages.LabChanged) -> None:
         self.view.apply_state(message.state)
 
-    def on_listener_ended(self, message: ListenerEnded) -> None:
+    def on_listener_ended(self, message: messages.ListenerEnded) -> None:
         """Say on the caption and in a notification that a listener ended on its own, why, and what to do."""
         member = message.member
         if member.state != "crashed" or member.exit_code == os.EX_SOFTWARE:  # a crash the user armed
@@ -136,52 +118,52 @@ class NatslabApp(App[int]):
             markup=False,
         )
 
-    def on_listener_status_received(self, message: ListenerStatusReceived) -> None:
+    def on_listener_status_received(self, message: messages.ListenerStatusReceived) -> None:
         self.view.apply_status(message.status)
 
-    def on_consumer_info_fetched(self, message: ConsumerInfoFetched) -> None:
+    def on_consumer_info_fetched(self, message: messages.ConsumerInfoFetched) -> None:
         self.view.apply_consumer(message.consumer)
 
-    def on_channel_stats_fetched(self, message: ChannelStatsFetched) -> None:
+    def on_channel_stats_fetched(self, message: messages.ChannelStatsFetched) -> None:
         self.view.apply_channels(message.stats, message.at)
 
-    def on_accounts_read(self, message: AccountsRead) -> None:
+    def on_accounts_read(self, message: messages.AccountsRead) -> None:
         self.view.apply_accounts(message.guarded, message.naive)
 
-    def on_poll_failed(self, message: PollFailed) -> None:
+    def on_poll_failed(self, message: messages.PollFailed) -> None:
         self.view.poll_error = message.error
         self.view.mark("status")
 
-    def on_check_started(self, _: CheckStarted) -> None:
+    def on_check_started(self, _: messages.CheckStarted) -> None:
         self.view.checking = True
         self.view.mark("status")
 
-    def on_check_finished(self, message: CheckFinished) -> None:
+    def on_check_finished(self, message: messages.CheckFinished) -> None:
         if message.report is None:
             self.view.checking = False
             self.view.mark("status")
         else:
             self.view.apply_report(message.report)
 
-    def on_event_published(self, message: EventPublished) -> None:
+    def on_event_published(self, message: messages.EventPublished) -> None:
         event = message.event
         where = f"stream seq {message.stream_seq}" if message.stream_seq else "in the outbox until NATS is back"
         self.notify(f"{event.describe()}: {where}", title="published", markup=False, timeout=3)
 
-    def on_burst_published(self, message: BurstPublished) -> None:
+    def on_burst_published(self, message: messages.BurstPublished) -> None:
         self.notify(f"{message.count} random events recorded; the outbox relay sends them", markup=False, timeout=3)
 
-    def on_listener_controlled(self, message: ListenerControlled) -> None:
+    def on_listener_controlled(self, message: messages.ListenerControlled) -> None:
         self.notify(message.done, markup=False, timeout=3)
 
-    def on_server_restarted(self, _: ServerRestarted) -> None:
+    def on_server_restarted(self, _: messages.ServerRestarted) -> None:
         log.info("NATS server restarted")
         self.notify("NATS server restarted; the stream and the consumers were kept", timeout=3)
 
-    def on_caption_said(self, message: CaptionSaid) -> None:
+    def on_caption_said(self, message: messages.CaptionSaid) -> None:
         self.view.say(message.caption, "scenario")
 
-    def on_scenario_finished(self, _: ScenarioFinished) -> None:
+    def on_scenario_finished(self, _: messages.ScenarioFinished) -> None:
         self.notify("scenario finished: compare the guarded and the naive database", timeout=5)
 
     @on(Worker.StateChanged)
