@@ -239,12 +239,15 @@ class Lab:
         place that polls the supervisor, so each ending is reported once."""
         assert self.supervisor is not None
         while True:
-            for entry in self.supervisor.poll():
-                member = entry.snapshot()
-                log.info("listener %s ended by itself (exit %s): %s", member.name, member.exit_code, member.reason)
-                for callback in self.on_ended:
-                    callback(member)
-            self._changed()
+            try:
+                for entry in self.supervisor.poll():
+                    member = entry.snapshot()
+                    log.info("listener %s ended by itself (exit %s): %s", member.name, member.exit_code, member.reason)
+                    for callback in self.on_ended:
+                        callback(member)
+                self._changed()
+            except Exception:  # an observer's bug must not stop the reaping
+                log.exception("watching the lab")
             await asyncio.sleep(WATCH_INTERVAL_S)
 
     # -- status and control ------------------------------------------------------------------------
