@@ -8,7 +8,7 @@ control"). The dashboard's keys, the scenarios and chaos runs all come here thro
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Literal, get_args
 
 from nats.aio.client import Client as NATS
 
@@ -23,16 +23,7 @@ log = logging.getLogger(__name__)
 SLOW_MS = 2000
 
 Action = Literal["kill", "pause", "resume", "restart", "crash", "slow", "normal", "add"]
-ACTIONS: dict[str, str] = {
-    "kill": "SIGKILL the listener; what it holds comes back after the ack wait",
-    "pause": "SIGSTOP the listener",
-    "resume": "SIGCONT a paused listener",
-    "restart": "kill the listener if it runs, and start it again under the same name",
-    "crash": "the listener exits right after its next database commit, before acking",
-    "slow": "the listener takes SLOW_MS per event (telling the server it is still working)",
-    "normal": "back to normal speed, and no crash armed",
-    "add": "start another listener in the group",
-}
+ACTIONS: tuple[str, ...] = get_args(Action)
 
 
 async def send_control(nc: NATS, name: str, command: str, timeout: float = 2.0) -> None:
@@ -49,7 +40,12 @@ async def send_control(nc: NATS, name: str, command: str, timeout: float = 2.0) 
 async def control(
     supervisor: Supervisor, nc: NATS, action: Action, name: str = "", *, mode: Mode = "guarded", slow_ms: int = SLOW_MS
 ) -> str:
-    """Do `action` (see ACTIONS) to listener `name`; `add` starts a new listener of `mode` instead.
+    """Do `action` to listener `name`; `add` starts a new listener of `mode` instead.
+
+    kill, pause and resume are SIGKILL, SIGSTOP and SIGCONT; restart kills the listener if it runs and
+    starts it again under the same name; crash arms an exit right after its next commit, before the
+    ack; slow makes it take `slow_ms` per event (it tells the server it is still working), normal
+    undoes crash and slow.
 
     The keys, the scenarios and chaos runs all break the lab through here. Returns what was done,
     in words; raises LabError when it cannot be done (no such listener, not running, no answer).

@@ -101,6 +101,7 @@ def check_server(lab: Lab) -> None:
             f" see {server.log_file}"
         )
 
+
 async def drained(lab: Lab, modes: tuple[Mode, ...] = ("guarded", "naive")) -> bool:
     """Nothing left to publish, and every event of each running group delivered and acknowledged."""
     check_server(lab)

@@ -21,7 +21,7 @@ from dashboard.lab.lab import Action, Lab, LabError
 from dashboard.lab.observe import ChannelStats
 from dashboard.lab.scenarios import SCENARIOS
 from dashboard.lab.settings import Settings
-from dashboard.lab.traffic import record_random
+from dashboard.lab.traffic import record_random, user_names
 from dashboard.lab.waits import nats_reachable
 from dashboard.ui.messages import (
     AccountsRead,
@@ -51,7 +51,7 @@ POLL_INTERVAL_S = 0.5
 CHECK_INTERVAL_S = 2.0
 START_RETRY_S = 2.0
 START_TIMEOUT_S = 30.0
-BURST_USERS = tuple(f"user{n}" for n in range(1, 6))
+BURST_USERS = tuple(user_names(5))
 # Errors a poll can meet while the server restarts or a database is busy: shown, and the poll goes on.
 POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error)
 
