@@ -17,12 +17,13 @@ import aiosqlite
 
 from listeners.guard import Decision, SequenceGuard
 from publisher.events import AccountEvent, apply_business_rule, utc_now_iso
-from publisher.sqlite import open_sqlite, select_in
+from publisher.sqlite import Schema, open_sqlite, select_in
 
 Mode = Literal["guarded", "naive"]
 OutcomeKind = Literal["applied", "rejected", "duplicate", "deferred", "poison"]
 
-SCHEMA = """
+SCHEMA = Schema(
+    """
 CREATE TABLE IF NOT EXISTS accounts (
     user_id       TEXT PRIMARY KEY,
     last_number   INTEGER NOT NULL,
@@ -49,7 +50,40 @@ CREATE TABLE IF NOT EXISTS poison_events (
     seen_at    TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS poison_events_seq ON poison_events (stream_seq);
-"""
+CREATE TABLE IF NOT EXISTS conflict_events (
+    stream_seq INTEGER NOT NULL,
+    event_id   TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    number     INTEGER NOT NULL,
+    applied_id TEXT,
+    subject    TEXT NOT NULL,
+    payload    BLOB NOT NULL,
+    listener   TEXT NOT NULL,
+    seen_at    TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conflict_events_seq ON conflict_events (stream_seq);
+CREATE TABLE IF NOT EXISTS gaps (
+    user_id     TEXT PRIMARY KEY,
+    last_number INTEGER NOT NULL,
+    since       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS parked_events (
+    stream_seq     INTEGER NOT NULL,
+    event_id       TEXT NOT NULL,
+    user_id        TEXT NOT NULL,
+    number         INTEGER NOT NULL,
+    subject        TEXT NOT NULL,
+    payload        BLOB NOT NULL,
+    delivery_count INTEGER NOT NULL,
+    listener       TEXT NOT NULL,
+    parked_at      TEXT NOT NULL,
+    resolved_at    TEXT,
+    outcome        TEXT
+);
+CREATE INDEX IF NOT EXISTS parked_events_user ON parked_events (user_id, number);
+""",
+    version=1,
+)
 
 ACCOUNTS_DB = "accounts.db"
 NAIVE_ACCOUNTS_DB = "accounts-naive.db"

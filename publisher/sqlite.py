@@ -12,11 +12,15 @@ import asyncio
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
+
+T = TypeVar("T")
 
 # How long a connection waits for another writer before it fails (SQLite's busy timeout).
 BUSY_TIMEOUT_S = 30.0
@@ -33,20 +37,66 @@ class DatabaseUnavailable(Exception):
         self.path = path
 
 
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """A database's tables and indexes (`CREATE ... IF NOT EXISTS` statements) and its version, kept
+    in `PRAGMA user_version` so that a file with another schema is refused instead of misread."""
+
+    sql: str
+    version: int
+
+    def tables(self) -> dict[str, list[str]]:
+        """Table name -> column names, as SQLite itself reads `sql`."""
+        with sqlite3.connect(":memory:") as memory:
+            memory.executescript(self.sql)
+            return _tables_of(memory.execute)
+
+
+def _tables_of(execute: Callable[..., sqlite3.Cursor]) -> dict[str, list[str]]:
+    names = [row[0] for row in execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {name: [column[1] for column in execute(f"PRAGMA table_info('{name}')")] for name in names}
+
+
+async def _tables(db: aiosqlite.Connection) -> dict[str, list[str]]:
+    names = [row[0] for row in await fetch_all(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    return {name: [row[1] for row in await fetch_all(db, f"PRAGMA table_info('{name}')")] for name in names}
+
+
+async def schema_problem(db: aiosqlite.Connection, schema: Schema) -> str | None:
+    """Why the database behind `db` is not one of `schema`'s, or None when it is (or is still empty).
+
+    A file without a version (`user_version` 0) is accepted when each table it has is one of the
+    schema's, with the same columns: an empty file, or one written before versions were kept.
+    """
+    version = (await fetch_all(db, "PRAGMA user_version"))[0][0]
+    if version == schema.version:
+        return None
+    if version != 0:
+        return f"schema version {version}; this natslab reads version {schema.version}"
+    expected = schema.tables()
+    for table, columns in (await _tables(db)).items():
+        if table not in expected:
+            return f"has another schema (table {table!r} is not natslab's)"
+        if columns != expected[table]:
+            return f"has another schema (table {table!r} has columns {', '.join(columns)})"
+    return None
+
+
 def is_busy(exc: BaseException) -> bool:
     """SQLITE_BUSY in any of its extended forms ("database is locked")."""
     code = getattr(exc, "sqlite_errorcode", None)
     return isinstance(exc, sqlite3.OperationalError) and code is not None and code & 0xFF == sqlite3.SQLITE_BUSY
 
 
-async def open_sqlite(path: Path, schema: str, *, timeout: float = BUSY_TIMEOUT_S) -> aiosqlite.Connection:
+async def open_sqlite(path: Path, schema: Schema, *, timeout: float = BUSY_TIMEOUT_S) -> aiosqlite.Connection:
     """A durable connection to `path` (WAL, fsync on commit) with `schema` in place.
 
-    Two processes switching a fresh database to WAL at the same instant deadlock, and SQLite answers one
-    of them with SQLITE_BUSY at once, without waiting in the busy handler; so that step is retried, with
-    jitter, until `timeout`. The schema is created in one IMMEDIATE transaction, so a reader sees all of
-    it or none of it. A connection that fails to open is closed again: aiosqlite's thread would otherwise
-    keep the process alive after the error.
+    A file with another schema (or another version of ours) is refused before anything is written
+    to it. Two processes switching a fresh database to WAL at the same instant deadlock, and SQLite
+    answers one of them with SQLITE_BUSY at once, without waiting in the busy handler; so that step is
+    retried, with jitter, until `timeout`. The schema and its version are written in one IMMEDIATE
+    transaction, so a reader sees all of it or none of it. A connection that fails to open is closed
+    again: aiosqlite's thread would otherwise keep the process alive after the error.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -54,6 +104,9 @@ async def open_sqlite(path: Path, schema: str, *, timeout: float = BUSY_TIMEOUT_
     except sqlite3.Error as exc:
         raise DatabaseUnavailable(path, exc) from exc
     try:
+        problem = await schema_problem(db, schema)
+        if problem:
+            raise DatabaseUnavailable(path, problem)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -67,13 +120,59 @@ async def open_sqlite(path: Path, schema: str, *, timeout: float = BUSY_TIMEOUT_
         if row is None or str(row[0]).lower() != "wal":
             raise DatabaseUnavailable(path, f"stays in journal mode {row[0] if row else '?'}, cannot switch to WAL")
         await db.execute("PRAGMA synchronous=FULL")
-        await db.executescript(f"BEGIN IMMEDIATE;\n{schema}\nCOMMIT;")
+        await write_transaction(db, lambda: _create(db, path, schema))
     except BaseException as exc:
         await db.close()
         if isinstance(exc, sqlite3.Error):
             raise DatabaseUnavailable(path, exc) from exc
         raise
     return db
+
+
+async def _create(db: aiosqlite.Connection, path: Path, schema: Schema) -> None:
+    # Again inside the transaction: another process may have created the file since the first look.
+    problem = await schema_problem(db, schema)
+    if problem:
+        raise DatabaseUnavailable(path, problem)
+    for statement in schema.sql.split(";"):
+        if statement.strip():
+            await db.execute(statement)
+    await db.execute(f"PRAGMA user_version = {int(schema.version)}")
+
+
+async def write_transaction(db: aiosqlite.Connection, body: Callable[[], Awaitable[T]]) -> T:
+    """Run `body` between `BEGIN IMMEDIATE` and `COMMIT`, or roll back if it fails.
+
+    The transaction always ends, also when the caller is cancelled: it runs in a task of its own that
+    a cancellation does not reach, and the cancellation is passed on once the transaction committed
+    or rolled back. A rollback happens only while SQLite still has the transaction open, so "no
+    transaction is active" never hides the error that ended it.
+    """
+
+    async def run() -> T:
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            result = await body()
+            await db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                await db.execute("ROLLBACK")
+            raise
+        return result
+
+    task = asyncio.ensure_future(run())
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Cancelled while the transaction runs: let it end first, however often we are asked again.
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                continue
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what the caller gets
+        raise
 
 
 async def select_in(db: aiosqlite.Connection, sql: str, keys: Sequence[str]) -> list[tuple]:

@@ -15,9 +15,10 @@ from pathlib import Path
 import aiosqlite
 
 from publisher.events import AccountEvent, EventType, kind_to_type, new_event_id, utc_now_iso, validate_user_id
-from publisher.sqlite import open_sqlite, select_in
+from publisher.sqlite import Schema, open_sqlite, select_in
 
-SCHEMA = """
+SCHEMA = Schema(
+    """
 CREATE TABLE IF NOT EXISTS transactions (
     id           TEXT PRIMARY KEY,
     user_id      TEXT NOT NULL,
@@ -30,7 +31,9 @@ CREATE TABLE IF NOT EXISTS transactions (
     UNIQUE (user_id, number)
 );
 CREATE INDEX IF NOT EXISTS transactions_unpublished ON transactions (published_at) WHERE published_at IS NULL;
-"""
+""",
+    version=1,
+)
 
 
 def _row_to_event(row: tuple) -> AccountEvent:

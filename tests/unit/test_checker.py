@@ -31,7 +31,7 @@ def stream_of(events: list[AccountEvent], extra: list[tuple[str, bytes]] = ()) -
 
 def make_accounts(path: Path, accounts: list[tuple], applied: list[tuple[str, int, str]], poison: list[int] = ()) -> Path:
     db = sqlite3.connect(path)
-    db.executescript(ACCOUNTS_SCHEMA)
+    db.executescript(ACCOUNTS_SCHEMA.sql)
     db.executemany("INSERT INTO accounts VALUES (?, ?, ?)", accounts)
     db.executemany(
         "INSERT INTO applied_events VALUES (?, ?, ?, 'account:deposit', 1, ?, 'A', 1, 1, ?)",
@@ -115,7 +115,7 @@ async def test_missing_databases_read_as_empty(tmp_path: Path) -> None:
     assert not (await read_database(tmp_path / "none.db")).present
     assert await read_transactions(tmp_path / "none.db") == ([], [])
     db = sqlite3.connect(tmp_path / "t.db")
-    db.executescript(TRANSACTIONS_SCHEMA)
+    db.executescript(TRANSACTIONS_SCHEMA.sql)
     db.execute("INSERT INTO transactions VALUES ('i', 'jim', 1, 'account:deposit', 5, ?, NULL, NULL)", (T,))
     db.commit()
     db.close()
