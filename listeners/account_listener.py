@@ -28,7 +28,7 @@ from listeners.activity import Activity
 from listeners.batches import HOLD_RECHECK_S, BatchHandler
 from listeners.faults import Faults
 from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
-from listeners.guard import SequenceGuard
+from listeners.guard import GAP_TIMEOUT_ACK_WAITS, SequenceGuard
 from listeners.status import STATUS_INTERVAL_S, ListenerStatus, control_subject, status_subject
 from publisher.events import STREAM_NAME, utc_now_iso
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S, connect, ensure_stream
@@ -53,6 +53,12 @@ class ListenerConfig:
     slow_ms: int = 0
     parent_pid: int | None = None
     nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S
+    # How long a user may be stuck waiting for a missing number before its early events are parked.
+    gap_timeout_s: float | None = None  # None: GAP_TIMEOUT_ACK_WAITS ack waits
+
+    @property
+    def gap_timeout(self) -> float:
+        return self.gap_timeout_s if self.gap_timeout_s is not None else GAP_TIMEOUT_ACK_WAITS * self.ack_wait_s
 
     @property
     def group(self) -> QueueGroup:
@@ -92,7 +98,7 @@ class AccountListener:
 
     def __init__(self, config: ListenerConfig) -> None:
         self.config = config
-        self.guard = SequenceGuard(max_delay_s=max(0.05, min(0.5, config.ack_wait_s / 2)))
+        self.guard = SequenceGuard(max_delay_s=max(0.05, min(0.5, config.ack_wait_s / 2)), gap_timeout_s=config.gap_timeout)
         self.activity = Activity()
         self.fault = Faults(slow_ms=config.slow_ms)
         self.state = "starting"

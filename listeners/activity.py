@@ -7,12 +7,14 @@ import time
 from collections import deque
 from collections.abc import Iterable
 
-from listeners.accounts import Delivery, Outcome
-from listeners.status import Counts, DeliveryReport
+from listeners.outcomes import Delivery, Outcome
+from listeners.status import COUNTERS, Counts, DeliveryReport
 from publisher.events import utc_now_iso
 
 MAX_STATUS_DELIVERIES = 200
 MAX_STATUS_IN_FLIGHT = 25
+# Outcome kind -> its counter, where the names differ.
+_COUNTER_OF = {"duplicate": "duplicates", "conflict": "conflicts"}
 
 
 def report_of(delivery: Delivery) -> DeliveryReport:
@@ -43,13 +45,16 @@ class Activity:
         elif not deliveries:
             self.in_flight_since = None
 
-    def record(self, outcomes: Iterable[Outcome]) -> None:
-        """Count settled outcomes and keep them for the next status message."""
+    def record(self, outcomes: Iterable[Outcome], *, unparked: bool = False) -> None:
+        """Count settled outcomes and keep them for the next status message; `unparked` outcomes are
+        parked events resolved without a delivery, so they count as unparked and not as redelivered."""
         now = utc_now_iso()
-        counted = dict.fromkeys(("applied", "rejected", "duplicates", "deferred", "poison", "redelivered"), 0)
+        counted = dict.fromkeys(COUNTERS, 0)
         for outcome in outcomes:
-            counted["duplicates" if outcome.kind == "duplicate" else outcome.kind] += 1
-            if outcome.delivery.delivery_count > 1:
+            counted[_COUNTER_OF.get(outcome.kind, outcome.kind)] += 1
+            if unparked:
+                counted["unparked"] += 1
+            elif outcome.delivery.delivery_count > 1:
                 counted["redelivered"] += 1
             self._seq += 1
             entry = report_of(outcome.delivery).settled(self._seq, outcome.kind, now)

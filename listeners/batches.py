@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
 
-from listeners.accounts import AccountsDB, Delivery, Outcome
+from listeners.accounts import AccountsDB
 from listeners.activity import Activity
 from listeners.faults import Faults
 from listeners.guard import SequenceGuard
+from listeners.outcomes import Delivery, Outcome
 from publisher.events import AccountEvent, EventError
 
 if TYPE_CHECKING:
@@ -93,7 +94,7 @@ class BatchHandler:
         if self.fault.slow_ms and fetched:
             await self.fault.slow_down(fetched, self.config.ack_wait_s, self.settle)
         try:
-            outcomes = await self._db.process_batch(deliveries, self.config.mode, self.config.name, self.guard)
+            result = await self._db.process_batch(deliveries, self.config.mode, self.config.name, self.guard)
         except Exception:
             # Nothing was committed: let every message come back soon rather than after the ack wait.
             log.exception("batch failed; nak-ing %d messages", len(msgs))
@@ -105,7 +106,7 @@ class BatchHandler:
             self._crash_now()
         settled: list[Outcome] = []
         now = time.monotonic()
-        for index, (msg, outcome, since) in enumerate(zip(msgs, outcomes, held_since)):
+        for index, (msg, outcome, since) in enumerate(zip(msgs, result.outcomes, held_since)):
             first_look = index >= len(held)
             if outcome.kind == "deferred" and self._may_hold(now - since):
                 self._held[outcome.delivery.stream_seq] = _Held(msg, outcome.delivery, since)
@@ -116,8 +117,9 @@ class BatchHandler:
             if first_look or outcome.kind != "deferred":
                 settled.append(outcome)
         self.activity.record(settled)
+        self.activity.record(result.unparked, unparked=True)
         self.activity.holding([entry.delivery for entry in self._held.values()], fetched_now=False)
-        if settled:
+        if settled or result.unparked:
             self._wake.set()
 
     async def release_held(self) -> None:
@@ -137,7 +139,7 @@ class BatchHandler:
         )
 
     def _acknowledge(self, msg: Msg, outcome: Outcome) -> Awaitable[None] | None:
-        if outcome.kind == "poison":
+        if outcome.kind in ("poison", "conflict", "parked"):  # recorded in the database; never again
             return msg.term()
         if outcome.kind == "deferred":
             if self.config.defer == "ack-wait":

@@ -76,6 +76,9 @@ class Counts:
     deferred: int = 0
     poison: int = 0
     redelivered: int = 0  # deliveries with a delivery count above one, early events handed back included
+    conflicts: int = 0  # another event with a number already processed: recorded, never applied
+    parked: int = 0  # early events whose predecessor did not come within the gap timeout
+    unparked: int = 0  # parked events resolved once their predecessor came
 
     def to_json(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -14,6 +14,7 @@ from typing import NoReturn
 
 from dashboard.lab.settings import Settings, default_data_dir
 from listeners.groups import DEFAULT_ACK_WAIT_S
+from listeners.guard import GAP_TIMEOUT_ACK_WAITS
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 EXIT_USAGE = 2
@@ -59,6 +60,7 @@ def seconds(low: float, high: float) -> Callable[[str], float]:
 
 ack_wait_seconds = seconds(0.5, 3600)
 nats_timeout_seconds = seconds(1, 3600)
+gap_timeout_seconds = seconds(0.1, 86400)
 
 
 def port(text: str) -> int:
@@ -112,6 +114,16 @@ def add_ack_wait(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_gap_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gap-timeout",
+        type=gap_timeout_seconds,
+        default=argparse.SUPPRESS,
+        help="seconds a user may wait for a missing number before the guard parks the events behind it"
+        f" (default {GAP_TIMEOUT_ACK_WAITS} ack waits)",
+    )
+
+
 def _from_env(name: str, parse: Callable[[str], float], default: float) -> float:
     try:
         return parse(os.environ.get(name, str(default)))
@@ -135,6 +147,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         naive=getattr(args, "naive", 1),
         defer=getattr(args, "defer", "nak"),
         nats_timeout_s=nats_timeout,
+        gap_timeout_s=getattr(args, "gap_timeout", None),
     )
 
 

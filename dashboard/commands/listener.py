@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 
-from dashboard.commands.args import add_ack_wait, add_common, listener_name, positive_int, require_url
+from dashboard.commands.args import add_ack_wait, add_common, add_gap_timeout, listener_name, positive_int, require_url
 from dashboard.lab.logs import listener_log, log_to_file
 from dashboard.lab.settings import Settings
 from listeners.account_listener import AccountListener, ListenerConfig
@@ -32,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="early events: nak with a growing delay, or leave unacknowledged until the ack wait",
     )
     add_ack_wait(parser)
+    add_gap_timeout(parser)
     parser.add_argument("--batch", type=positive_int, default=100, help="events fetched per pull")
     parser.add_argument("--slow-ms", type=int, default=0, help="start slowed down by this many ms per event")
     parser.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         slow_ms=args.slow_ms,
         parent_pid=args.parent_pid,
         nats_timeout_s=settings.nats_timeout_s,
+        gap_timeout_s=settings.gap_timeout_s,
     )
     log_to_file(listener_log(settings.data_dir, args.name))
     log = logging.getLogger(__name__)

@@ -20,6 +20,7 @@ from dashboard.commands.args import (
     UsageError,
     add_ack_wait,
     add_common,
+    add_gap_timeout,
     settings_from,
     whole_number,
 )
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listeners", type=whole_number, default=2, help="guarded listeners to start (default 2)")
     parser.add_argument("--naive", type=whole_number, default=1, help="naive listeners to start (default 1)")
     add_ack_wait(parser)
+    add_gap_timeout(parser)
     parser.add_argument(
         "--defer", choices=("nak", "ack-wait"), default="nak", help="how guarded listeners defer early events"
     )

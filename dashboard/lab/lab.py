@@ -141,6 +141,7 @@ class Lab:
             defer=settings.defer,
             batch=settings.batch,
             nats_timeout_s=settings.nats_timeout_s,
+            gap_timeout_s=settings.gap_timeout_s,
         )
         for _ in range(settings.listeners if listeners is None else listeners):
             self.supervisor.spawn("guarded")

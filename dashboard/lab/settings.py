@@ -30,6 +30,8 @@ class Settings:
     batch: int = 100
     # How long a command keeps trying an unreachable NATS before it gives up.
     nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S
+    # How long the guard waits for a missing number before parking the events behind it; None: 10 ack waits.
+    gap_timeout_s: float | None = None
 
     @property
     def transactions_db(self) -> Path:

@@ -101,6 +101,7 @@ class Supervisor:
         defer: str = "nak",
         batch: int = 100,
         nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S,
+        gap_timeout_s: float | None = None,
     ) -> None:
         self.nats_url = nats_url
         self.data_dir = data_dir
@@ -108,6 +109,7 @@ class Supervisor:
         self.defer = defer
         self.batch = batch
         self.nats_timeout_s = nats_timeout_s
+        self.gap_timeout_s = gap_timeout_s
         self.listeners: dict[str, ListenerProcess] = {}
 
     def next_name(self, mode: Mode) -> str:
@@ -134,7 +136,7 @@ class Supervisor:
             "--slow-ms", str(slow_ms),
             "--nats-timeout", str(self.nats_timeout_s),
             "--parent-pid", str(os.getpid()),
-        ]  # fmt: skip
+        ] + (["--gap-timeout", str(self.gap_timeout_s)] if self.gap_timeout_s is not None else [])  # fmt: skip
 
     def spawn(self, mode: Mode, name: str | None = None, slow_ms: int = 0) -> ListenerProcess:
         name = name or self.next_name(mode)

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from listeners.accounts import AccountsDB, Delivery
+from listeners.accounts import AccountsDB
 from listeners.guard import SequenceGuard
+from listeners.outcomes import Delivery
 from publisher.events import AccountEvent, EventError
 from publisher.service import Publisher
 from publisher.transactions import TransactionsDB
@@ -77,11 +78,11 @@ async def test_a_batch_over_many_users_reads_and_updates_them_all(tmp_path: Path
         for index in range(1_200):  # more users than one IN (...) query takes
             event = AccountEvent.new("deposit", f"user-{index % 600}", 100, index // 600 + 1)
             deliveries.append(Delivery(index + 1, 1, event.subject, event.to_json(), event))
-        outcomes = await accounts.process_batch(deliveries, "guarded", "A", SequenceGuard())
+        outcomes = (await accounts.process_batch(deliveries, "guarded", "A", SequenceGuard())).outcomes
         assert {o.kind for o in outcomes} == {"applied"}
         rows = await accounts.accounts()
         assert len(rows) == 600 and {(r.last_number, r.balance_cents) for r in rows} == {(2, 200)}
-        again = await accounts.process_batch(deliveries[:10], "guarded", "B", SequenceGuard())
+        again = (await accounts.process_batch(deliveries[:10], "guarded", "B", SequenceGuard())).outcomes
         assert {o.kind for o in again} == {"duplicate"}
     finally:
         await accounts.close()
