@@ -95,6 +95,9 @@ class AccountRow:
     user_id: str
     last_number: int
     balance_cents: int
+    # Since when (ISO UTC) an event after `last_number` has waited for its predecessor, if one does now.
+    waiting_since: str | None = None
+    parked: int = 0  # events parked behind the missing number
 
 
 class AccountsDB:

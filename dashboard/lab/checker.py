@@ -1,28 +1,24 @@
 """The checker: does the account database hold its invariants (docs/design.md, "Checker invariants")?
 
-For every user, after the system drains, the guarded database must have applied exactly the numbers
-1..N that were published, each once, in increasing order, with the balance the business rule gives;
-every stored event must be applied or recorded as poison, and nothing may be left unpublished. The
-naive database is measured the same way and reported, never fatal.
+For every user, the guarded database must have processed exactly the events numbered 1..N that were
+published, each once, in increasing order, each the very event (by id) published with its number, with
+the balance the business rule gives. Events the group has not acknowledged yet (above its consumer's
+ack floor) and events still in the outbox are pending, not lost. A number used by two different events
+is a conflict, an event parked behind a missing number is parked, and both fail the check. The naive
+database is measured the same way and reported, never fatal.
 
-`check_data` is pure (hand-made inputs in unit tests); `run_check` gathers the inputs from the stream
-and the three databases.
+`check_data` is pure (hand-made inputs in unit tests); `dashboard.lab.snapshot` gathers its inputs
+from the stream, the consumers and the three databases.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from nats.aio.client import Client as NATS
-
-from dashboard.lab.history import StoredEvent, read_history
-from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB
+from dashboard.lab.history import StoredEvent
 from publisher.events import AccountEvent, apply_business_rule, format_cents
-from publisher.sqlite import fetch_all, read_only
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +26,28 @@ class AppliedRow:
     user_id: str
     number: int
     outcome: str
+    event_id: str | None = None  # None: not compared (hand-made states in tests of other parts)
+    stream_seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedRow:
+    user_id: str
+    number: int
+    stream_seq: int
+    parked_at: str
 
 
 @dataclass(slots=True)
 class DatabaseState:
-    """What one account database holds: accounts, processed events in commit order, poison seqs."""
+    """What one account database holds: accounts, processed events in commit order, and what it recorded
+    instead of applying: poison by stream seq, conflicts by stream seq, parked events not yet resolved."""
 
     accounts: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (last_number, balance)
     applied: list[AppliedRow] = field(default_factory=list)
     poison_seqs: set[int] = field(default_factory=set)
+    conflict_seqs: set[int] = field(default_factory=set)
+    parked: list[ParkedRow] = field(default_factory=list)
     present: bool = True
     _by_user: dict[str, list[AppliedRow]] | None = field(default=None, repr=False, compare=False)
 
@@ -60,11 +69,23 @@ class UserVerdict:
     lost: int = 0
     duplicated: int = 0
     out_of_order: int = 0
-    unexpected: int = 0
+    unexpected: int = 0  # rows for numbers outside 1..N, or for another event than the one with that number
+    pending: int = 0  # numbers in 1..N not processed yet, still with the group's consumer
+    parked: int = 0
+    # The account is not what the business rule gives for the events up to its last number, or (with
+    # nothing pending) its last number is not N.
+    wrong_balance: bool = False
 
     @property
     def ok_counts(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.out_of_order == 0 and self.unexpected == 0
+        return (
+            self.lost == 0
+            and self.duplicated == 0
+            and self.out_of_order == 0
+            and self.unexpected == 0
+            and self.parked == 0
+            and not self.wrong_balance
+        )
 
 
 @dataclass(slots=True)
@@ -76,26 +97,18 @@ class UserReport:
     gap_at: int | None
     guarded: UserVerdict
     naive: UserVerdict | None
+    conflicts: int = 0
 
     def guarded_ok(self) -> bool:
-        verdict = self.guarded
-        return (
-            verdict.ok_counts
-            and self.unpublished == 0
-            and self.gap_at is None
-            and (verdict.last_number or 0) == self.expected_last
-            and (verdict.balance_cents or 0) == self.expected_balance_cents
-        )
+        """Nothing wrong so far: pending events may still move the balance on, a gap or conflict never."""
+        return self.guarded.ok_counts and self.gap_at is None and self.conflicts == 0
 
     def naive_ok(self) -> bool:
-        verdict = self.naive
-        if verdict is None:
-            return True
-        return (
-            verdict.ok_counts
-            and (verdict.last_number or 0) == self.expected_last
-            and (verdict.balance_cents or 0) == self.expected_balance_cents
-        )
+        return self.naive is None or self.naive.ok_counts
+
+    def settled(self, verdict: UserVerdict) -> bool:
+        """Nothing of this user is left to process: the balance is final."""
+        return verdict.pending == 0 and self.unpublished == 0
 
 
 @dataclass(slots=True)
@@ -104,10 +117,14 @@ class Totals:
     duplicated: int = 0
     out_of_order: int = 0
     wrong_balance: int = 0
+    pending: int = 0
+    parked: int = 0
 
     @property
     def clean(self) -> bool:
-        return self.lost == 0 and self.duplicated == 0 and self.out_of_order == 0 and self.wrong_balance == 0
+        return (
+            self.lost == 0 and self.duplicated == 0 and self.out_of_order == 0 and self.wrong_balance == 0 and self.parked == 0
+        )
 
 
 @dataclass(slots=True)
@@ -120,72 +137,130 @@ class CheckReport:
     guarded: Totals
     naive: Totals | None
     problems: list[str]
+    conflicts: int = 0
+    snapshot_seq: int = 0  # the stream sequence the check is a snapshot of
+
+    @property
+    def pending(self) -> int:
+        """Events not yet processed by the guarded group: still with its consumer, or in the outbox."""
+        return self.guarded.pending + self.unpublished
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        """Verified: no problem and nothing pending."""
+        return not self.problems and self.pending == 0
+
+    @property
+    def verdict(self) -> str:
+        if self.problems:
+            return "FAILED"
+        return "PENDING" if self.pending else "OK"
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
-        data["ok"] = self.ok
+        data.update(ok=self.ok, verdict=self.verdict, pending=self.pending)
         return data
 
     def verdict_line(self) -> str:
         g = self.guarded
         line = (
             f"guarded: lost={g.lost} duplicated={g.duplicated} out_of_order={g.out_of_order}"
-            f" wrong_balance={g.wrong_balance} poison={self.poison_in_stream} unpublished={self.unpublished}"
+            f" wrong_balance={g.wrong_balance} conflicts={self.conflicts} parked={g.parked} pending={g.pending}"
+            f" poison={self.poison_in_stream} unpublished={self.unpublished}"
         )
         if self.naive is not None:
             n = self.naive
             line += (
                 f" | naive: lost={n.lost} duplicated={n.duplicated} out_of_order={n.out_of_order}"
-                f" wrong_balance={n.wrong_balance}"
+                f" wrong_balance={n.wrong_balance} pending={n.pending}"
             )
-        return line + (" | OK" if self.ok else " | FAILED")
+        return f"{line} | {self.verdict}"
 
 
 def format_report(report: CheckReport) -> str:
-    """The report as a table (user, expected, guarded, naive; `!` marks a wrong row) and its verdict."""
+    """The report as a table (user, expected, guarded, naive; `!` marks a wrong row, `…` one with events
+    pending) and its verdict."""
     lines = [f"{'user':<16} {'expected':>14} {'guarded':>22} {'naive':>22}"]
     for user in report.users:
         expected = f"#{user.expected_last} {format_cents(user.expected_balance_cents)}"
         guarded = f"#{user.guarded.last_number or 0} {format_cents(user.guarded.balance_cents or 0)}"
-        guarded += "" if user.guarded_ok() else " !"
+        guarded += _mark(user.guarded_ok(), user.settled(user.guarded))
         naive = "-"
         if user.naive is not None:
             naive = f"#{user.naive.last_number or 0} {format_cents(user.naive.balance_cents or 0)}"
-            naive += "" if user.naive_ok() else " !"
+            naive += _mark(user.naive_ok(), user.settled(user.naive))
         lines.append(f"{user.user_id:<16} {expected:>14} {guarded:>22} {naive:>22}")
     lines += [f"problem: {problem}" for problem in report.problems]
+    if report.pending and not report.problems:
+        lines.append(
+            f"pending: {report.pending} events not processed yet ({report.guarded.pending} with the guarded"
+            f" group, {report.unpublished} in the outbox); `natslab check --wait S` waits for them first"
+        )
     lines.append(report.verdict_line())
     return "\n".join(lines)
 
 
+def _mark(ok: bool, settled: bool) -> str:
+    if not ok:
+        return " !"
+    return "" if settled else " …"
+
+
+@dataclass(slots=True)
+class _Expected:
+    """One user's history: per number, the event that counts and every distinct event seen with it."""
+
+    events: dict[int, AccountEvent] = field(default_factory=dict)
+    ids: dict[int, dict[str, int]] = field(default_factory=dict)  # number -> event id -> highest stream seq
+
+    def add(self, event: AccountEvent, stream_seq: int, canonical: bool = False) -> None:
+        if canonical or event.number not in self.events:
+            self.events[event.number] = event
+        seqs = self.ids.setdefault(event.number, {})
+        seqs[event.id] = max(seqs.get(event.id, 0), stream_seq)
+
+
 def _expected_events(
-    stream: list[StoredEvent], published: list[AccountEvent]
-) -> tuple[dict[str, dict[int, AccountEvent]], list[StoredEvent]]:
-    """Per user, number -> event, from the stream and the published transactions; and the poison."""
-    expected: dict[str, dict[int, AccountEvent]] = {}
+    stream: list[StoredEvent], published: list[AccountEvent], published_seqs: dict[str, int]
+) -> tuple[dict[str, _Expected], list[StoredEvent]]:
+    """Per user, what was published, from the stream and the transactions; and the poison.
+
+    The transactions database is the publisher's own record, so its event is the one that counts for
+    its number; the first stored event counts where there is none (events published from outside).
+    """
+    expected: dict[str, _Expected] = {}
     poison: list[StoredEvent] = []
     for stored in stream:
         if stored.event is None:
             poison.append(stored)
             continue
-        expected.setdefault(stored.event.user_id, {}).setdefault(stored.event.number, stored.event)
+        expected.setdefault(stored.event.user_id, _Expected()).add(stored.event, stored.stream_seq)
     for event in published:  # published but missing from the stream (purged, lost) is still expected
-        expected.setdefault(event.user_id, {}).setdefault(event.number, event)
+        expected.setdefault(event.user_id, _Expected()).add(event, published_seqs.get(event.id, 0), canonical=True)
     return expected, poison
 
 
-def _judge(user: str, expected_numbers: set[int], state: DatabaseState) -> UserVerdict:
+def _judge(user: str, history: _Expected, last: int, state: DatabaseState, ack_floor: int | None) -> UserVerdict:
     rows = state.applied_by_user().get(user, [])
-    last, balance = state.accounts.get(user, (None, None))
-    verdict = UserVerdict(last, balance)
+    account_last, balance = state.accounts.get(user, (None, None))
+    verdict = UserVerdict(account_last, balance)
     counts = Counter(row.number for row in rows)
     verdict.duplicated = sum(count - 1 for count in counts.values() if count > 1)
-    verdict.lost = len(expected_numbers - counts.keys())
-    verdict.unexpected = len(counts.keys() - expected_numbers)
+    verdict.unexpected = sum(
+        1
+        for row in rows
+        if not 1 <= row.number <= last or (row.event_id is not None and row.event_id != history.events[row.number].id)
+    )
+    parked_numbers = {row.number for row in state.parked if row.user_id == user}
+    verdict.parked = len(parked_numbers)
+    for number in range(1, last + 1):
+        if number in counts or number in parked_numbers:
+            continue
+        seq = history.ids[number].get(history.events[number].id, 0)
+        if ack_floor is not None and seq > ack_floor:
+            verdict.pending += 1
+        else:
+            verdict.lost += 1
     highest = 0
     for row in rows:
         if row.number < highest:
@@ -200,34 +275,48 @@ def check_data(
     unpublished: list[AccountEvent],
     guarded: DatabaseState,
     naive: DatabaseState | None,
+    *,
+    ack_floors: dict[str, int] | None = None,
+    published_seqs: dict[str, int] | None = None,
+    snapshot_seq: int = 0,
 ) -> CheckReport:
-    expected, poison = _expected_events(stream, published)
+    """Judge both databases against the history. `ack_floors` (mode -> the group consumer's ack floor,
+    read before the databases) tells pending from lost: a missing event above the floor has not been
+    acknowledged yet. Without it every missing event is lost."""
+    floors = ack_floors or {}
+    expected, poison = _expected_events(stream, published, published_seqs or {})
     unpublished_by_user = Counter(event.user_id for event in unpublished)
-    users = sorted(set(expected) | set(unpublished_by_user) | set(guarded.accounts) | set(naive.accounts if naive else ()))
+    parked_by_user = Counter(row.user_id for row in guarded.parked)
+    users = sorted(
+        set(expected) | set(unpublished_by_user) | set(guarded.accounts) | set(naive.accounts if naive else ())
+    )
     reports: list[UserReport] = []
     problems: list[str] = []
     totals = Totals()
     naive_totals = Totals() if naive is not None else None
+    conflicts = 0
     for user in users:
-        numbers = expected.get(user, {})
-        balance = 0
-        last = 0
-        gap_at = None
-        for number in sorted(numbers):
+        history = expected.get(user, _Expected())
+        balance, last, gap_at = 0, 0, None
+        balances = [0]  # the balance after 1..k, for each k
+        for number in sorted(history.events):
             if number != last + 1:
                 gap_at = last + 1
                 break
-            balance, _ = apply_business_rule(balance, numbers[number])
+            balance, _ = apply_business_rule(balance, history.events[number])
+            balances.append(balance)
             last = number
-        applicable = set(range(1, last + 1))
+        user_conflicts = sum(len(ids) - 1 for ids in history.ids.values())
+        conflicts += user_conflicts
         report = UserReport(
             user,
             last,
             balance,
             unpublished_by_user.get(user, 0),
             gap_at,
-            _judge(user, applicable, guarded),
-            _judge(user, applicable, naive) if naive is not None else None,
+            _judge(user, history, last, guarded, floors.get("guarded")),
+            _judge(user, history, last, naive, floors.get("naive")) if naive is not None else None,
+            user_conflicts,
         )
         reports.append(report)
         for verdict, total in ((report.guarded, totals), (report.naive, naive_totals)):
@@ -236,80 +325,60 @@ def check_data(
             total.lost += verdict.lost
             total.duplicated += verdict.duplicated + verdict.unexpected
             total.out_of_order += verdict.out_of_order
-            if (verdict.balance_cents or 0) != balance or (verdict.last_number or 0) != last:
-                total.wrong_balance += 1
-        if gap_at is not None:
-            problems.append(f"{user}: number {gap_at} is missing from the stream; later events cannot be applied")
-        if not report.guarded_ok() and gap_at is None:
-            g = report.guarded
-            problems.append(
-                f"{user}: guarded has last={g.last_number or 0} balance={g.balance_cents or 0}, expected"
-                f" last={last} balance={balance} (lost={g.lost} duplicated={g.duplicated + g.unexpected}"
-                f" out_of_order={g.out_of_order} unpublished={report.unpublished})"
+            total.pending += verdict.pending
+            total.parked += verdict.parked
+            reached = verdict.last_number or 0
+            verdict.wrong_balance = (
+                reached >= len(balances)
+                or balances[reached] != (verdict.balance_cents or 0)
+                or (verdict.pending == 0 and reached != last)
             )
+            total.wrong_balance += verdict.wrong_balance
+        problems += _user_problems(report, history, guarded, parked_by_user.get(user, 0))
     unrecorded = [stored for stored in poison if stored.stream_seq not in guarded.poison_seqs]
     if unrecorded:
         problems.append(
             f"{len(unrecorded)} malformed events are not recorded as poison (first at stream seq {unrecorded[0].stream_seq})"
         )
-    total_unpublished = sum(unpublished_by_user.values())
     return CheckReport(
-        reports, len(stream), len(poison), len(unrecorded), total_unpublished, totals, naive_totals, problems
+        reports,
+        len(stream),
+        len(poison),
+        len(unrecorded),
+        sum(unpublished_by_user.values()),
+        totals,
+        naive_totals,
+        problems,
+        conflicts,
+        snapshot_seq,
     )
 
 
-async def read_accounts(path: Path) -> dict[str, tuple[int, int]]:
-    """user -> (last_number, balance_cents), read without writing; only the accounts table."""
-    if not path.exists():
-        return {}
-    async with read_only(path) as db:
-        try:
-            rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts")
-        except sqlite3.OperationalError:  # created but not yet given its schema
-            return {}
-    return {user: (last, balance) for user, last, balance in rows}
-
-
-async def read_database(path: Path) -> DatabaseState:
-    """Read an account database without changing it; a missing one reads as empty."""
-    if not path.exists():
-        return DatabaseState(present=False)
-    # One read transaction, so the tables agree: listeners commit batches while this reads, and
-    # accounts read before a batch beside its applied_events read after it look like a broken guard.
-    async with read_only(path, snapshot=True) as db:
-        tables = {row[0] for row in await fetch_all(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "accounts" not in tables:
-            return DatabaseState(present=False)
-        state = DatabaseState()
-        rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts")
-        state.accounts = {user: (last, balance) for user, last, balance in rows}
-        rows = await fetch_all(db, "SELECT user_id, number, outcome FROM applied_events ORDER BY rowid")
-        state.applied = [AppliedRow(*row) for row in rows]
-        state.poison_seqs = {row[0] for row in await fetch_all(db, "SELECT stream_seq FROM poison_events")}
-        return state
-
-
-async def read_transactions(path: Path) -> tuple[list[AccountEvent], list[AccountEvent]]:
-    """(published, unpublished) transactions; a missing database has none."""
-    if not path.exists():
-        return [], []
-    async with read_only(path) as db:
-        try:
-            rows = await fetch_all(
-                db,
-                "SELECT id, type, user_id, amount_cents, number, created_at, published_at FROM transactions"
-                " ORDER BY user_id, number",
+def _user_problems(report: UserReport, history: _Expected, guarded: DatabaseState, parked: int) -> list[str]:
+    user, g = report.user_id, report.guarded
+    problems = []
+    if report.gap_at is not None:
+        problems.append(f"{user}: number {report.gap_at} is missing from the stream; later events cannot be applied")
+    for number, ids in sorted(history.ids.items()):
+        if len(ids) > 1:
+            kept = history.events[number].id
+            others = ", ".join(f"{event_id} (stream seq {seq})" for event_id, seq in ids.items() if event_id != kept)
+            recorded = all(seq in guarded.conflict_seqs for event_id, seq in ids.items() if event_id != kept)
+            problems.append(
+                f"{user}: number {number} was published for {len(ids)} different events: {kept} and {others}"
+                + ("" if recorded else "; the guarded group has not recorded the conflict")
             )
-        except sqlite3.OperationalError:  # created but not yet given its schema
-            return [], []
-    published = [AccountEvent(*row[:6]) for row in rows if row[6] is not None]
-    unpublished = [AccountEvent(*row[:6]) for row in rows if row[6] is None]
-    return published, unpublished
-
-
-async def run_check(nc: NATS, data_dir: Path) -> CheckReport:
-    stream = await read_history(nc)
-    published, unpublished = await read_transactions(data_dir / "transactions.db")
-    guarded = await read_database(data_dir / ACCOUNTS_DB)
-    naive = await read_database(data_dir / NAIVE_ACCOUNTS_DB)
-    return check_data(stream, published, unpublished, guarded, naive if naive.present else None)
+    if parked:
+        first = min((row for row in guarded.parked if row.user_id == user), key=lambda row: row.number)
+        problems.append(
+            f"{user}: {parked} events parked since {first.parked_at}, waiting for #{(g.last_number or 0) + 1}"
+            f" (first parked: #{first.number}, stream seq {first.stream_seq})"
+        )
+    wrong = g.lost or g.duplicated or g.unexpected or g.out_of_order or g.wrong_balance
+    if wrong and report.gap_at is None:
+        problems.append(
+            f"{user}: guarded has last={g.last_number or 0} balance={g.balance_cents or 0}, expected"
+            f" last={report.expected_last} balance={report.expected_balance_cents} (lost={g.lost}"
+            f" duplicated={g.duplicated} unexpected={g.unexpected} out_of_order={g.out_of_order})"
+        )
+    return problems

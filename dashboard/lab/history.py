@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.js import api
+from nats.js.errors import NotFoundError
 
+from dashboard.lab.waits import LabError
 from publisher.events import STREAM_NAME, AccountEvent, EventError, channel_of_subject
 
 log = logging.getLogger(__name__)
@@ -38,15 +40,35 @@ def parse_stored(stream_seq: int, subject: str, payload: bytes, stored_at: str) 
         return StoredEvent(stream_seq, subject, payload, None, str(exc), stored_at)
 
 
-async def read_history(nc: NATS, *, start_seq: int = 1, limit: int | None = None, timeout: float = 30.0) -> list[StoredEvent]:
-    """Every stored event from `start_seq` up to the stream's last sequence when the call began.
+class HistoryError(LabError):
+    """The history cannot be read in full: the stream is missing, or reading it stopped short."""
 
-    Uses an ephemeral pull consumer without acks, so reading the history changes nothing.
+
+async def last_seq(nc: NATS) -> int:
+    """The stream's last sequence now: a snapshot point for `read_history(upto=...)`."""
+    try:
+        info = await nc.jetstream().stream_info(STREAM_NAME)
+    except NotFoundError:
+        raise HistoryError(
+            f"the stream {STREAM_NAME} does not exist on this server: nothing was published to it, or this"
+            " is not the lab's server (check --nats-url / --data-dir)"
+        ) from None
+    return info.state.last_seq
+
+
+async def read_history(
+    nc: NATS, *, start_seq: int = 1, upto: int | None = None, timeout: float = 30.0
+) -> list[StoredEvent]:
+    """Every stored event from `start_seq` up to `upto` (default: the last sequence when the call
+    began), complete or not at all: HistoryError if reading stops before `upto`.
+
+    Uses an ephemeral pull consumer without acks, so reading the history changes nothing. Events
+    stored after `upto` are left out.
     """
     js = nc.jetstream()
+    last = await last_seq(nc) if upto is None else upto
     info = await js.stream_info(STREAM_NAME)
-    last = info.state.last_seq
-    if last < start_seq or info.state.messages == 0:
+    if last < max(start_seq, info.state.first_seq) or info.state.messages == 0:
         return []
     name = f"natslab-history-{uuid.uuid4().hex[:12]}"
     config = api.ConsumerConfig(
@@ -64,21 +86,22 @@ async def read_history(nc: NATS, *, start_seq: int = 1, limit: int | None = None
     events: list[StoredEvent] = []
     try:
         async with asyncio.timeout(timeout):
-            while True:
-                want = 500 if limit is None else min(500, limit - len(events))
+            while not events or events[-1].stream_seq < last:
                 try:
-                    msgs = await sub.fetch(want, timeout=2.0)
+                    msgs = await sub.fetch(500, timeout=2.0)
                 except asyncio.TimeoutError:
-                    break
+                    msgs = []
                 for msg in msgs:
                     meta = msg.metadata
                     events.append(
                         parse_stored(meta.sequence.stream, msg.subject, msg.data, meta.timestamp.isoformat())
                     )
-                if not msgs or events[-1].stream_seq >= last or msgs[-1].metadata.num_pending == 0:
-                    break
-                if limit is not None and len(events) >= limit:
-                    break
+                if msgs and msgs[-1].metadata.num_pending == 0:
+                    break  # nothing more is stored: the messages up to `last` that are missing were deleted
+                if not msgs:
+                    raise HistoryError(_incomplete(events, last, "no answer from the server for 2 s"))
+    except TimeoutError:
+        raise HistoryError(_incomplete(events, last, f"reading took longer than {timeout:g} s")) from None
     finally:
         try:
             await sub.unsubscribe()
@@ -86,3 +109,8 @@ async def read_history(nc: NATS, *, start_seq: int = 1, limit: int | None = None
         except Exception as exc:  # an ephemeral consumer also expires by itself
             log.debug("history consumer cleanup: %r", exc)
     return [event for event in events if event.stream_seq <= last]
+
+
+def _incomplete(events: list[StoredEvent], last: int, why: str) -> str:
+    read_to = events[-1].stream_seq if events else 0
+    return f"history incomplete: read up to stream seq {read_to} of {last} ({why})"

@@ -22,12 +22,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 
-from dashboard.lab.checker import CheckReport, read_accounts, run_check
+from dashboard.lab.checker import CheckReport
 from dashboard.lab.control import SLOW_MS, Action, control
 from dashboard.lab.history import StoredEvent, read_history
 from dashboard.lab.natsserver import EmbeddedServer
 from dashboard.lab.observe import ChannelStats, channel_stats
 from dashboard.lab.settings import Settings
+from dashboard.lab.snapshot import read_accounts, run_check
 from dashboard.lab.supervisor import Member, Supervisor
 from dashboard.lab.waits import LabError, cancel, connect_with_retry
 from listeners.accounts import AccountRow, Mode, accounts_db_name
@@ -289,8 +290,7 @@ class Lab:
 
     async def accounts(self, mode: Mode) -> list[AccountRow]:
         """The account table, read without writing (it is polled a few times a second)."""
-        accounts = await read_accounts(self.settings.data_dir / accounts_db_name(mode))
-        return [AccountRow(user, last, balance) for user, (last, balance) in sorted(accounts.items())]
+        return await read_accounts(self.settings.data_dir / accounts_db_name(mode))
 
     async def history(self) -> list[StoredEvent]:
         """Every event stored in the stream, oldest first."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from dashboard.lab.checker import read_transactions
 from dashboard.lab.lab import Lab
+from dashboard.lab.snapshot import read_transactions
 from dashboard.lab.waits import LabError, wait_until
 from listeners.accounts import Mode
 from listeners.groups import group_for_mode
@@ -80,8 +80,8 @@ async def fresh_user(lab: Lab, base: str) -> str:
     taken: set[str] = set()
     for channel in (await lab.channel_stats()).values():
         taken.update(channel.per_user)
-    published, unpublished = await read_transactions(lab.settings.transactions_db)
-    taken.update(event.user_id for event in published + unpublished)
+    transactions = await read_transactions(lab.settings.transactions_db)
+    taken.update(event.user_id for event in transactions.published + transactions.unpublished)
     for mode in ("guarded", "naive"):
         taken.update(row.user_id for row in await lab.accounts(mode))  # type: ignore[arg-type]
     name, suffix = base, 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from nats.js import api
 
@@ -217,6 +218,18 @@ class ChannelView:
     sampled_at: float | None = None
 
 
+# A user whose next number has been missing this long is shown as waiting for it.
+WAITING_SHOWN_AFTER_S = 1.0
+
+
+def parse_utc(iso: str) -> float | None:
+    """Unix time of an ISO-8601 timestamp (`...Z`), or None when it is not one."""
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class AccountLine:
     """One user in the account pane: both databases, what the checker expects and its verdicts.
@@ -233,6 +246,8 @@ class AccountLine:
     guarded_ok: bool | None = None
     naive_ok: bool | None = None
     settling: bool = False  # events still in flight: a difference may yet resolve
+    waiting: str = ""  # "waiting for #4 since 12:03:10 UTC" while the guard waits for a missing number
+    stuck: bool = False  # ... and has parked the events behind it: the check fails until it comes
 
     @property
     def guarded_differs(self) -> bool:
@@ -404,16 +419,32 @@ class LabView:
         lines = []
         for name in sorted(set(guarded) | set(naive) | set(verdicts)):
             user = verdicts.get(name)
+            waiting, stuck = self._waiting(guarded.get(name))
             if user is None:
-                lines.append(AccountLine(name, guarded.get(name), naive.get(name), None))
+                lines.append(AccountLine(name, guarded.get(name), naive.get(name), None, waiting=waiting, stuck=stuck))
                 continue
             expected = (user.expected_last, user.expected_balance_cents)
             lines.append(
                 AccountLine(
-                    name, guarded.get(name), naive.get(name), expected, user.guarded_ok(), user.naive_ok(), settling
-                )
+                    name, guarded.get(name), naive.get(name), expected, user.guarded_ok(), user.naive_ok(), settling,
+                    waiting, stuck,
+                )  # fmt: skip
             )
         return lines
+
+    def _waiting(self, row: AccountRow | None) -> tuple[str, bool]:
+        """What the guard waits for, when a user's next number has been missing for a while (a
+        moment is normal: the predecessor is usually a few milliseconds behind)."""
+        if row is None or row.waiting_since is None:
+            return "", False
+        since = parse_utc(row.waiting_since)
+        if not row.parked and (since is None or self.now - since < WAITING_SHOWN_AFTER_S):
+            return "", False
+        clock = row.waiting_since.partition("T")[2][:8]
+        text = f"waiting for #{row.last_number + 1} since {clock} UTC"
+        if row.parked:
+            text = f"stuck at #{row.last_number}, {text}; {row.parked} parked"
+        return text, row.parked > 0
 
     def published(self) -> int:
         """Events stored in the stream, on both channels."""

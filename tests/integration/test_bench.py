@@ -50,7 +50,7 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
 
     assert result["ok"] is True
     assert result["check"]["ok"] is True, result["check"]["problems"]
-    assert result["check"]["guarded"] == {"lost": 0, "duplicated": 0, "out_of_order": 0, "wrong_balance": 0}
+    assert result["check"]["guarded"] == {"lost": 0, "duplicated": 0, "out_of_order": 0, "wrong_balance": 0, "pending": 0, "parked": 0}
     assert set(result["phases"]) == set(PHASES)
     phases = result["phases"]
     # Every event acked once, plus once more per redelivery (a loaded machine can pass the 1 s ack wait).

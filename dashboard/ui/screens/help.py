@@ -10,6 +10,15 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+# What the checker's words on the status line and the account pane mean.
+LEGEND = (
+    ("✓  …  ✗", "the check of each group: nothing wrong · nothing wrong yet, `backlog N` events still to process · something wrong"),
+    ("lost dup order", "events never applied · applied twice · applied after a later number (bal: users whose balance is wrong)"),
+    ("conflict", "a different event came with a number already used: recorded, never applied"),
+    ("parked", "events behind a number that never came (gap timeout): set aside, applied once it comes"),
+    ("waiting for #N", "a user's event N is missing; the guard holds the later ones back until it comes"),
+)
+
 
 def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tuple[str, str, str]]:
     """(key, description, explanation) for every binding the footer shows.
@@ -48,6 +57,12 @@ class HelpScreen(ModalScreen[None]):
         with Vertical(id="help"):
             yield Static(Text("natslab keys", "bold"), id="help-title")
             yield Static(table)
+            legend = Table(box=None, padding=(0, 2, 0, 0), show_header=False, title="Words", title_style="bold", title_justify="left")
+            legend.add_column(style="bold", no_wrap=True)
+            legend.add_column()
+            for word, meaning in LEGEND:
+                legend.add_row(word, meaning)
+            yield Static(legend, id="help-legend")
             yield Static(
                 Text(
                     "Tab moves between the scrollable panes, arrows and PgUp/PgDn scroll them. Esc or ? closes this.",

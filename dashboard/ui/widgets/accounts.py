@@ -67,6 +67,8 @@ def account_row(line: AccountLine, names: int, width: int, checked: bool) -> Tex
         row.append(_pair(*line.expected, width), "cyan")
     else:
         row.append(f"{'…' if not checked else '-':>4}", "dim")
+    if line.waiting:
+        row.append(f"  {line.waiting}", "bold red" if line.stuck else "yellow")
     return row
 
 
@@ -80,6 +82,7 @@ def _row_key(line: AccountLine, names: int, width: int, checked: bool) -> tuple:
         line.guarded_ok,
         line.naive_ok,
         line.settling,
+        line.waiting,
         names,
         width,
         checked,
@@ -103,7 +106,8 @@ class AccountLines(CachedLines[AccountLine]):
 
     def set_lines(self, lines: list[AccountLine], names: int, width: int, checked: bool) -> None:
         self.names, self.width_cells, self.checked = names, width, checked
-        self.set_rows(lines, names + 3 * (6 + width))
+        notes = max((len(line.waiting) + 2 for line in lines), default=0)
+        self.set_rows(lines, names + 3 * (6 + width) + notes)
 
 
 class AccountsPane(Vertical):

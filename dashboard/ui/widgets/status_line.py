@@ -7,25 +7,31 @@ from textual.widget import Widget
 
 from dashboard.lab.checker import Totals
 from dashboard.ui.view import LabView
-from listeners.groups import GUARDED_GROUP, NAIVE_GROUP
 
 SEPARATOR = (" │ ", "dim")
 
 
-def _verdict(text: Text, label: str, totals: Totals | None, settling: bool) -> None:
+def _verdict(text: Text, label: str, totals: Totals | None, conflicts: int | None = None) -> None:
+    """✓ when the check found nothing wrong and nothing pending, ✗ only when it found something wrong;
+    events not processed yet are a backlog, never "lost" (the checker tells them apart by the ack floor)."""
     text.append(f"{label} ", "bold")
     if totals is None:
         text.append("…", "dim")
         return
     counts = f"lost {totals.lost} dup {totals.duplicated} order {totals.out_of_order}"
+    # Only the guarded group tells conflicts and parked events apart; shown when there are any.
+    if conflicts:
+        counts += f" conflict {conflicts}"
+    if totals.parked:
+        counts += f" parked {totals.parked}"
     if totals.wrong_balance:
         counts += f" bal {totals.wrong_balance}"
-    if totals.clean:
-        text.append(f"✓ {counts}", "bold green")
-    elif settling:
-        text.append(f"… {counts}", "yellow")
-    else:
+    if not totals.clean or conflicts:
         text.append(f"✗ {counts}", "bold red")
+    elif totals.pending:
+        text.append(f"… {counts} backlog {totals.pending}", "yellow")
+    else:
+        text.append(f"✓ {counts}", "bold green")
 
 
 class StatusLine(Widget):
@@ -61,10 +67,10 @@ class StatusLine(Widget):
         if view.outbox_error:
             server.append(" (outbox waiting)", "yellow")
         verdict = Text()
-        _verdict(verdict, "guarded", view.verdict("guarded"), view.settling(GUARDED_GROUP.name))
+        _verdict(verdict, "guarded", view.verdict("guarded"), view.report.conflicts if view.report else 0)
         if view.report is not None and view.report.naive is not None:
             verdict.append(*SEPARATOR)
-            _verdict(verdict, "naive", view.report.naive, view.settling(NAIVE_GROUP.name))
+            _verdict(verdict, "naive", view.report.naive)
         if view.checking:
             verdict.append(" ⟳", "cyan")
         if view.poll_error:

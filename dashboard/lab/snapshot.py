@@ -1,0 +1,206 @@
+"""What the checker reads, in the order that makes it one consistent snapshot (docs/design.md,
+"Checker invariants").
+
+1. Each group consumer's ack floor: every event at or below it was acknowledged, so committed, before
+   this moment; a missing one above it may still be on its way (pending), one below it is lost.
+2. Both account databases, each in one read transaction.
+3. `transactions.db`.
+4. The stream's last sequence S, then the history up to S, complete or not at all.
+
+Everything the databases hold was stored in the stream before S, so nothing applied is missing from
+the history; events stored after S are not read and not reported. A database that cannot be read is an
+error (`DatabaseUnavailable`), never "empty": only a missing file or table means "nothing yet".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
+
+from dashboard.lab.checker import AppliedRow, CheckReport, DatabaseState, ParkedRow, check_data
+from dashboard.lab.history import last_seq, read_history
+from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, AccountRow
+from listeners.accounts import SCHEMA as ACCOUNTS_SCHEMA
+from listeners.groups import GROUPS, GUARDED_GROUP
+from publisher.events import STREAM_NAME, AccountEvent
+from publisher.sqlite import DatabaseUnavailable, Schema, fetch_all, read_only, schema_problem
+from publisher.transactions import SCHEMA as TRANSACTIONS_SCHEMA
+
+
+@dataclass(slots=True)
+class Transactions:
+    published: list[AccountEvent] = field(default_factory=list)
+    unpublished: list[AccountEvent] = field(default_factory=list)
+    stream_seqs: dict[str, int] = field(default_factory=dict)  # event id -> stream seq of its PubAck
+
+
+async def _tables(db, path: Path, schema: Schema) -> set[str]:
+    """The tables of a database that is `schema`'s (or empty); DatabaseUnavailable for anything else."""
+    problem = await schema_problem(db, schema)
+    if problem:
+        raise DatabaseUnavailable(path, problem)
+    return {row[0] for row in await fetch_all(db, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+async def read_database(path: Path) -> DatabaseState:
+    """Read an account database without changing it; a missing file or one without tables is absent."""
+    if not path.exists():
+        return DatabaseState(present=False)
+    try:
+        # One read transaction, so the tables agree: listeners commit batches while this reads, and
+        # accounts read before a batch beside its applied_events read after it look like a broken guard.
+        async with read_only(path, snapshot=True) as db:
+            tables = await _tables(db, path, ACCOUNTS_SCHEMA)
+            if "accounts" not in tables:
+                return DatabaseState(present=False)
+            state = DatabaseState()
+            rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts")
+            state.accounts = {user: (last, balance) for user, last, balance in rows}
+            rows = await fetch_all(
+                db, "SELECT user_id, number, outcome, event_id, stream_seq FROM applied_events ORDER BY rowid"
+            )
+            state.applied = [AppliedRow(*row) for row in rows]
+            state.poison_seqs = {row[0] for row in await fetch_all(db, "SELECT stream_seq FROM poison_events")}
+            if "conflict_events" in tables:  # a database of the earlier natslab has none of these yet
+                state.conflict_seqs = {row[0] for row in await fetch_all(db, "SELECT stream_seq FROM conflict_events")}
+            if "parked_events" in tables:
+                rows = await fetch_all(
+                    db,
+                    "SELECT user_id, number, stream_seq, parked_at FROM parked_events"
+                    " WHERE resolved_at IS NULL ORDER BY rowid",
+                )
+                state.parked = [ParkedRow(*row) for row in rows]
+            return state
+    except sqlite3.Error as exc:
+        raise DatabaseUnavailable(path, exc) from exc
+
+
+async def read_transactions(path: Path) -> Transactions:
+    """Published and unpublished transactions; a missing database, or one without tables, has none."""
+    if not path.exists():
+        return Transactions()
+    try:
+        async with read_only(path) as db:
+            if "transactions" not in await _tables(db, path, TRANSACTIONS_SCHEMA):
+                return Transactions()
+            rows = await fetch_all(
+                db,
+                "SELECT id, type, user_id, amount_cents, number, created_at, published_at, stream_seq"
+                " FROM transactions ORDER BY user_id, number",
+            )
+    except sqlite3.Error as exc:
+        raise DatabaseUnavailable(path, exc) from exc
+    result = Transactions()
+    for row in rows:
+        event = AccountEvent(*row[:6])
+        if row[6] is None:
+            result.unpublished.append(event)
+        else:
+            result.published.append(event)
+            result.stream_seqs[event.id] = row[7] or 0
+    return result
+
+
+async def read_accounts(path: Path) -> list[AccountRow]:
+    """The account table, with who waits for a missing number; read without writing. A missing file or
+    table has no accounts; a file that cannot be read is an error, not "no accounts yet"."""
+    if not path.exists():
+        return []
+    try:
+        async with read_only(path) as db:
+            tables = await _tables(db, path, ACCOUNTS_SCHEMA)
+            if "accounts" not in tables:
+                return []
+            if "gaps" not in tables:  # a database of the earlier natslab, not yet opened by a listener
+                rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts ORDER BY user_id")
+                return [AccountRow(*row) for row in rows]
+            rows = await fetch_all(
+                db,
+                "SELECT a.user_id, a.last_number, a.balance_cents,"
+                " CASE WHEN g.last_number = a.last_number THEN g.since END,"
+                " (SELECT COUNT(*) FROM parked_events p WHERE p.user_id = a.user_id AND p.resolved_at IS NULL)"
+                " FROM accounts a LEFT JOIN gaps g ON g.user_id = a.user_id ORDER BY a.user_id",
+            )
+    except sqlite3.Error as exc:
+        raise DatabaseUnavailable(path, exc) from exc
+    return [AccountRow(*row) for row in rows]
+
+
+async def ack_floors(nc: NATS) -> dict[str, int]:
+    """mode -> the stream sequence up to which the group's consumer has every event acknowledged."""
+    js = nc.jetstream()
+    floors: dict[str, int] = {}
+    for group in GROUPS:
+        try:
+            info = await js.consumer_info(STREAM_NAME, group.name)
+        except NotFoundError:  # no consumer: nothing is on its way to that group
+            continue
+        floors[group.mode] = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+    return floors
+
+
+async def run_check(nc: NATS, data_dir: Path) -> CheckReport:
+    """The check of a lab's data dir against its server, as one snapshot (see the module's docstring)."""
+    floors = await ack_floors(nc)
+    guarded = await read_database(data_dir / ACCOUNTS_DB)
+    naive = await read_database(data_dir / NAIVE_ACCOUNTS_DB)
+    transactions = await read_transactions(data_dir / "transactions.db")
+    snapshot = await last_seq(nc)
+    stream = await read_history(nc, upto=snapshot)
+    in_stream = {stored.event.id: stored.stream_seq for stored in stream if stored.event is not None}
+    seqs = transactions.stream_seqs
+    published = [event for event in transactions.published if seqs[event.id] <= snapshot]
+    unpublished = []
+    for event in transactions.unpublished:
+        if event.id in in_stream:  # sent, but the relay has not marked it yet (or crashed before it could)
+            published.append(event)
+            seqs[event.id] = in_stream[event.id]
+        else:
+            unpublished.append(event)
+    return check_data(
+        stream,
+        published,
+        unpublished,
+        guarded,
+        naive if naive.present else None,
+        ack_floors=floors,
+        published_seqs=seqs,
+        snapshot_seq=snapshot,
+    )
+
+
+async def backlog(nc: NATS, data_dir: Path) -> int:
+    """Events the guarded group has still to process: in the outbox, or with its consumer."""
+    try:
+        info = await nc.jetstream().consumer_info(STREAM_NAME, GUARDED_GROUP.name)
+        with_group = info.num_pending + info.num_ack_pending
+    except NotFoundError:
+        with_group = 0
+    return with_group + len((await read_transactions(data_dir / "transactions.db")).unpublished)
+
+
+async def wait_settled(
+    nc: NATS, data_dir: Path, timeout: float, progress: Callable[[int, float], None] | None = None
+) -> int:
+    """Wait up to `timeout` s for the guarded group to process everything; the backlog left (0 when done).
+
+    `progress(backlog, elapsed)` is called about once a second while there is a backlog.
+    """
+    started = time.monotonic()
+    reported = 0.0
+    while True:
+        left = await backlog(nc, data_dir)
+        elapsed = time.monotonic() - started
+        if left == 0 or elapsed >= timeout:
+            return left
+        if progress is not None and elapsed - reported >= 1.0:
+            progress(left, elapsed)
+            reported = elapsed
+        await asyncio.sleep(min(0.1, timeout - elapsed))
