@@ -6,9 +6,13 @@ import subprocess
 import sys
 
 from dashboard_fakes import delivery, held, status
+from rich.text import Text
 
+from dashboard.lab.checker import Totals
 from dashboard.lab.supervisor import Member
-from dashboard.ui.view import TIMELINE_LIMIT, LabView
+from dashboard.ui.view import TIMELINE_LIMIT, LabView, parse_utc
+from dashboard.ui.widgets.status_line import _verdict
+from listeners.accounts import AccountRow
 
 
 def guarded(name: str, pid: int, state: str = "running", restarts: int = 0) -> Member:
@@ -83,3 +87,33 @@ def test_the_lab_view_stays_free_of_textual() -> None:
         "assert not any(m.split('.')[0] == 'textual' for m in sys.modules), 'textual imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_user_waiting_for_a_missing_number_is_shown_after_a_moment_and_parked_ones_as_stuck() -> None:
+    since = "2026-11-28T12:03:10.000Z"
+    at = parse_utc(since)
+    assert at is not None
+    view = LabView(now=at + 0.2)
+    view.accounts["guarded"] = {"jim": AccountRow("jim", 3, 700, waiting_since=since)}
+    assert view.account_lines()[0].waiting == ""  # a moment: the predecessor is usually just behind
+    view.now = at + 5
+    line = view.account_lines()[0]
+    assert (line.waiting, line.stuck) == ("waiting for #4 since 12:03:10 UTC", False)
+    view.accounts["guarded"] = {"jim": AccountRow("jim", 3, 700, waiting_since=since, parked=2)}
+    line = view.account_lines()[0]
+    assert (line.waiting, line.stuck) == ("stuck at #3, waiting for #4 since 12:03:10 UTC; 2 parked", True)
+
+
+def test_the_status_line_calls_events_not_yet_processed_a_backlog_never_lost() -> None:
+    def shown(totals: Totals, conflicts: int | None = 0) -> Text:
+        text = Text()
+        _verdict(text, "guarded", totals, conflicts)
+        return text
+
+    backlog = shown(Totals(pending=49))
+    assert "backlog 49" in backlog.plain and "✗" not in backlog.plain and "lost 0" in backlog.plain
+    assert "✓" in shown(Totals()).plain
+    assert "✗" in shown(Totals(lost=1, pending=3)).plain
+    conflict = shown(Totals(), conflicts=1)
+    assert "✗" in conflict.plain and "conflict 1" in conflict.plain
+    assert "parked 2" in shown(Totals(parked=2)).plain

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from dashboard.lab.checker import read_database, read_transactions
+from dashboard.lab.snapshot import read_database, read_transactions
 from listeners.accounts import ACCOUNTS_DB, AccountsDB
 from publisher.transactions import TransactionsDB
 
