@@ -49,7 +49,8 @@ class ChaosResult:
         return (
             f"events={c.events} users={c.users} kills={c.kills} pauses={c.pauses} server_restarts={c.server_restarts}"
             f" redeliveries={self.redeliveries} lost={g.lost} duplicated={g.duplicated} out_of_order={g.out_of_order}"
-            f" poison={self.report.poison_in_stream} drain_s={self.drain_s:.1f}"
+            f" conflicts={self.report.conflicts} parked={g.parked} poison={self.report.poison_in_stream}"
+            f" drain_s={self.drain_s:.1f}"
         )
 
     def naive_summary(self) -> str:

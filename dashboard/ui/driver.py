@@ -17,6 +17,7 @@ from collections.abc import Callable
 from nats.errors import Error as NatsError
 from textual.message import Message
 
+from dashboard.lab.history import HistoryError
 from dashboard.lab.lab import Action, Lab, LabError
 from dashboard.lab.observe import ChannelStats
 from dashboard.lab.scenarios import SCENARIOS
@@ -44,6 +45,7 @@ from dashboard.ui.messages import (
 )
 from dashboard.ui.view import ConsumerView
 from listeners.groups import GROUPS
+from publisher.sqlite import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,8 @@ CHECK_INTERVAL_S = 2.0
 START_RETRY_S = 2.0
 START_TIMEOUT_S = 30.0
 BURST_USERS = tuple(user_names(5))
-# Errors a poll can meet while the server restarts or a database is busy: shown, and the poll goes on.
-POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error)
+# Errors a poll can meet while the server restarts or a database is busy or unreadable: shown, and the poll goes on.
+POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error, DatabaseUnavailable, HistoryError)
 
 
 def describe_error(exc: BaseException) -> str:
