@@ -14,6 +14,7 @@ from textual.widgets import Static
 LEGEND = (
     ("✓  …  ✗", "the check of each group: nothing wrong · nothing wrong yet, `backlog N` events still to process · something wrong"),
     ("lost dup order", "events never applied · applied twice · applied after a later number (bal: users whose balance is wrong)"),
+    ("✓ ✗ = ↻ ☠ ≠ ‖", "timeline: applied · rejected (balance too low) · duplicate skipped · deferred (came early) · poison · conflict · parked"),
     ("conflict", "a different event came with a number already used: recorded, never applied"),
     ("parked", "events behind a number that never came (gap timeout): set aside, applied once it comes"),
     ("waiting for #N", "a user's event N is missing; the guard holds the later ones back until it comes"),

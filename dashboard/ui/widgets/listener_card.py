@@ -76,6 +76,10 @@ class ListenerCard(Static):
         if listener.crash_armed:
             head.append(f"  crash {listener.crash_armed}", "bold red")
         total = listener.total
+        # Rare and always wrong, so they take no row of their own: they appear, in red, when they happen.
+        for counter in ("conflicts", "parked"):
+            if total(counter):
+                head.append(f"  {counter} {total(counter)}", "bold red")
         self.update(
             Group(
                 head,

@@ -23,9 +23,13 @@ OUTCOME_STYLES = {
     "duplicate": "cyan",
     "deferred": "yellow",
     "poison": "bold red",
+    "conflict": "bold red",
+    "parked": "bold red",
 }
 
-OUTCOME_MARKS = {"applied": "✓", "rejected": "✗", "duplicate": "=", "deferred": "↻", "poison": "☠"}
+OUTCOME_MARKS = {
+    "applied": "✓", "rejected": "✗", "duplicate": "=", "deferred": "↻", "poison": "☠", "conflict": "≠", "parked": "‖",
+}  # fmt: skip
 
 
 def state_style(state: str) -> str:
