@@ -69,7 +69,7 @@ class UserVerdict:
     lost: int = 0
     duplicated: int = 0
     out_of_order: int = 0
-    unexpected: int = 0  # rows for numbers outside 1..N, or for another event than the one with that number
+    unexpected: int = 0  # rows for numbers outside 1..N, or for an event never published with that number
     pending: int = 0  # numbers in 1..N not processed yet, still with the group's consumer
     parked: int = 0
     # The account is not what the business rule gives for the events up to its last number, or (with
@@ -249,7 +249,8 @@ def _judge(user: str, history: _Expected, last: int, state: DatabaseState, ack_f
     verdict.unexpected = sum(
         1
         for row in rows
-        if not 1 <= row.number <= last or (row.event_id is not None and row.event_id != history.events[row.number].id)
+        # Another event published with the same number is a conflict, reported as such, not counted here.
+        if not 1 <= row.number <= last or (row.event_id is not None and row.event_id not in history.ids[row.number])
     )
     parked_numbers = {row.number for row in state.parked if row.user_id == user}
     verdict.parked = len(parked_numbers)

@@ -246,7 +246,7 @@ class AccountLine:
     guarded_ok: bool | None = None
     naive_ok: bool | None = None
     settling: bool = False  # events still in flight: a difference may yet resolve
-    waiting: str = ""  # "waiting for #4 since 12:03:10 UTC" while the guard waits for a missing number
+    waiting: str = ""  # "missing #4 since 12:03:10" (UTC) while the guard waits for a missing number
     stuck: bool = False  # ... and has parked the events behind it: the check fails until it comes
 
     @property
@@ -441,9 +441,9 @@ class LabView:
         if not row.parked and (since is None or self.now - since < WAITING_SHOWN_AFTER_S):
             return "", False
         clock = row.waiting_since.partition("T")[2][:8]
-        text = f"waiting for #{row.last_number + 1} since {clock} UTC"
+        text = f"missing #{row.last_number + 1} since {clock}"
         if row.parked:
-            text = f"stuck at #{row.last_number}, {text}; {row.parked} parked"
+            text += f" · {row.parked} parked"
         return text, row.parked > 0
 
     def published(self) -> int:

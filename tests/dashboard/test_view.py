@@ -98,10 +98,10 @@ def test_a_user_waiting_for_a_missing_number_is_shown_after_a_moment_and_parked_
     assert view.account_lines()[0].waiting == ""  # a moment: the predecessor is usually just behind
     view.now = at + 5
     line = view.account_lines()[0]
-    assert (line.waiting, line.stuck) == ("waiting for #4 since 12:03:10 UTC", False)
+    assert (line.waiting, line.stuck) == ("missing #4 since 12:03:10", False)
     view.accounts["guarded"] = {"jim": AccountRow("jim", 3, 700, waiting_since=since, parked=2)}
     line = view.account_lines()[0]
-    assert (line.waiting, line.stuck) == ("stuck at #3, waiting for #4 since 12:03:10 UTC; 2 parked", True)
+    assert (line.waiting, line.stuck) == ("missing #4 since 12:03:10 · 2 parked", True)
 
 
 def test_the_status_line_calls_events_not_yet_processed_a_backlog_never_lost() -> None:

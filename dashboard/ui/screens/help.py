@@ -17,7 +17,7 @@ LEGEND = (
     ("✓ ✗ = ↻ ☠ ≠ ‖", "timeline: applied · rejected (balance too low) · duplicate skipped · deferred (came early) · poison · conflict · parked"),
     ("conflict", "a different event came with a number already used: recorded, never applied"),
     ("parked", "events behind a number that never came (gap timeout): set aside, applied once it comes"),
-    ("waiting for #N", "a user's event N is missing; the guard holds the later ones back until it comes"),
+    ("missing #N since T", "a user's event N has not come since T (UTC): the guard holds the later ones back until it does"),
 )
 
 
