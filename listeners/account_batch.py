@@ -152,7 +152,11 @@ class AccountBatch:
             chunk = pending[start : start + _PAIRS_PER_QUERY]
             values = ", ".join("(?, ?)" for _ in chunk)
             params = [value for pair in chunk for value in pair]
-            sql = f"SELECT user_id, number, event_id FROM applied_events WHERE (user_id, number) IN (VALUES {values})"
+            # A join from the keys, so each key is one look-up in the (user_id, number) index.
+            sql = (
+                f"WITH keys (user_id, number) AS (VALUES {values}) SELECT a.user_id, a.number, a.event_id"
+                " FROM keys CROSS JOIN applied_events a ON a.user_id = keys.user_id AND a.number = keys.number"
+            )
             for user_id, number, event_id in await fetch_all(self._db, sql, params):
                 found[(user_id, number)].add(event_id)
         for key in keys:
