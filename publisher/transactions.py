@@ -124,6 +124,21 @@ class TransactionsDB:
                 ),
             )
 
+    async def stream_seq(self, event_id: str) -> int | None:
+        """The stream sequence of a published event, None while it waits in the outbox.
+
+        Read from the row, so it also knows of a relay in another process (or another task) that sent
+        the event: only such a row tells whether the event went out, not what one relay pass saw.
+        """
+        async with self._write_lock, self._db.execute(
+            "SELECT published_at, stream_seq FROM transactions WHERE id = ?", (event_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise LookupError(f"no transaction {event_id} in {self.path.name}")
+        published_at, stream_seq = row
+        return None if published_at is None else int(stream_seq)
+
     async def count_unpublished(self) -> int:
         async with self._write_lock, self._db.execute(
             "SELECT COUNT(*) FROM transactions WHERE published_at IS NULL"

@@ -45,6 +45,13 @@ def test_publish_refuses_bad_input_and_writes_nothing(tmp_path: Path, args: list
     assert not (tmp_path / "transactions.db").exists()
 
 
+def test_publish_to_a_server_down_from_the_start_records_nothing_and_says_so(tmp_path: Path) -> None:
+    result = natslab("publish", "deposit", "jim", "7", "--data-dir", str(tmp_path), "--nats-url", "nats://127.0.0.1:1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["natslab: cannot reach NATS at nats://127.0.0.1:1 (tried for 5 s)"]
+    assert not (tmp_path / "transactions.db").exists()
+
+
 def test_server_prints_its_url_first(tmp_path: Path) -> None:
     process = subprocess.Popen(
         [*NATSLAB, "server", "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True

@@ -1,5 +1,5 @@
-"""The outbox on a real file: its writes end however their caller ends, and an error SQLite met is
-the error the caller gets."""
+"""The outbox on a real file: its writes end however their caller ends, an error SQLite met is the
+error the caller gets, and an event's state is read from its row."""
 
 from __future__ import annotations
 
@@ -91,3 +91,16 @@ async def test_a_full_disk_is_the_error_the_recorder_gets(tmp_path: Path) -> Non
     assert event.number == 1
     assert rows(path) == [("jim", 1, None)]
 
+
+async def test_an_events_state_is_read_from_its_row(outbox: TransactionsDB) -> None:
+    event = await outbox.record("deposit", "jim", 100)
+    assert await outbox.stream_seq(event.id) is None
+    # Another connection (another process's relay) marks it published.
+    other = await TransactionsDB.open(outbox.path)
+    try:
+        await other.mark_published([(event.id, 42)])
+    finally:
+        await other.close()
+    assert await outbox.stream_seq(event.id) == 42
+    with pytest.raises(LookupError, match="no transaction nope"):
+        await outbox.stream_seq("nope")
