@@ -28,8 +28,23 @@ PUBLISH_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class PublishResult:
+    """Where a published event really is: sent, with its stream sequence (by this call's relay pass,
+    or by another relay that got to the row first), or still in the outbox, with the reason.
+
+    A person retries an event reported as not sent, so only one whose row is still unpublished is
+    reported so: a retry of an event that did go out would record it twice.
+    """
+
     event: AccountEvent
-    stream_seq: int | None
+    stream_seq: int | None  # None while the event is in the outbox
+    by_another_relay: bool = False
+    outbox_reason: str | None = None
+
+    def where(self) -> str:
+        """`stream seq 7`, `stream seq 7 (sent by another relay)`, or `in the outbox: <reason>; ...`."""
+        if self.stream_seq is None:
+            return f"in the outbox: {self.outbox_reason}; it goes out with the next relay"
+        return f"stream seq {self.stream_seq}" + (" (sent by another relay)" if self.by_another_relay else "")
 
 
 class Publisher:
@@ -87,37 +102,63 @@ class Publisher:
             self._writer = None
 
     async def publish(self, kind: str, user_id: str, amount_cents: int) -> PublishResult:
-        """Write the transaction and relay it now; `stream_seq` is None if NATS was unreachable."""
+        """Write the transaction, relay it now, and say where it really is (see `relay_and_report`)."""
         event = await self.record(kind, user_id, amount_cents)
-        seqs = await self.relay_once()
-        return PublishResult(event, seqs.get(event.id))
+        return await self.relay_and_report(event)
+
+    async def relay_and_report(self, event: AccountEvent) -> PublishResult:
+        """Relay now, then where `event` really is.
+
+        Another relay may have sent it first: `run_relay` wakes on the same record and may take the
+        relay lock before this call does, and a relay in another process sends the same outbox. So an
+        event this pass did not send is looked up in its row. The lock is held until the answer is
+        built, so the reason given for an unsent event is this pass's failure, not a later pass's.
+        """
+        async with self._relay_lock:
+            sent = await self._relay()
+            if event.id in sent:
+                return PublishResult(event, sent[event.id])
+            stream_seq = await self.db.stream_seq(event.id)
+            if stream_seq is not None:
+                return PublishResult(event, stream_seq, by_another_relay=True)
+            return PublishResult(event, None, outbox_reason=self._outbox_reason())
+
+    def _outbox_reason(self) -> str:
+        """Why the last relay pass left rows in the outbox."""
+        if self.nc is None or not self.nc.is_connected:
+            return "NATS not connected"
+        return self.last_error or "no PubAck"
 
     async def relay_once(self) -> dict[str, int]:
         """Send every unpublished transaction; returns event id -> stream sequence of those sent.
 
         Stops at the first failure, keeping what was acknowledged before it.
         """
+        async with self._relay_lock:
+            return await self._relay()
+
+    async def _relay(self) -> dict[str, int]:
+        """`relay_once`, for a caller that holds the relay lock."""
         if self.nc is None:
             return {}
-        async with self._relay_lock:
-            sent: dict[str, int] = {}
-            while True:
-                pending = await self.db.unpublished(self.batch)
-                if not pending:
+        sent: dict[str, int] = {}
+        while True:
+            pending = await self.db.unpublished(self.batch)
+            if not pending:
+                self.stalled_since = None
+                return sent
+            acks = await self._send(pending)
+            if self.crash_after_send and acks:
+                self._crash("after publishing, before marking the outbox rows published")
+            await self.db.mark_published([(event.id, seq) for event, seq in acks])
+            sent.update((event.id, seq) for event, seq in acks)
+            self.published_count += len(acks)
+            if len(acks) < len(pending):
+                if sent:
                     self.stalled_since = None
-                    return sent
-                acks = await self._send(pending)
-                if self.crash_after_send and acks:
-                    self._crash("after publishing, before marking the outbox rows published")
-                await self.db.mark_published([(event.id, seq) for event, seq in acks])
-                sent.update((event.id, seq) for event, seq in acks)
-                self.published_count += len(acks)
-                if len(acks) < len(pending):
-                    if sent:
-                        self.stalled_since = None
-                    elif self.stalled_since is None:
-                        self.stalled_since = time.monotonic()
-                    return sent
+                elif self.stalled_since is None:
+                    self.stalled_since = time.monotonic()
+                return sent
 
     def stalled_for(self) -> float:
         """Seconds the outbox has been stuck: rows waiting and no relay pass able to send any."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiosqlite
 
 from publisher.events import AccountEvent, EventType, kind_to_type, new_event_id, utc_now_iso, validate_user_id
-from publisher.sqlite import Schema, open_sqlite, select_in
+from publisher.sqlite import Schema, open_sqlite, select_in, write_transaction
 
 SCHEMA = Schema(
     """
@@ -81,28 +81,22 @@ class TransactionsDB:
             return await self._record_many(checked)
 
     async def _record_many(self, requests: list[tuple[EventType, str, int]]) -> list[AccountEvent]:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            users = sorted({user_id for _, user_id, _ in requests})
-            rows = await select_in(
-                self._db, "SELECT user_id, MAX(number) FROM transactions WHERE user_id IN ({}) GROUP BY user_id", users
-            )
-            last: dict[str, int] = dict(rows)
-            events = []
-            for event_type, user_id, amount_cents in requests:
-                last[user_id] = last.get(user_id, 0) + 1
-                events.append(
-                    AccountEvent(new_event_id(), event_type, user_id, amount_cents, last[user_id], utc_now_iso())
-                )
-            await self._db.executemany(
-                "INSERT INTO transactions (id, user_id, number, type, amount_cents, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [(e.id, e.user_id, e.number, e.type, e.amount_cents, e.created_at) for e in events],
-            )
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+        return await write_transaction(self._db, lambda: self._insert(requests))
+
+    async def _insert(self, requests: list[tuple[EventType, str, int]]) -> list[AccountEvent]:
+        users = sorted({user_id for _, user_id, _ in requests})
+        rows = await select_in(
+            self._db, "SELECT user_id, MAX(number) FROM transactions WHERE user_id IN ({}) GROUP BY user_id", users
+        )
+        last: dict[str, int] = dict(rows)
+        events = []
+        for event_type, user_id, amount_cents in requests:
+            last[user_id] = last.get(user_id, 0) + 1
+            events.append(AccountEvent(new_event_id(), event_type, user_id, amount_cents, last[user_id], utc_now_iso()))
+        await self._db.executemany(
+            "INSERT INTO transactions (id, user_id, number, type, amount_cents, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [(e.id, e.user_id, e.number, e.type, e.amount_cents, e.created_at) for e in events],
+        )
         return events
 
     async def unpublished(self, limit: int = 500) -> list[AccountEvent]:
@@ -122,16 +116,28 @@ class TransactionsDB:
             return
         now = utc_now_iso()
         async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                await self._db.executemany(
+            await write_transaction(
+                self._db,
+                lambda: self._db.executemany(
                     "UPDATE transactions SET published_at = ?, stream_seq = ? WHERE id = ? AND published_at IS NULL",
                     [(now, seq, event_id) for event_id, seq in acks],
-                )
-                await self._db.execute("COMMIT")
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
+                ),
+            )
+
+    async def stream_seq(self, event_id: str) -> int | None:
+        """The stream sequence of a published event, None while it waits in the outbox.
+
+        Read from the row, so it also knows of a relay in another process (or another task) that sent
+        the event: only such a row tells whether the event went out, not what one relay pass saw.
+        """
+        async with self._write_lock, self._db.execute(
+            "SELECT published_at, stream_seq FROM transactions WHERE id = ?", (event_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            raise LookupError(f"no transaction {event_id} in {self.path.name}")
+        published_at, stream_seq = row
+        return None if published_at is None else int(stream_seq)
 
     async def count_unpublished(self) -> int:
         async with self._write_lock, self._db.execute(

@@ -1,6 +1,7 @@
 """`natslab publish`: deposits and withdrawals through the transactions service (write, then publish).
 
-One transaction (`natslab publish deposit jim 70`) prints its user, number, id and stream sequence;
+One transaction (`natslab publish deposit jim 70`) prints its user, number, id and where its row says
+it is: its stream sequence (also when another relay sent it first), or in the outbox and why;
 `--random N` records N random ones with a progress bar and relays them. Both give up on a NATS server
 that stays unreachable for `--nats-timeout`, leaving what they recorded in the outbox.
 """
@@ -95,9 +96,8 @@ async def _publish_one(publisher: Publisher, request: tuple[str, str, int], cras
     publisher.crash_after_send = crash == "after-publish"
     result = await publisher.publish(kind, user, cents)
     event = result.event
-    where = f"stream seq {result.stream_seq}" if result.stream_seq else "in the outbox (NATS unreachable; sent later)"
-    print(f"{event.user_id} #{event.number} {kind} {format_cents(cents)} id={event.id} {where}")
-    return 0 if result.stream_seq else 1
+    print(f"{event.user_id} #{event.number} {kind} {format_cents(cents)} id={event.id} {result.where()}")
+    return 0 if result.stream_seq is not None else 1
 
 
 async def _publish_random(

@@ -146,9 +146,8 @@ class NatslabApp(App[int]):
             self.view.apply_report(message.report)
 
     def on_event_published(self, message: messages.EventPublished) -> None:
-        event = message.event
-        where = f"stream seq {message.stream_seq}" if message.stream_seq else "in the outbox until NATS is back"
-        self.notify(f"{event.describe()}: {where}", title="published", markup=False, timeout=3)
+        result = message.result
+        self.notify(f"{result.event.describe()}: {result.where()}", title="published", markup=False, timeout=3)
 
     def on_burst_published(self, message: messages.BurstPublished) -> None:
         self.notify(f"{message.count} random events recorded; the outbox relay sends them", markup=False, timeout=3)

@@ -140,8 +140,7 @@ class LabDriver:
     async def publish(self, kind: str, user_id: str, amount_cents: int) -> None:
         lab = self.ready()
         assert lab.publisher is not None
-        result = await lab.publisher.publish(kind, user_id, amount_cents)
-        self.post(EventPublished(result.event, result.stream_seq))
+        self.post(EventPublished(await lab.publisher.publish(kind, user_id, amount_cents)))
 
     async def publish_burst(self, count: int) -> None:
         lab = self.ready()

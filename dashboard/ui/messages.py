@@ -17,7 +17,7 @@ from dashboard.lab.supervisor import Member
 from dashboard.ui.view import ConsumerView
 from listeners.accounts import AccountRow
 from listeners.status import ListenerStatus
-from publisher.events import AccountEvent
+from publisher.service import PublishResult
 
 
 @dataclass
@@ -98,8 +98,7 @@ class CheckFinished(Message, bubble=False):
 
 @dataclass
 class EventPublished(Message):
-    event: AccountEvent
-    stream_seq: int | None
+    result: PublishResult
 
 
 @dataclass

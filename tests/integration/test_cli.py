@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from dashboard.lab.natsserver import EmbeddedServer
 from dashboard.lab.probes import wait_drained
 from dashboard.lab.waits import wait_until
+from publisher.transactions import SCHEMA
 
 NATSLAB = [sys.executable, "-m", "dashboard.commands"]
 
@@ -42,6 +44,31 @@ def test_publish_refuses_bad_input_and_writes_nothing(tmp_path: Path, args: list
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "transactions.db").exists()
+
+
+def test_publish_refuses_a_transactions_db_of_another_schema_and_leaves_it_as_it_was(
+    nats_server: EmbeddedServer, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    with closing(sqlite3.connect(data / "transactions.db")) as db:
+        db.executescript(SCHEMA.sql)
+        db.execute("PRAGMA user_version = 2")
+    before = {path.name: path.read_bytes() for path in data.iterdir()}
+    result = natslab("publish", "deposit", "jim", "7", "--data-dir", str(data), "--nats-url", nats_server.url)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [
+        f"natslab: transactions.db: schema version 2; this natslab reads version 1 (in {data})"
+    ]
+    assert result.stdout == ""
+    assert {path.name: path.read_bytes() for path in data.iterdir()} == before
+
+
+def test_publish_to_a_server_down_from_the_start_records_nothing_and_says_so(tmp_path: Path) -> None:
+    result = natslab("publish", "deposit", "jim", "7", "--data-dir", str(tmp_path), "--nats-url", "nats://127.0.0.1:1")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ["natslab: cannot reach NATS at nats://127.0.0.1:1 (tried for 5 s)"]
     assert not (tmp_path / "transactions.db").exists()
 
 
