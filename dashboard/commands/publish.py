@@ -2,8 +2,9 @@
 
 One transaction (`natslab publish deposit jim 70`) prints its user, number, id and where its row says
 it is: its stream sequence (also when another relay sent it first), or in the outbox and why;
-`--random N` records N random ones with a progress bar and relays them. Both give up on a NATS server
-that stays unreachable for `--nats-timeout`, leaving what they recorded in the outbox.
+`--random N` records N random ones with a progress bar and relays them. A single publish gives up
+when NATS does not answer within 5 s, before it records anything; `--random` gives up on a server that
+stays unreachable for `--nats-timeout`, leaving what it recorded in the outbox.
 """
 
 from __future__ import annotations
@@ -75,7 +76,11 @@ async def publish(args: argparse.Namespace, settings: Settings) -> int:
     request = _one_request(args)
     url = require_url(settings)
     nc = await connect_with_retry(url, "natslab-publish", timeout=5.0)
-    db = await TransactionsDB.open(settings.transactions_db)
+    try:
+        db = await TransactionsDB.open(settings.transactions_db)
+    except BaseException:
+        await close_quietly(nc)
+        raise
     try:
         await ensure_stream(nc)
         publisher = Publisher(db, nc)
