@@ -1,4 +1,5 @@
-"""The help screen: every key the dashboard answers to, taken from its bindings."""
+"""The help screen: every key the dashboard answers to, taken from its bindings, and the settings the
+status line shows."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from dashboard.lab.natsserver import SYNC_INTERVAL
+
+STATUS_LINE = (
+    "Status line: ack wait is how long NATS waits for an acknowledgement before it delivers an event again."
+    " sync always: the embedded server writes each event to disk before acknowledging it;"
+    f" sync every {SYNC_INTERVAL}: in the background, so a power loss can take what was acknowledged since."
+)
 
 
 def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tuple[str, str, str]]:
@@ -50,6 +59,7 @@ class HelpScreen(ModalScreen[None]):
             yield Static(table)
             yield Static(
                 Text(
+                    f"{STATUS_LINE}\n\n"
                     "Tab moves between the scrollable panes, arrows and PgUp/PgDn scroll them. Esc or ? closes this.",
                     "dim",
                 ),
