@@ -45,7 +45,7 @@ def test_a_scenario_takes_ack_wait_and_sync_before_or_after_its_name(argv: list[
     assert (settings.ack_wait_s, settings.sync) == (3.0, "interval")
 
 
-@pytest.mark.parametrize("command", [["server"], ["chaos"], []])
+@pytest.mark.parametrize("command", [["server"], ["chaos"], ["bench"], []])
 def test_every_command_that_starts_a_server_takes_sync(command: list[str]) -> None:
     assert settings_from(parsed("--sync", "interval", *command)).sync == "interval"
     assert settings_from(parsed(*command)).sync == DEFAULT_SYNC
