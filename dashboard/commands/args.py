@@ -1,6 +1,7 @@
 """What every `natslab` subcommand shares: argument types, common options, settings, usage errors.
 
-Each argument type refuses bad input with a one-line reason; argparse prints it and exits 2.
+Each argument type refuses bad input with a one-line reason; argparse prints it and exits 2. The
+`NATSLAB_*` variables go through the same types, so a bad one is refused the same way, named.
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
+from urllib.parse import urlsplit
 
-from dashboard.lab.settings import Settings, default_data_dir
+from dashboard.lab.natsserver import DEFAULT_SYNC, SYNC_INTERVAL, SYNC_MODES
+from dashboard.lab.settings import Settings, default_data_dir, unwritable_reason
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from listeners.guard import GAP_TIMEOUT_ACK_WAITS
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
+
+T = TypeVar("T")
 
 EXIT_USAGE = 2
 
@@ -24,11 +29,19 @@ class UsageError(Exception):
     """Bad input from the user: one line on stderr, exit code 2, nothing written."""
 
 
+class DataDirError(Exception):
+    """The data dir cannot be written: one line, exit 1, found before anything is written."""
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors exit with EXIT_USAGE."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+    def options(self) -> dict[str, str]:
+        """dest -> the first spelling of each option this parser takes (`--ack-wait`)."""
+        return {action.dest: action.option_strings[0] for action in self._actions if action.option_strings}
 
 
 def positive_int(text: str) -> int:
@@ -69,6 +82,24 @@ def port(text: str) -> int:
     return int(text)
 
 
+def nats_url(text: str) -> str:
+    """A server URL as nats-py takes it: nats:// or tls://, a host, and a port if not the default."""
+    try:
+        parsed = urlsplit(text)
+        port = parsed.port  # ValueError unless a number in 0-65535
+    except ValueError:
+        port = 0
+    if port == 0 or parsed.scheme not in ("nats", "tls") or not parsed.hostname or parsed.path not in ("", "/"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a NATS URL like nats://127.0.0.1:4222 (or tls://...)")
+    return text
+
+
+def sync_mode(text: str) -> str:
+    if text not in SYNC_MODES:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a sync mode; use always or interval")
+    return text
+
+
 LISTENER_NAME_HELP = "1-32 characters of A-Z, a-z, 0-9, '_' or '-'"
 
 
@@ -93,6 +124,7 @@ def add_common(parser: argparse.ArgumentParser, nats: bool = True) -> None:
     if nats:
         parser.add_argument(
             "--nats-url",
+            type=nats_url,
             default=argparse.SUPPRESS,
             help="use this NATS server instead of the embedded one (env NATSLAB_NATS_URL)",
         )
@@ -124,31 +156,64 @@ def add_gap_timeout(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _from_env(name: str, parse: Callable[[str], float], default: float) -> float:
+def add_sync(parser: argparse.ArgumentParser) -> None:
+    """`--sync`, for the commands that start their own server."""
+    parser.add_argument(
+        "--sync",
+        type=sync_mode,
+        default=argparse.SUPPRESS,
+        metavar="always|interval",
+        help="when the embedded server writes events to disk: before it acknowledges each one, or every"
+        f" {SYNC_INTERVAL} (env NATSLAB_SYNC; default {DEFAULT_SYNC})",
+    )
+
+
+def _from_env(name: str, parse: Callable[[str], T], default: T) -> T:
+    """A `NATSLAB_*` variable through its flag's type; unset or empty is the default."""
+    text = os.environ.get(name, "")
+    if not text:
+        return default
     try:
-        return parse(os.environ.get(name, str(default)))
+        return parse(text)
     except argparse.ArgumentTypeError as exc:
         raise UsageError(f"{name}: {exc}") from None
 
 
+def _option(args: argparse.Namespace, dest: str, env: str, parse: Callable[[str], T], default: T) -> T:
+    """A flag's value if it was given (before or after the subcommand's name), else its variable's."""
+    value = getattr(args, dest, None)
+    return value if value is not None else _from_env(env, parse, default)
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
-    """The settings of a command: its flags, else the environment, else the defaults."""
-    ack_wait = getattr(args, "ack_wait", None)
-    if ack_wait is None:
-        ack_wait = _from_env("NATSLAB_ACK_WAIT", ack_wait_seconds, DEFAULT_ACK_WAIT_S)
-    nats_timeout = getattr(args, "nats_timeout", None)
-    if nats_timeout is None:
-        nats_timeout = _from_env("NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S)
+    """The settings of a command: its flags, else the environment, else the defaults.
+
+    Each variable is checked when its flag is not given, so a bad one fails with its name before
+    anything runs (and a flag still overrides it).
+    """
     return Settings(
         data_dir=(getattr(args, "data_dir", None) or default_data_dir()).expanduser(),
         nats_url=getattr(args, "nats_url", None),
-        ack_wait_s=ack_wait,
-        listeners=getattr(args, "listeners", 2),
-        naive=getattr(args, "naive", 1),
-        defer=getattr(args, "defer", "nak"),
-        nats_timeout_s=nats_timeout,
+        env_nats_url=_from_env("NATSLAB_NATS_URL", nats_url, None),
+        ack_wait_s=_option(args, "ack_wait", "NATSLAB_ACK_WAIT", ack_wait_seconds, DEFAULT_ACK_WAIT_S),
+        listeners=getattr(args, "dashboard_listeners", 2),
+        naive=getattr(args, "dashboard_naive", 1),
+        defer=getattr(args, "dashboard_defer", "nak"),
+        nats_timeout_s=_option(args, "nats_timeout", "NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S),
+        sync=_option(args, "sync", "NATSLAB_SYNC", sync_mode, DEFAULT_SYNC),
         gap_timeout_s=getattr(args, "gap_timeout", None),
     )
+
+
+def require_writable(settings: Settings, args: argparse.Namespace) -> None:
+    """Refuse a data dir that cannot be written (or created), before anything is written there."""
+    reason = unwritable_reason(settings.data_dir)
+    if reason is not None:
+        if getattr(args, "data_dir", None):
+            source = ""
+        else:
+            source = " (from NATSLAB_DATA_DIR)" if os.environ.get("NATSLAB_DATA_DIR") else " (the default)"
+        raise DataDirError(f"data dir {settings.data_dir}{source} is not writable: {reason}")
 
 
 def require_url(settings: Settings) -> str:

@@ -11,13 +11,17 @@ import asyncio
 import json
 import sys
 
-from dashboard.commands.args import UsageError, seconds, whole_number
+from dashboard.commands.args import UsageError, add_sync, seconds, whole_number
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.chaos import ChaosConfig, run_chaos
 from dashboard.lab.checker import format_report
+from dashboard.lab.natsserver import sync_label
 from dashboard.lab.settings import Settings
 
 HELP = "publish while killing, pausing and restarting at random; then check"
+# Chaos pauses listeners past the ack wait, so it has a short one of its own (NATSLAB_ACK_WAIT is not used).
+ACK_WAIT_S = 2.0
+MAX_ACK_WAIT_S = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--listeners", type=whole_number, default=defaults.listeners, help="guarded listeners")
     add("--seed", type=int, default=None, help="random seed (the same seed gives the same plan)")
     add("--json", action="store_true", help="print the result as JSON")
-    add("--ack-wait", type=seconds(0.5, 60), default=2.0, help="ack wait in seconds (default 2)")
+    add("--ack-wait", type=seconds(0.5, MAX_ACK_WAIT_S), default=argparse.SUPPRESS,
+        help=f"ack wait in seconds (default {ACK_WAIT_S:g})")  # fmt: skip
+    add_sync(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -46,7 +52,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         listeners=args.listeners,
     )
-    settings.ack_wait_s = args.ack_wait
+    # Given before the name, --ack-wait was checked against the dashboard's wider range.
+    settings.ack_wait_s = getattr(args, "ack_wait", ACK_WAIT_S)
+    if settings.ack_wait_s > MAX_ACK_WAIT_S:
+        raise UsageError(f"--ack-wait for chaos must be between 0.5 and {MAX_ACK_WAIT_S:g} seconds")
+    seed = "" if config.seed is None else f", seed {config.seed}"
+    uses = f"ack wait {settings.ack_wait_s:g} s, sync {sync_label(settings.sync)}{seed}"
+    print(f"natslab chaos: {uses}", file=sys.stderr, flush=True)
 
     def progress(line: str) -> None:
         sys.stderr.write(f"\r{line:<70}")

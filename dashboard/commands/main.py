@@ -16,11 +16,14 @@ from types import ModuleType
 from dashboard.commands import bench, chaos, check, listener, publish, scenario, server
 from dashboard.commands.args import (
     EXIT_USAGE,
+    DataDirError,
     Parser,
     UsageError,
     add_ack_wait,
     add_common,
     add_gap_timeout,
+    add_sync,
+    require_writable,
     settings_from,
     whole_number,
 )
@@ -37,22 +40,52 @@ COMMANDS: dict[str, ModuleType] = {
     "bench": bench,
     "check": check,
 }
+# The commands that write in the data dir (None: the dashboard); each refuses one it cannot write.
+WRITERS = (None, "server", "listener", "publish")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> Parser:
+    """The dashboard's options, then one subparser per command. Every option before the command's
+    name leaves no attribute unless given, so `misplaced` can tell what was given there; the
+    dashboard's own (`--listeners`, `--naive`, `--defer`) have dests no command shares."""
     parser = Parser(prog="natslab", description="A lab for concurrency in event-based services on NATS JetStream.")
     add_common(parser)
-    parser.add_argument("--listeners", type=whole_number, default=2, help="guarded listeners to start (default 2)")
-    parser.add_argument("--naive", type=whole_number, default=1, help="naive listeners to start (default 1)")
+    parser.add_argument(
+        "--listeners", dest="dashboard_listeners", type=whole_number, default=argparse.SUPPRESS, metavar="N",
+        help="guarded listeners to start (default 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--naive", dest="dashboard_naive", type=whole_number, default=argparse.SUPPRESS, metavar="N",
+        help="naive listeners to start (default 1)",
+    )  # fmt: skip
     add_ack_wait(parser)
     add_gap_timeout(parser)
     parser.add_argument(
-        "--defer", choices=("nak", "ack-wait"), default="nak", help="how guarded listeners defer early events"
-    )
+        "--defer", dest="dashboard_defer", choices=("nak", "ack-wait"), default=argparse.SUPPRESS,
+        help="how guarded listeners defer early events (default nak)",
+    )  # fmt: skip
+    add_sync(parser)
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for name, module in COMMANDS.items():
-        module.add_arguments(sub.add_parser(name, help=module.HELP))
+        command = sub.add_parser(name, help=module.HELP)
+        module.add_arguments(command)
+        command.set_defaults(command_options=command.options())
     return parser
+
+
+def misplaced(parser: Parser, args: argparse.Namespace) -> str | None:
+    """An option given before the command's name that the command does not take, which would
+    otherwise be dropped without a word (`natslab --listeners 3 bench`)."""
+    if args.command is None:
+        return None
+    takes: dict[str, str] = args.command_options
+    for dest, flag in parser.options().items():
+        if hasattr(args, dest) and dest not in takes:
+            command = f"natslab {args.command}"
+            if flag in takes.values():  # an option of its own by that name, given after the name
+                return f"`{command}` does not take {flag} before its name; give it after: {command} {flag} ..."
+            return f"`{command}` does not take {flag}"
+    return None
 
 
 def run_dashboard(args: argparse.Namespace, settings) -> int:
@@ -62,11 +95,19 @@ def run_dashboard(args: argparse.Namespace, settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     # Commands that set up no log file must not spill library warnings (nats reconnect noise) on stderr.
     logging.getLogger().addHandler(logging.NullHandler())
     try:
+        problem = misplaced(parser, args)
+        if problem is not None:
+            raise UsageError(problem)
+        if args.command is None and hasattr(args, "sync") and hasattr(args, "nats_url"):
+            raise UsageError("--sync sets natslab's own server; with --nats-url that server's configuration decides")
         settings = settings_from(args)
+        if args.command in WRITERS:
+            require_writable(settings, args)
         command = COMMANDS.get(args.command)
         return command.run(args, settings) if command is not None else run_dashboard(args, settings)
     except UsageError as exc:
@@ -74,6 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except (LabError, ServerError, DatabaseUnavailable, OSError) as exc:
+    except (DataDirError, LabError, ServerError, DatabaseUnavailable, OSError) as exc:
         print(f"natslab: {exc}", file=sys.stderr)
         return 1

@@ -12,9 +12,10 @@ import json
 import random
 from typing import Any
 
-from dashboard.commands.args import UsageError, add_ack_wait
+from dashboard.commands.args import UsageError, add_ack_wait, add_sync
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.checker import format_report
+from dashboard.lab.natsserver import sync_label
 from dashboard.lab.scenarios import SCENARIOS, run_scenario
 from dashboard.lab.settings import Settings
 from listeners.accounts import AccountRow
@@ -29,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list", action="store_true", help="list the scenarios")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_ack_wait(parser)
+    add_sync(parser)
     parser.add_argument("--seed", type=int, default=None, help="random seed for the scenario's choices")
 
 
@@ -49,6 +51,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"unknown scenario {args.name!r}; one of: {', '.join(SCENARIOS)}")
     scenario = chosen
     steps: list[str] = []
+    if not args.json:  # what the run uses, so a flag that was given can be seen to count
+        uses = f"ack wait {settings.ack_wait_s:g} s, sync {sync_label(settings.sync)}"
+        print(f"natslab scenario {scenario.name}: {uses}", flush=True)
 
     async def say(caption: str) -> None:
         steps.append(caption)
@@ -60,6 +65,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.json:
             result = {
                 "scenario": scenario.name,
+                "ackWait_s": settings.ack_wait_s,
+                "sync": settings.sync,
                 "steps": steps,
                 "guarded": [_row(row) for row in guarded],
                 "naive": [_row(row) for row in naive],

@@ -7,8 +7,8 @@ import asyncio
 import signal
 import sys
 
-from dashboard.commands.args import add_common, port
-from dashboard.lab.natsserver import EmbeddedServer
+from dashboard.commands.args import add_common, add_sync, port
+from dashboard.lab.natsserver import EmbeddedServer, PortInUse, ServerError, sync_label
 from dashboard.lab.settings import Settings
 
 HELP = "run the embedded nats-server in the foreground"
@@ -17,6 +17,7 @@ HELP = "run the embedded nats-server in the foreground"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, nats=False)
     parser.add_argument("--port", type=port, default=None, help="client port (default: a free one)")
+    add_sync(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -24,12 +25,25 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def serve(settings: Settings, client_port: int | None) -> int:
-    """Run until Ctrl-C or SIGTERM; print the URL first, and leave it in the data dir for other commands."""
-    server = EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log", port=client_port)
-    url = await server.start()
+    """Run until Ctrl-C or SIGTERM; print the URL first, and leave it in the data dir for other commands.
+
+    A server that ends by itself is a failure (ServerError, exit 1), never a quiet exit 0.
+    """
+    server = EmbeddedServer(
+        settings.store_dir, settings.logs_dir / "nats-server.log", port=client_port, sync=settings.sync
+    )
+    try:
+        url = await server.start()
+    except PortInUse as exc:
+        raise ServerError(f"{exc}; pick another --port or leave it out for a free one") from None
     settings.url_file.write_text(url + "\n")
     print(url, flush=True)
-    print(f"JetStream store: {settings.store_dir}; log: {server.log_file}; Ctrl-C stops", file=sys.stderr, flush=True)
+    print(
+        f"JetStream store: {settings.store_dir}, sync {sync_label(settings.sync)}; log: {server.log_file};"
+        f" monitoring: {server.monitor_url}; Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -40,6 +54,9 @@ async def serve(settings: Settings, client_port: int | None) -> int:
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
             except asyncio.TimeoutError:
                 pass
+        code = server.exit_code
+        if not stop.is_set() and code is not None:
+            raise ServerError(f"nats-server (pid {server.pid}) ended by itself with code {code}; see {server.log_file}")
     finally:
         await server.stop()
         settings.url_file.unlink(missing_ok=True)

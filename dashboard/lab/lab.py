@@ -121,7 +121,7 @@ class Lab:
         if settings.nats_url:
             self._url = settings.nats_url
         else:
-            self.server = EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log")
+            self.server = EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log", sync=settings.sync)
             self.server_state = "starting"
             self._url = await self.server.start()
             settings.url_file.write_text(self._url + "\n")

@@ -3,6 +3,11 @@
 It binds 127.0.0.1 on a free port (the server picks it and reports it in a ports file), keeps its
 JetStream store under the data dir, and restarts on the same port with the same store, so listeners
 reconnect to the URL they were given.
+
+The server is known to be up only when the ports file named after its own pid appears: nats-server
+writes it after it bound its ports, so another program answering on the port is never taken for it.
+How often JetStream flushes its files to disk (`sync`) has no command-line flag; it goes in a small
+config file written next to the store at each start.
 """
 
 from __future__ import annotations
@@ -24,9 +29,40 @@ from pathlib import Path
 MIN_VERSION = (2, 11, 0)
 START_TIMEOUT_S = 15.0
 
+# "always": JetStream fsyncs every write before it acknowledges it, so a PubAck survives a power
+# loss. "interval": it fsyncs in the background every SYNC_INTERVAL (nats-server's own default), so
+# what was acknowledged since the last sync can vanish with the machine (not with the process).
+SYNC_MODES = ("always", "interval")
+SYNC_INTERVAL = "2m"
+DEFAULT_SYNC = "always"
+CONFIG_FILE = "nats-server.conf"
+
 
 class ServerError(RuntimeError):
     """The embedded server cannot be found, is too old, or did not start."""
+
+
+class PortInUse(ServerError):
+    """The client port asked for is held by another program."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} on 127.0.0.1 is in use by another program")
+        self.port = port
+
+
+def sync_label(sync: str) -> str:
+    """How the sync mode reads after the word "sync": `always`, or `every 2m`."""
+    return "always" if sync == "always" else f"every {SYNC_INTERVAL}"
+
+
+def write_config(path: Path, sync: str) -> None:
+    """The server's config file: only what has no flag. The duration is quoted: unquoted, `2m` is
+    read as the number 2,000,000 (seconds)."""
+    value = "always" if sync == "always" else f'"{SYNC_INTERVAL}"'
+    path.write_text(
+        "# Written by natslab at every start of its embedded server; edits are overwritten.\n"
+        f"jetstream {{\n  sync_interval: {value}\n}}\n"
+    )
 
 
 def find_nats_server() -> Path:
@@ -74,23 +110,55 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         pass
 
 
-def port_accepts(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.2):
+def port_taken(port: int) -> bool:
+    """Another program holds the loopback port: found by binding it (as nats-server will) and letting
+    go, before anything is written. The server's own ports file stays the proof that it is up."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Go does: TIME_WAIT is no owner
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
             return True
+    return False
+
+
+def read_ports(path: Path) -> dict[str, list[str]] | None:
+    """The URLs in a ports file; None while it is missing or not completely written."""
+    try:
+        ports = json.loads(path.read_text())
+        return ports if isinstance(ports, dict) and ports.get("nats") else None
+    except (OSError, ValueError):
+        return None
+
+
+def fatal_line(log_file: Path, offset: int) -> str | None:
+    """The last fatal error nats-server logged past `offset` (where this run's lines begin)."""
+    try:
+        with log_file.open("rb") as log:
+            log.seek(offset)
+            lines = log.read().decode(errors="replace").splitlines()
     except OSError:
-        return False
+        return None
+    fatal = [line.split("[FTL] ", 1)[1] for line in lines if "[FTL] " in line]
+    return fatal[-1] if fatal else None
 
 
 class EmbeddedServer:
     """One nats-server process with JetStream; start, stop and restart keep port and store."""
 
-    def __init__(self, store_dir: Path, log_file: Path, port: int | None = None, binary: Path | None = None) -> None:
+    def __init__(
+        self, store_dir: Path, log_file: Path, port: int | None = None, binary: Path | None = None, sync: str = DEFAULT_SYNC
+    ) -> None:
+        if sync not in SYNC_MODES:
+            raise ServerError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
         self.store_dir = store_dir
         self.log_file = log_file
         self.port = port
         self.binary = binary
+        self.sync = sync
         self.version: tuple[int, int, int] | None = None
+        # The server's HTTP monitoring (`/varz`, `/jsz`), on a free loopback port of its own.
+        self.monitor_url: str | None = None
         self._process: subprocess.Popen | None = None
 
     @property
@@ -118,16 +186,23 @@ class EmbeddedServer:
         if self.binary is None:
             self.binary = find_nats_server()
         self.version = check_version(self.binary)
+        if self.port and port_taken(self.port):
+            raise PortInUse(self.port)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         ports_dir = self.store_dir / "ports"
         ports_dir.mkdir(exist_ok=True)
-        for stale in ports_dir.glob("*.ports"):
+        for stale in ports_dir.glob("*.ports"):  # a reused pid must not find an old file
             stale.unlink(missing_ok=True)
+        config = self.store_dir / CONFIG_FILE
+        write_config(config, self.sync)
+        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         args = [
             str(self.binary),
+            "-c", str(config),
             "-a", "127.0.0.1",
             "-p", str(self.port if self.port else -1),
+            "-m", "-1",
             "-js",
             "-sd", str(self.store_dir),
             "--ports_file_dir", str(ports_dir),
@@ -146,19 +221,25 @@ class EmbeddedServer:
             code = self._process.poll()
             if code is not None:
                 self._process = None
-                raise ServerError(f"nats-server exited with code {code} at start; see {self.log_file}")
-            if self.port is None and ports_file.exists():
-                try:
-                    urls = json.loads(ports_file.read_text())["nats"]
-                    self.port = int(urls[0].rsplit(":", 1)[1])
-                except (ValueError, KeyError, IndexError):
-                    pass  # written but not complete yet
-            if self.port is not None and port_accepts("127.0.0.1", self.port):
+                raise self._start_failure(code, log_offset)
+            ports = read_ports(ports_file)
+            if ports is not None:
+                self.port = int(ports["nats"][0].rsplit(":", 1)[1])
+                self.monitor_url = (ports.get("monitoring") or [None])[0]
                 return self.url
             if time.monotonic() > deadline:
                 await self.stop()
-                raise ServerError(f"nats-server did not accept connections within {timeout:.0f} s; see {self.log_file}")
+                raise ServerError(f"nats-server did not start within {timeout:g} s; see {self.log_file}")
             await asyncio.sleep(0.02)
+
+    def _start_failure(self, code: int, log_offset: int) -> ServerError:
+        """Why the server exited at start, from what it logged: a port held by another program is
+        said so; anything else gives nats-server's own words."""
+        fatal = fatal_line(self.log_file, log_offset)
+        if self.port and fatal and f"127.0.0.1:{self.port}" in fatal and "address already in use" in fatal:
+            return PortInUse(self.port)
+        said = f": {fatal}" if fatal else ""
+        return ServerError(f"nats-server exited with code {code} at start{said}; see {self.log_file}")
 
     async def stop(self, timeout: float = 10.0) -> None:
         process, self._process = self._process, None

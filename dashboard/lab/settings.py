@@ -9,6 +9,7 @@ from pathlib import Path
 import platformdirs
 
 from dashboard.lab.logs import LOGS
+from dashboard.lab.natsserver import DEFAULT_SYNC
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
@@ -17,6 +18,22 @@ URL_FILE = "nats.url"
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("NATSLAB_DATA_DIR") or platformdirs.user_data_path("natslab"))
+
+
+def unwritable_reason(data_dir: Path) -> str | None:
+    """Why natslab could not write in `data_dir`, or create it, or None when it can; found without
+    writing anything (the permission bits, a read-only mount, a file in the way)."""
+    target = data_dir.absolute()
+    try:
+        existing = next(path for path in (target, *target.parents) if path.exists())
+        if not existing.is_dir():
+            return "it is not a directory" if existing == target else f"{existing} is not a directory"
+        if os.access(existing, os.W_OK | os.X_OK):
+            return None
+        why = "read-only file system" if os.statvfs(existing).f_flag & os.ST_RDONLY else "permission denied"
+        return why if existing == target else f"cannot create it in {existing} ({why})"
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 @dataclass(slots=True)
@@ -32,6 +49,10 @@ class Settings:
     nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S
     # How long the guard waits for a missing number before parking the events behind it; None: 10 ack waits.
     gap_timeout_s: float | None = None
+    # NATSLAB_NATS_URL, checked: the server of the commands that do not start one, after --nats-url.
+    env_nats_url: str | None = None
+    # How the embedded server flushes JetStream to disk: "always" or "interval" (see natsserver.py).
+    sync: str = DEFAULT_SYNC
 
     @property
     def transactions_db(self) -> Path:
@@ -52,11 +73,9 @@ class Settings:
 
     def discovered_nats_url(self) -> str | None:
         """`--nats-url`, else `NATSLAB_NATS_URL`, else the URL of an embedded server running on this data dir."""
-        if self.nats_url:
-            return self.nats_url
-        env = os.environ.get("NATSLAB_NATS_URL")
-        if env:
-            return env
+        url = self.nats_url or self.env_nats_url
+        if url:
+            return url
         try:
             return self.url_file.read_text().strip() or None
         except OSError:

@@ -57,8 +57,9 @@ class NatslabApp(App[int]):
         self.clock = clock
         self.driver = LabDriver(settings, self.post_message, clock)
         self.view = LabView(
-            url=settings.nats_url, embedded=settings.nats_url is None, ack_wait_s=settings.ack_wait_s, now=clock()
-        )
+            url=settings.nats_url, embedded=settings.nats_url is None, ack_wait_s=settings.ack_wait_s,
+            sync=None if settings.nats_url else settings.sync, now=clock(),
+        )  # fmt: skip
         self.last_user = "jim"
         self.main = MainScreen()
 

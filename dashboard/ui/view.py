@@ -268,6 +268,7 @@ class LabView:
     connected: bool = False
     phase: str = "starting"  # starting, running, stopping, failed
     ack_wait_s: float = 5.0
+    sync: str | None = None  # the embedded server's sync mode; None when the server is external
     outbox_error: str | None = None
     poll_error: str | None = None
     caption: str = ""

@@ -17,7 +17,7 @@ from dashboard.commands import bench
 from dashboard.commands.args import settings_from
 from dashboard.commands.bench import figures, report
 
-PHASES = ("raw", "pipeline", "latency", "nak", "recovery", "ackWait", "dashboard")
+PHASES = ("raw", "durability", "pipeline", "latency", "nak", "recovery", "ackWait", "dashboard")
 TARGETS = ("pipeline", "latency", "nak", "dashboard-cpu", "dashboard-rss", "first-frame")
 
 
@@ -56,6 +56,10 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
     # Every event acked once, plus once more per redelivery (a loaded machine can pass the 1 s ack wait).
     assert phases["raw"]["events"] == 300 and sum(phases["raw"]["perConsumer"]) - phases["raw"]["redelivered"] == 300
     assert phases["raw"]["eventsPerSecond"] > 0
+    # Both sync modes measured, each on a server of its own, every publish acknowledged.
+    assert phases["durability"]["events"] == 300 and set(phases["durability"]["modes"]) == {"always", "interval"}
+    for mode in phases["durability"]["modes"].values():
+        assert mode["publishPerSecond"] > 0 and mode["pubAck"]["n"] == phases["durability"]["oneAtATime"]
     assert phases["pipeline"]["events"] == 300 and sum(phases["pipeline"]["perListener"].values()) == 300
     assert phases["latency"]["publishToApplied"]["n"] == phases["latency"]["events"] == 200
     assert set(phases["latency"]["stages"]) == {"outbox", "relay", "delivery", "apply"}
@@ -76,7 +80,7 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
     assert {target["verdict"] for target in result["targets"]} <= {"met", "MISSED", "n/a"}
 
     # Progress went to stderr, phase by phase, and the temporary data dir is gone.
-    assert "[1/8] raw transport" in err and "[8/8] checking the databases" in err
+    assert "[1/9] raw transport" in err and "[9/9] checking the databases" in err
     data_dir = Path(re.search(r"embedded nats-server in (\S+)", err)[1])  # type: ignore[index]
     assert not data_dir.exists()
 
@@ -86,6 +90,10 @@ def test_table_names_every_measure_and_verdict() -> None:
     ms = {"n": 5, "p50_ms": 12.0, "p99_ms": 40.0, "max_ms": 41.0}
     result.phases = {
         "raw": {"eventsPerSecond": 10_000, "publishPerSecond": 20_000},
+        "durability": {"modes": {
+            "always": {"publishPerSecond": 4_500, "pubAck": {"n": 9, "p50_ms": 0.52, "p99_ms": 1.1}},
+            "interval": {"publishPerSecond": 33_000, "pubAck": {"n": 9, "p50_ms": 0.18, "p99_ms": 0.7}},
+        }},
         "pipeline": {"eventsPerSecond": 6_000, "deferrals": 12},
         "latency": {"offeredPerSecond": 1_000, "publishToApplied": ms},
         "nak": {"earlyPublishToApplied": ms, "pairs": 5},
@@ -95,6 +103,10 @@ def test_table_names_every_measure_and_verdict() -> None:
     }
     result.targets = report.targets(result)
     table = report.format_table(result)
+    lines = {line.split("  ")[0]: line for line in table.splitlines()}
+    assert "4,500 events/s; one at a time p50 0.5 ms, p99 1.1 ms" in lines["publish alone, sync always"]
+    assert "33,000 events/s; one at a time p50 0.2 ms, p99 0.7 ms" in lines["publish alone, sync every 2m"]
+    assert "sync always;" in table.splitlines()[0]
     assert "6,000 events/s, 60% of raw (12 deferrals)" in table
     assert ">= 50% of raw: met" in table
     assert "p50 12 ms, p99 40 ms" in table and "p99 < 50 ms: met" in table

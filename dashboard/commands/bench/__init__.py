@@ -4,15 +4,18 @@ One run, on a fresh embedded server in a temporary data dir, phase by phase:
 
 1. raw transport: the same events published with `publish_async` to a stream of their own and
    consumed by L processes through a pull consumer configured like the guarded group, acked, no work;
-2. guarded pipeline: the publisher with its outbox, JetStream, L guarded listeners, `accounts.db`;
-3. publish-to-applied latency at a fixed offered rate, open loop (each request at its time, whether
+2. durability: the same number of events published alone with each sync mode (`always`,
+   `interval`), each on a fresh server of its own, in a burst and one at a time: what an fsync
+   before every PubAck costs (the other phases run with `--sync`);
+3. guarded pipeline: the publisher with its outbox, JetStream, L guarded listeners, `accounts.db`;
+4. publish-to-applied latency at a fixed offered rate, open loop (each request at its time, whether
    or not earlier ones are done): from the request to the time its listener reported it committed
    and acknowledged, with where the time went (outbox, relay, delivery, apply);
-4. out-of-order resolution with `--defer nak`: early events (#2 before #1) published straight to the
+5. out-of-order resolution with `--defer nak`: early events (#2 before #1) published straight to the
    subjects, their predecessors once every early event has been deferred;
-5. recovery: SIGKILL of a listener holding an event, until another listener applied it;
-6. the same out-of-order round with `--defer ack-wait`;
-7. the dashboard's cost, measured from outside: it runs as its own process in a private tmux server
+6. recovery: SIGKILL of a listener holding an event, until another listener applied it;
+7. the same out-of-order round with `--defer ack-wait`;
+8. the dashboard's cost, measured from outside: it runs as its own process in a private tmux server
    (this module never imports Textual), watching this run's server and data dir; CPU and RSS come
    from /proc, the screen from `capture-pane` (first full frame; `?` and Esc while events flow).
 
@@ -29,7 +32,7 @@ import json
 import sys
 from pathlib import Path
 
-from dashboard.commands.args import UsageError, add_ack_wait, positive_int, seconds
+from dashboard.commands.args import UsageError, add_ack_wait, add_sync, positive_int, seconds
 from dashboard.commands.bench.figures import (
     DEFAULT_DASHBOARD_CPU_S,
     DEFAULT_DASHBOARD_EVENTS,
@@ -61,6 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"guarded listeners, and raw consumers (default {DEFAULT_LISTENERS})")
     add("--batch", type=positive_int, default=None, help="events fetched per pull (default: the listeners' default)")
     add_ack_wait(parser)
+    add_sync(parser)
     add("--rate", type=positive_int, default=DEFAULT_RATE,
         help=f"offered events/s while measuring latency and the dashboard (default {DEFAULT_RATE:,})")
     add("--latency-seconds", type=_duration_seconds, default=DEFAULT_LATENCY_S,
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         dashboard_events=args.dashboard_events,
         dashboard_cpu_s=args.dashboard_seconds,
         ack_wait_s=settings.ack_wait_s,
+        sync=settings.sync,
         profile_dir=args.profile.resolve() if args.profile else None,
     )
     if config.listeners > 26:
@@ -103,8 +108,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if settings.nats_url:
-        progress("natslab bench: ignoring --nats-url; the benchmark always runs on a fresh embedded server")
     with scratch_data_dir("bench", settings, keep=args.keep) as scratch:
         result = asyncio.run(Bench(config, scratch.data_dir, progress).run())
         if args.json:

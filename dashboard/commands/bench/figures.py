@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dashboard.lab.checker import CheckReport
+from dashboard.lab.natsserver import DEFAULT_SYNC
 from dashboard.lab.traffic import Request, random_requests, user_names
 from dashboard.lab.waits import wait_until
 from listeners.status import ListenerStatus
@@ -75,6 +76,7 @@ class BenchConfig:
     dashboard_events: int = DEFAULT_DASHBOARD_EVENTS
     dashboard_cpu_s: float = DEFAULT_DASHBOARD_CPU_S
     ack_wait_s: float = 5.0
+    sync: str = DEFAULT_SYNC
     profile_dir: Path | None = None
 
 

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from dashboard.commands.bench.figures import AppliedRow, numbered, parse_iso, spread, traffic
 from dashboard.lab.history import read_history
-from dashboard.lab.natsserver import die_with_parent
+from dashboard.lab.natsserver import SYNC_MODES, EmbeddedServer, die_with_parent
 from dashboard.lab.probes import HOLD_MS, drained, holder_of, wait_listeners_ready
-from dashboard.lab.waits import LabError, wait_until
+from dashboard.lab.waits import LabError, close_quietly, connect_with_retry, wait_until
 from listeners.groups import GUARDED_GROUP, consumer_config
 from publisher.events import AccountEvent
-from publisher.jetstream import stream_config
+from publisher.jetstream import ensure_stream, stream_config
 
 if TYPE_CHECKING:
     from dashboard.commands.bench.run import Bench
@@ -28,6 +28,8 @@ RAW_SUBJECT_PREFIX = "natslab.bench"
 RAW_CONSUMER = "bench-raw"
 # Like the publisher's relay: this many publishes in flight, then wait for their PubAcks.
 PUBLISH_WINDOW = 500
+# Publishes made one at a time (each waits for its PubAck) per sync mode: what one event costs.
+SYNC_ONE_AT_A_TIME = 300
 
 
 async def raw_transport(bench: Bench) -> dict[str, Any]:
@@ -86,6 +88,45 @@ async def raw_transport(bench: Bench) -> dict[str, Any]:
         "perConsumer": [report.get("count", 0) for report in reports],
         "redelivered": sum(report.get("redelivered", 0) for report in reports),
     }
+
+async def durability(bench: Bench) -> dict[str, Any]:
+    """Publishing to the event stream with each sync mode, on a fresh server of its own: the cost of
+    an fsync before every PubAck, in a burst (PUBLISH_WINDOW in flight) and one event at a time."""
+    config = bench.config
+    events = numbered(traffic(config.users, config.events, seed=4))
+    one_at_a_time = [AccountEvent.new("deposit", "sync-probe", 100, number) for number in range(1, SYNC_ONE_AT_A_TIME + 1)]
+    modes: dict[str, Any] = {}
+    for mode in SYNC_MODES:
+        folder = bench.data_dir / f"sync-{mode}"
+        server = EmbeddedServer(folder / "nats", folder / "nats-server.log", sync=mode)
+        await server.start()
+        try:
+            nc = await connect_with_retry(server.url, f"natslab-bench-sync-{mode}")
+            try:
+                await ensure_stream(nc)
+                js = nc.jetstream()
+                started = time.monotonic()
+                for offset in range(0, len(events), PUBLISH_WINDOW):
+                    futures = [
+                        await js.publish_async(event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id}, wait_stall=5.0)
+                        for event in events[offset : offset + PUBLISH_WINDOW]
+                    ]
+                    await asyncio.gather(*futures)
+                rate = len(events) / (time.monotonic() - started)
+                waits = []
+                for event in one_at_a_time:
+                    sent = time.monotonic()
+                    await js.publish(event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id})
+                    waits.append(time.monotonic() - sent)
+            finally:
+                await close_quietly(nc)
+        finally:
+            await server.stop()
+        modes[mode] = {"publishPerSecond": round(rate), "pubAck": spread(waits)}
+        figures = modes[mode]["pubAck"]
+        bench.progress(f"    sync {mode}: {rate:,.0f} events/s; one at a time p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
+    return {"events": len(events), "oneAtATime": len(one_at_a_time), "modes": modes}
+
 
 async def _start_raw_consumer(bench: Bench) -> asyncio.subprocess.Process:
     process = await asyncio.create_subprocess_exec(

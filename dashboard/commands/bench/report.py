@@ -14,6 +14,7 @@ from dashboard.commands.bench.figures import (
     BenchResult,
     Target,
 )
+from dashboard.lab.natsserver import SYNC_MODES, sync_label
 
 
 def targets(result: BenchResult) -> list[Target]:
@@ -49,6 +50,9 @@ def _ms(figures: dict[str, Any]) -> str:
 
 
 def _duration(ms: float) -> str:
+    """Whole milliseconds, or tenths below 10 ms (a PubAck takes well under one), or seconds."""
+    if ms < 10:
+        return f"{ms:.1f} ms"
     return f"{ms:,.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s"
 
 
@@ -72,6 +76,18 @@ def format_table(result: BenchResult) -> str:
             f"{raw.get('eventsPerSecond', 0):,} events/s (publish alone {raw.get('publishPerSecond', 0):,}/s)",
             "",
         ),
+    ]
+    durability = phases.get("durability", {}).get("modes", {})
+    rows += [
+        (
+            f"publish alone, sync {sync_label(mode)}",
+            f"{durability[mode]['publishPerSecond']:,} events/s; one at a time {_ms(durability[mode]['pubAck'])}",
+            "",
+        )
+        for mode in SYNC_MODES
+        if mode in durability
+    ]
+    rows += [
         (
             f"guarded pipeline (outbox, {config.listeners} listeners)",
             f"{pipe.get('eventsPerSecond', 0):,} events/s, {ratio:.0%} of raw ({pipe.get('deferrals', 0):,} deferrals)",
@@ -114,7 +130,7 @@ def format_table(result: BenchResult) -> str:
     load = f"load {'/'.join(f'{v:.1f}' for v in machine.get('loadavg', []))}" if machine.get("loadavg") else ""
     lines = [
         f"natslab bench: {config.events:,} events over {config.users:,} users, {config.listeners} guarded"
-        f" listeners (batch {config.batch}), ack wait {config.ack_wait_s:g} s;"
+        f" listeners (batch {config.batch}), ack wait {config.ack_wait_s:g} s, sync {sync_label(config.sync)};"
         f" {machine['cpus']} cores, {load} at the end; {result.seconds:.0f} s",
         "",
     ]

@@ -21,7 +21,7 @@ from dashboard.commands.bench.figures import (
     machine_info,
     parse_iso,
 )
-from dashboard.commands.bench.phases import guarded_pipeline, latency, out_of_order, raw_transport, recovery
+from dashboard.commands.bench.phases import durability, guarded_pipeline, latency, out_of_order, raw_transport, recovery
 from dashboard.commands.bench.report import targets
 from dashboard.lab.lab import Lab
 from dashboard.lab.probes import wait_drained, wait_listeners_ready
@@ -49,6 +49,7 @@ class Bench:
             naive=0,
             defer="nak",
             batch=config.batch,
+            sync=config.sync,
         )
         self.lab = Lab(self.settings)
         self.deliveries = Deliveries()
@@ -68,6 +69,7 @@ class Bench:
         try:
             phases: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
                 ("raw", "raw transport", lambda: raw_transport(self)),
+                ("durability", "publishing with each sync mode", lambda: durability(self)),
                 ("pipeline", "guarded pipeline", lambda: guarded_pipeline(self)),
                 ("latency", "publish-to-applied latency", lambda: latency(self)),
                 ("nak", "out-of-order resolution, --defer nak", lambda: out_of_order(self, "nak")),

@@ -1,4 +1,5 @@
-"""The help screen: every key the dashboard answers to, taken from its bindings."""
+"""The help screen: every key the dashboard answers to, taken from its bindings, and the settings the
+status line shows."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-# What the checker's words on the status line and the account pane mean.
+from dashboard.lab.natsserver import SYNC_INTERVAL
+
+# What the words on the status line, the timeline and the account pane mean.
 LEGEND = (
     ("✓  …  ✗", "the check of each group: nothing wrong · nothing wrong yet, `backlog N` events still to process · something wrong"),
     ("lost dup order", "events never applied · applied twice · applied after a later number (bal: users whose balance is wrong)"),
@@ -18,6 +21,9 @@ LEGEND = (
     ("conflict", "a different event came with a number already used: recorded, never applied"),
     ("parked", "events behind a number that never came (gap timeout): set aside, applied once it comes"),
     ("missing #N since T", "a user's event N has not come since T (UTC): the guard holds the later ones back until it does"),
+    ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),
+    ("sync always", "the embedded server writes each event to disk before acknowledging it"),
+    (f"sync every {SYNC_INTERVAL}", "it writes in the background: a power loss can take what was acknowledged since"),
 )
 
 

@@ -1,4 +1,4 @@
-"""The status line: server and connection, ack wait, events published and processed, the checker's verdict."""
+"""The status line: server and connection, ack wait and sync mode, events published and processed, the checker's verdict."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.widget import Widget
 
 from dashboard.lab.checker import Totals
+from dashboard.lab.natsserver import sync_label
 from dashboard.ui.view import LabView
 
 SEPARATOR = (" │ ", "dim")
@@ -62,6 +63,8 @@ class StatusLine(Widget):
             server.append(f" {view.server_state}" if view.embedded else " external", "dim")
         server.append(*SEPARATOR)
         server.append(f"ack wait {view.ack_wait_s:g}s")
+        if view.sync is not None:
+            server.append(f" · sync {sync_label(view.sync)}")
         server.append(*SEPARATOR)
         server.append(f"published {view.published()} · processed {view.processed()}")
         if view.outbox_error:
