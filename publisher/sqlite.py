@@ -9,6 +9,7 @@ leave nothing running behind it.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
 import time
@@ -195,8 +196,15 @@ async def read_only(path: Path, *, snapshot: bool = False) -> AsyncIterator[aios
 
     With `snapshot`, everything read through it comes from one read transaction, so tables that a
     writer changes together are seen together (the accounts beside their `applied_events`).
+
+    A WAL database is read through its `-shm` file, which SQLite creates if it is missing. In a
+    directory this process cannot write, it cannot: a database closed cleanly (no `-wal` file) is then
+    opened as immutable, which needs neither; nobody can be writing to it there.
     """
-    async with aiosqlite.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None) as db:
+    uri = f"file:{path}?mode=ro"
+    if not os.access(path.parent, os.W_OK) and not _wal_of(path).exists():
+        uri += "&immutable=1"
+    async with aiosqlite.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None) as db:
         if not snapshot:
             yield db
             return
@@ -205,6 +213,10 @@ async def read_only(path: Path, *, snapshot: bool = False) -> AsyncIterator[aios
             yield db
         finally:
             await db.execute("COMMIT")
+
+
+def _wal_of(path: Path) -> Path:
+    return path.with_name(path.name + "-wal")
 
 
 async def fetch_all(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> list[tuple]:
