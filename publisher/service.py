@@ -13,6 +13,8 @@ import asyncio
 import logging
 import os
 import time
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
@@ -24,6 +26,7 @@ from publisher.transactions import TransactionsDB
 log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
+SENT_REMEMBERED = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class Publisher:
         self._writer: asyncio.Task | None = None
         # Fault injection for the publisher-crash scenario: die between the PubAck and the outbox update.
         self.crash_after_send = False
+        # The ids this publisher's relay passes sent lately, to tell its own sends from another process's.
+        self._sent_recently: OrderedDict[str, None] = OrderedDict()
 
     async def record(self, kind: str, user_id: str, amount_cents: int) -> AccountEvent:
         """Write the transaction and wake the relay; the event goes out shortly after.
@@ -120,7 +125,8 @@ class Publisher:
                 return PublishResult(event, sent[event.id])
             stream_seq = await self.db.stream_seq(event.id)
             if stream_seq is not None:
-                return PublishResult(event, stream_seq, by_another_relay=True)
+                # This publisher's own background relay is not "another relay".
+                return PublishResult(event, stream_seq, by_another_relay=event.id not in self._sent_recently)
             return PublishResult(event, None, outbox_reason=self._outbox_reason())
 
     def _outbox_reason(self) -> str:
@@ -152,6 +158,7 @@ class Publisher:
                 self._crash("after publishing, before marking the outbox rows published")
             await self.db.mark_published([(event.id, seq) for event, seq in acks])
             sent.update((event.id, seq) for event, seq in acks)
+            self._remember_sent(event.id for event, _ in acks)
             self.published_count += len(acks)
             if len(acks) < len(pending):
                 if sent:
@@ -159,6 +166,12 @@ class Publisher:
                 elif self.stalled_since is None:
                     self.stalled_since = time.monotonic()
                 return sent
+
+    def _remember_sent(self, ids: Iterable[str]) -> None:
+        for event_id in ids:
+            self._sent_recently[event_id] = None
+        while len(self._sent_recently) > SENT_REMEMBERED:
+            self._sent_recently.popitem(last=False)
 
     def stalled_for(self) -> float:
         """Seconds the outbox has been stuck: rows waiting and no relay pass able to send any."""

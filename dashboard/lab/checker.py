@@ -212,10 +212,13 @@ class _Expected:
 
     events: dict[int, AccountEvent] = field(default_factory=dict)
     ids: dict[int, dict[str, int]] = field(default_factory=dict)  # number -> event id -> highest stream seq
+    from_publisher: set[int] = field(default_factory=set)  # numbers whose event is the publisher's record
 
     def add(self, event: AccountEvent, stream_seq: int, canonical: bool = False) -> None:
         if canonical or event.number not in self.events:
             self.events[event.number] = event
+        if canonical:
+            self.from_publisher.add(event.number)
         seqs = self.ids.setdefault(event.number, {})
         seqs[event.id] = max(seqs.get(event.id, 0), stream_seq)
 
@@ -335,7 +338,7 @@ def check_data(
                 or (verdict.pending == 0 and reached != last)
             )
             total.wrong_balance += verdict.wrong_balance
-        problems += _user_problems(report, history, guarded, parked_by_user.get(user, 0))
+        problems += _user_problems(report, history, guarded, parked_by_user.get(user, 0), floors.get("guarded"))
     unrecorded = [stored for stored in poison if stored.stream_seq not in guarded.poison_seqs]
     if unrecorded:
         problems.append(
@@ -355,19 +358,36 @@ def check_data(
     )
 
 
-def _user_problems(report: UserReport, history: _Expected, guarded: DatabaseState, parked: int) -> list[str]:
+def _fate(event_id: str, seq: int, applied: bool, guarded: DatabaseState, ack_floor: int | None) -> str:
+    """What the guarded group did with one of the events that share a number."""
+    if applied:
+        return "applied"
+    if seq in guarded.conflict_seqs:
+        return "recorded as a conflict"
+    if ack_floor is not None and seq > ack_floor:
+        return "not processed yet"
+    return "neither applied nor recorded as a conflict"
+
+
+def _user_problems(
+    report: UserReport, history: _Expected, guarded: DatabaseState, parked: int, ack_floor: int | None
+) -> list[str]:
     user, g = report.user_id, report.guarded
     problems = []
     if report.gap_at is not None:
         problems.append(f"{user}: number {report.gap_at} is missing from the stream; later events cannot be applied")
+    applied_ids = {(row.number, row.event_id) for row in guarded.applied_by_user().get(user, [])}
     for number, ids in sorted(history.ids.items()):
         if len(ids) > 1:
-            kept = history.events[number].id
-            others = ", ".join(f"{event_id} (stream seq {seq})" for event_id, seq in ids.items() if event_id != kept)
-            recorded = all(seq in guarded.conflict_seqs for event_id, seq in ids.items() if event_id != kept)
+            events = ", ".join(
+                f"{event_id} (stream seq {seq}, {_fate(event_id, seq, (number, event_id) in applied_ids, guarded, ack_floor)})"
+                for event_id, seq in ids.items()
+            )
+            counted = history.events[number].id
+            source = "the publisher's transactions.db" if number in history.from_publisher else "the first stored"
             problems.append(
-                f"{user}: number {number} was published for {len(ids)} different events: {kept} and {others}"
-                + ("" if recorded else "; the guarded group has not recorded the conflict")
+                f"{user}: number {number} was published for {len(ids)} different events: {events};"
+                f" the expected balance counts {counted} ({source})"
             )
     if parked:
         first = min((row for row in guarded.parked if row.user_id == user), key=lambda row: row.number)

@@ -150,6 +150,13 @@ async def run_check(nc: NATS, data_dir: Path) -> CheckReport:
     """The check of a lab's data dir against its server, as one snapshot (see the module's docstring)."""
     floors = await ack_floors(nc)
     guarded = await read_database(data_dir / ACCOUNTS_DB)
+    if not guarded.present and floors.get("guarded", 0) > 0:
+        # Acknowledged events were processed into an account database somewhere: not in this data dir.
+        raise DatabaseUnavailable(
+            data_dir / ACCOUNTS_DB,
+            f"missing, yet the guarded group has acknowledged events up to stream seq {floors['guarded']};"
+            " is this the data dir of the lab on that server?",
+        )
     naive = await read_database(data_dir / NAIVE_ACCOUNTS_DB)
     transactions = await read_transactions(data_dir / "transactions.db")
     snapshot = await last_seq(nc)

@@ -72,6 +72,11 @@ async def test_a_different_event_with_a_used_number_is_a_conflict_and_the_check_
     assert check.returncode == 1, check.stdout + check.stderr
     assert "conflicts=1" in check.stdout and "FAILED" in check.stdout
     assert "number 1 was published for 2 different events" in check.stdout
+    # Which one the guard applied, which one it recorded, and which one the expectation follows.
+    real = rows(lab.settings.transactions_db, "SELECT id FROM transactions WHERE user_id = 'zed'")[0][0]
+    assert f"{real} (stream seq 2, recorded as a conflict)" in check.stdout
+    assert "stream seq 1, applied)" in check.stdout
+    assert f"the expected balance counts {real} (the publisher's transactions.db)" in check.stdout
 
 
 async def test_a_permanent_gap_parks_the_events_behind_it_and_the_missing_event_unparks_them(make_lab) -> None:
@@ -163,3 +168,21 @@ async def test_check_refuses_a_transactions_database_it_cannot_read(nc: NATS, na
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "transactions.db: has another schema" in lines[0]
     assert (data / "transactions.db").read_bytes() == before
+
+
+async def test_check_on_a_data_dir_without_the_groups_database_cannot_check(make_lab, tmp_path: Path) -> None:
+    """Another data dir pointed at a lab's server: its acknowledged events were processed elsewhere."""
+    lab = await make_lab(listeners=1)
+    assert lab.publisher is not None
+    await lab.publisher.record("deposit", "jim", 700)
+    await wait_until(lambda: account(lab, "jim") == (1, 700), 30, "jim #1 applied")
+
+    async def acknowledged() -> bool:
+        return (await lab.consumer_info(GUARDED_GROUP)).ack_floor.stream_seq >= 1
+
+    await wait_until(acknowledged, 10, "the group's ack floor past jim #1")
+    other = tmp_path / "other"
+    result = natslab("check", "--data-dir", str(other), "--nats-url", lab.url)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "accounts.db: missing, yet the guarded group has acknowledged events" in lines[0]

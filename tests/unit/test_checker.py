@@ -135,7 +135,7 @@ async def test_another_event_with_a_used_number_is_a_conflict(tmp_path: Path) ->
     report = check_data(stream, [JIM[0]], [], await read_database(path), None)
     assert not report.ok and report.conflicts == 1
     assert "conflicts=1" in report.verdict_line() and report.verdict_line().endswith("FAILED")
-    assert any("number 1 was published for 2 different events" in p and "not recorded" in p for p in report.problems)
+    assert any("number 1 was published for 2 different events" in p and "forged (stream seq 2, neither applied nor recorded as a conflict)" in p for p in report.problems)
 
 
 async def test_the_checker_compares_applied_events_by_id(tmp_path: Path) -> None:
