@@ -13,11 +13,11 @@ from textual.widgets import Static
 
 from dashboard.lab.natsserver import SYNC_INTERVAL
 
-# What the words on the status line, the timeline and the account pane mean.
+# What the words on the status line, the cards and the account pane mean.
 LEGEND = (
     ("✓  …  ✗", "the check of each group: nothing wrong · nothing wrong yet, `backlog N` events still to process · something wrong"),
     ("lost dup order", "events never applied · applied twice · applied after a later number (bal: users whose balance is wrong)"),
-    ("✓ ✗ = ↻ ☠ ≠ ‖", "timeline: applied · rejected (balance too low) · duplicate skipped · deferred (came early) · poison · conflict · parked"),
+    ("✓ ✗ = ↻ ☠ ≠ ‖", "a card's last outcome: applied · rejected (balance too low) · duplicate skipped · deferred (came early) · poison · conflict · parked"),
     ("conflict", "a different event came with a number already used: recorded, never applied"),
     ("parked", "events behind a number that never came (gap timeout): set aside, applied once it comes"),
     ("missing #N since T", "a user's event N has not come since T (UTC): the guard holds the later ones back until it does"),
