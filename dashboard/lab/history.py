@@ -44,16 +44,19 @@ class HistoryError(LabError):
     """The history cannot be read in full: the stream is missing, or reading it stopped short."""
 
 
-async def last_seq(nc: NATS) -> int:
-    """The stream's last sequence now: a snapshot point for `read_history(upto=...)`."""
+async def _stream_info(nc: NATS) -> api.StreamInfo:
     try:
-        info = await nc.jetstream().stream_info(STREAM_NAME)
+        return await nc.jetstream().stream_info(STREAM_NAME)
     except NotFoundError:
         raise HistoryError(
             f"the stream {STREAM_NAME} does not exist on this server: nothing was published to it, or this"
             " is not the lab's server (check --nats-url / --data-dir)"
         ) from None
-    return info.state.last_seq
+
+
+async def last_seq(nc: NATS) -> int:
+    """The stream's last sequence now: a snapshot point for `read_history(upto=...)`."""
+    return (await _stream_info(nc)).state.last_seq
 
 
 async def read_history(
@@ -66,8 +69,8 @@ async def read_history(
     stored after `upto` are left out.
     """
     js = nc.jetstream()
-    last = await last_seq(nc) if upto is None else upto
-    info = await js.stream_info(STREAM_NAME)
+    info = await _stream_info(nc)
+    last = info.state.last_seq if upto is None else upto
     if last < max(start_seq, info.state.first_seq) or info.state.messages == 0:
         return []
     name = f"natslab-history-{uuid.uuid4().hex[:12]}"
