@@ -43,6 +43,7 @@ class NatslabApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "natslab"
     ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
 
     BINDINGS = [
@@ -101,6 +102,7 @@ class NatslabApp(App[int]):
         self.view.say(f"{message.error}; trying again…", "error")
 
     def on_lab_changed(self, message: messages.LabChanged) -> None:
+        self.view.now = self.clock()  # what the lab did goes on the timeline at this time
         self.view.apply_state(message.state)
 
     def on_listener_ended(self, message: messages.ListenerEnded) -> None:
@@ -148,23 +150,28 @@ class NatslabApp(App[int]):
 
     def on_event_published(self, message: messages.EventPublished) -> None:
         result = message.result
-        self.notify(f"{result.event.describe()}: {result.where()}", title="published", markup=False, timeout=3)
+        self.view.lab_event(f"published {result.event.describe()}: {result.where()}", self.clock())
 
     def on_burst_published(self, message: messages.BurstPublished) -> None:
-        self.notify(f"{message.count} random events recorded; the outbox relay sends them", markup=False, timeout=3)
+        self.view.lab_event(f"burst: {message.count} random events recorded; the outbox relay sends them", self.clock())
 
     def on_listener_controlled(self, message: messages.ListenerControlled) -> None:
-        self.notify(message.done, markup=False, timeout=3)
+        # The timeline shows the state change; the caption says what it means (an idle listener held nothing).
+        if self.view.scenario is None or not self.view.scenario.running:
+            self.view.say(message.done)
 
     def on_server_restarted(self, _: messages.ServerRestarted) -> None:
         log.info("NATS server restarted")
-        self.notify("NATS server restarted; the stream and the consumers were kept", timeout=3)
+        self.view.say("NATS server restarted; the stream and the consumers were kept")
+
+    def on_scenario_started(self, message: messages.ScenarioStarted) -> None:
+        self.view.scenario_started(message.name, message.summary, message.step_mode)
 
     def on_caption_said(self, message: messages.CaptionSaid) -> None:
-        self.view.say(message.caption, "scenario")
+        self.view.scenario_step(message.caption, message.waiting)
 
-    def on_scenario_finished(self, _: messages.ScenarioFinished) -> None:
-        self.notify("scenario finished: compare the guarded and the naive database", timeout=5)
+    def on_scenario_finished(self, message: messages.ScenarioFinished) -> None:
+        self.view.scenario_ended(message.lesson)
 
     @on(Worker.StateChanged)
     def worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -179,7 +186,7 @@ class NatslabApp(App[int]):
             self.view.phase = "failed"
             self.view.say(f"natslab could not start: {describe_error(error)}", "error")
         elif worker.group == "scenario":
-            self.view.say(f"The scenario stopped: {describe_error(error)}", "error")
+            self.view.scenario_ended(error=describe_error(error))
         self.notify(f"{worker.name} failed: {describe_error(error)}", severity="error", markup=False, timeout=8)
 
     # -- help and quitting -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from nats.errors import Error as NatsError
 from textual.message import Message
 
+from dashboard.lab import traffic
 from dashboard.lab.history import HistoryError
 from dashboard.lab.lab import Action, Lab, LabError
 from dashboard.lab.observe import ChannelStats
@@ -41,6 +42,7 @@ from dashboard.ui.messages import (
     ListenerStatusReceived,
     PollFailed,
     ScenarioFinished,
+    ScenarioStarted,
     ServerRestarted,
 )
 from dashboard.ui.view import ConsumerView
@@ -54,6 +56,7 @@ CHECK_INTERVAL_S = 2.0
 START_RETRY_S = 2.0
 START_TIMEOUT_S = 30.0
 BURST_USERS = tuple(user_names(5))
+TRICKLE_RATE = 5.0  # events a second: slow enough to see each one, and to kill a listener holding one
 # Errors a poll can meet while the server restarts or a database is busy or unreadable: shown, and the poll goes on.
 POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error, DatabaseUnavailable, HistoryError)
 
@@ -72,6 +75,9 @@ class LabDriver:
         self.lab: Lab | None = None
         # A scenario caption stays this long before the next step, so a person can read it.
         self.caption_read_s = min(1.0, settings.ack_wait_s / 4)
+        # In step mode, a scenario waits on this after each caption until Space sets it.
+        self._step = asyncio.Event()
+        self._step_mode = False
 
     def ready(self) -> Lab:
         assert self.lab is not None, "the lab has not been started"
@@ -155,22 +161,47 @@ class LabDriver:
         await self.ready().restart_server()
         self.post(ServerRestarted())
 
-    async def run_scenario(self, name: str) -> None:
+    async def trickle(self) -> None:
+        """Random events at a steady, visible pace until the worker is cancelled."""
         lab = self.ready()
-        step = 0
+        assert lab.publisher is not None
+        await traffic.trickle(lab.publisher, random.Random(), BURST_USERS, TRICKLE_RATE)
+
+    async def run_scenario(self, name: str, *, step_mode: bool = False) -> None:
+        """Run a scenario on the lab; each caption is a step, and in step mode the step waits for Space."""
+        lab = self.ready()
+        scenario = SCENARIOS[name]
+        self._step_mode = step_mode
+        self._step.clear()
+        self.post(ScenarioStarted(scenario.name, scenario.summary, step_mode))
 
         async def say(caption: str) -> None:
-            nonlocal step
-            step += 1
-            self.post(CaptionSaid(f"{name} [{step}] {caption}"))
-            await asyncio.sleep(self.caption_read_s)
+            if self._step_mode:
+                self.post(CaptionSaid(caption, waiting=True))
+                await self._step.wait()
+                self._step.clear()
+            else:
+                self.post(CaptionSaid(caption))
+                await asyncio.sleep(self.caption_read_s)
 
         try:
-            await SCENARIOS[name].run(lab, say, random.Random())
+            await scenario.run(lab, say, random.Random())
         except Exception:
             await self.restore_speed(lab)  # a failed step may leave listeners slowed down
             raise
-        self.post(ScenarioFinished())
+        self.post(ScenarioFinished(scenario.lesson))
+
+    def next_step(self) -> bool:
+        """Let a scenario in step mode run the step it shows; False when it is not waiting for one."""
+        if self._step.is_set():
+            return False
+        self._step.set()
+        return True
+
+    def run_rest(self) -> None:
+        """Leave step mode: the scenario runs its remaining steps without waiting."""
+        self._step_mode = False
+        self._step.set()
 
     @staticmethod
     async def restore_speed(lab: Lab) -> None:

@@ -117,10 +117,22 @@ class ServerRestarted(Message):
 
 
 @dataclass
+class ScenarioStarted(Message):
+    name: str
+    summary: str
+    step_mode: bool
+
+
+@dataclass
 class CaptionSaid(Message):
+    """A scenario's next step; `waiting` when the scenario waits for Space before running it."""
+
     caption: str
+    waiting: bool = False
 
 
 @dataclass
 class ScenarioFinished(Message):
-    pass
+    """The scenario ran to its end; `lesson` says what it showed."""
+
+    lesson: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from nats.js import api
 
@@ -29,11 +29,27 @@ CHANNELS = ("account:deposit", "account:withdraw")
 SECTIONS = frozenset({"caption", "channels", "groups", "listeners", "accounts", "timeline", "status"})
 # A process in one of these states holds nothing any more: the server redelivers what it had.
 GONE = frozenset({"killed", "crashed", "exited", "stopped"})
+# What the lab did to a listener, as the timeline says it, by the state it left the listener in.
+MEMBER_EVENTS = {"killed": "killed (SIGKILL)", "paused": "paused (SIGSTOP)", "exited": "exited", "stopped": "stopped"}
+SERVER_EVENTS = {
+    "restarting": "NATS server restarting (the stream is kept on disk)",
+    "down": "NATS server down",
+    "running": "NATS server running again",
+}
+
+
+LAB = "lab"  # the outcome of a timeline entry that is something the lab did, not a delivery
+
+
+def iso_utc(unix: float) -> str:
+    """`2027-01-15T08:00:00.250Z`: the listeners' timestamp format, for what the lab does."""
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
-    """One delivery of one event to one listener, and what the listener did with it."""
+    """One delivery of one event to one listener, what the listener did with it and the rule that
+    decided it; or (outcome `lab`) something the lab did: a kill, a pause, a server restart."""
 
     listener: str
     pid: int
@@ -43,6 +59,11 @@ class TimelineEntry:
     delivery_count: int
     outcome: str
     at: str
+    rule: str = ""
+
+    @property
+    def lab_event(self) -> bool:
+        return self.outcome == LAB
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -69,7 +90,12 @@ class TimelineEntry:
             report.delivery_count,
             report.outcome or "?",
             report.at,
+            getattr(report, "rule", lambda: "")(),  # TODO-merge
         )
+
+    @classmethod
+    def from_lab(cls, number: int, text: str, at: float) -> TimelineEntry:
+        return cls(LAB, 0, number, 0, text, 0, LAB, iso_utc(at))
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +244,28 @@ class ChannelView:
     sampled_at: float | None = None
 
 
+@dataclass(slots=True)
+class ScenarioLog:
+    """The running (or last) scenario: every caption it said, kept so each step stays readable.
+
+    In step mode the scenario waits after each caption until the user asks for the step (`waiting`);
+    when it ends, `lesson` says what it showed, or `error` why it stopped.
+    """
+
+    name: str
+    summary: str
+    step_mode: bool
+    steps: list[str] = field(default_factory=list)
+    waiting: bool = False
+    finished: bool = False
+    lesson: str = ""
+    error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self.finished
+
+
 # A user whose next number has been missing this long is shown as waiting for it.
 WAITING_SHOWN_AFTER_S = 1.0
 
@@ -272,7 +320,9 @@ class LabView:
     outbox_error: str | None = None
     poll_error: str | None = None
     caption: str = ""
-    caption_kind: str = "info"  # info, scenario, warning, error
+    caption_kind: str = "info"  # info, lesson, warning, error
+    scenario: ScenarioLog | None = None
+    trickling: bool = False
     now: float = 0.0
     selected: str | None = None
     listeners: dict[str, ListenerView] = field(default_factory=dict)
@@ -285,6 +335,7 @@ class LabView:
     timeline_total: int = 0  # entries ever added, so the timeline pane can append only the new ones
     dirty: set[str] = field(default_factory=lambda: set(SECTIONS))
     _seen: dict[tuple[str, int, int], None] = field(default_factory=dict)
+    _lab_events: int = 0
 
     def mark(self, *sections: str) -> None:
         self.dirty.update(sections)
@@ -299,6 +350,39 @@ class LabView:
         self.caption, self.caption_kind = caption, kind
         self.mark("caption")
 
+    def scenario_started(self, name: str, summary: str, step_mode: bool) -> None:
+        self.scenario = ScenarioLog(name, summary, step_mode)
+        self.mark("caption")
+
+    def scenario_step(self, caption: str, waiting: bool) -> None:
+        if self.scenario is not None:
+            self.scenario.steps.append(caption)
+            self.scenario.waiting = waiting
+            self.mark("caption")
+
+    def scenario_resumed(self) -> None:
+        if self.scenario is not None and self.scenario.waiting:
+            self.scenario.waiting = False
+            self.mark("caption")
+
+    def scenario_ended(self, lesson: str = "", error: str | None = None) -> None:
+        """The step captions give way to one closing line: what the scenario showed, or why it stopped."""
+        scenario = self.scenario
+        if scenario is None:
+            return
+        scenario.finished, scenario.waiting, scenario.lesson, scenario.error = True, False, lesson, error
+        if error is not None:
+            self.say(f"{scenario.name} stopped: {error}", "error")
+        else:
+            self.say(f"{scenario.name} finished. What it showed: {lesson}", "lesson")
+
+    def lab_event(self, text: str, at: float) -> None:
+        """Something the lab did (a kill, a pause, a server restart), as a timeline row of its own."""
+        self._lab_events += 1
+        self.timeline.append(TimelineEntry.from_lab(self._lab_events, text, at))
+        self.timeline_total += 1
+        self.mark("timeline")
+
     def set_server(self, url: str | None, state: str, connected: bool, embedded: bool) -> None:
         if (self.url, self.server_state, self.connected, self.embedded) != (url, state, connected, embedded):
             self.url, self.server_state, self.connected, self.embedded = url, state, connected, embedded
@@ -306,6 +390,8 @@ class LabView:
 
     def apply_state(self, state: LabState) -> None:
         """The lab's processes, server and outbox, as its last change left them."""
+        if state.server_state != self.server_state and self.phase == "running":
+            self.lab_event(SERVER_EVENTS.get(state.server_state, f"NATS server {state.server_state}"), self.now)
         self.set_server(self.url, state.server_state, state.connected, self.embedded)
         if self.outbox_error != state.outbox_error:
             self.outbox_error = state.outbox_error
@@ -325,10 +411,37 @@ class LabView:
         for member in members:
             view = self.listener(member.name, member.mode, member.group)
             if view.member != member:
+                if view.member is not None:
+                    self._member_event(view, view.member, member)
                 view.member = member
                 changed = True
         if changed:
             self.mark("groups", "listeners")
+
+    def _member_event(self, view: ListenerView, before: Member, after: Member) -> None:
+        """A kill, pause, resume, restart or crash, as a timeline row: what the lab did, and what the
+        listener held at that moment (what the server will hand to another member)."""
+        if after.state == before.state and after.restarts == before.restarts:
+            return
+        if after.restarts > before.restarts or (before.state in GONE and after.state in ("running", "restarting")):
+            text = f"{after.name} restarted (a new process)"
+        elif after.state == "crashed":
+            code = f"exit {after.exit_code}" if after.exit_code is not None else "crashed"
+            text = f"{after.name} crashed ({code})"
+        elif after.state in MEMBER_EVENTS:
+            text = f"{after.name} {MEMBER_EVENTS[after.state]}"
+        elif before.state == "paused" and after.state == "running":
+            text = f"{after.name} resumed (SIGCONT)"
+        else:
+            return
+        if after.state in ("killed", "paused", "crashed"):
+            held = view.in_flight
+            if held:
+                more = view.in_flight_count - 1
+                text += f" holding {held[0].describe()}" + (f" +{more}" if more > 0 else "")
+            else:
+                text += " holding nothing"
+        self.lab_event(text, self.now)
 
     def apply_status(self, status: ListenerStatus) -> None:
         view = self.listener(status.name, status.mode, status.group)
@@ -410,6 +523,18 @@ class LabView:
             return None
         return HeldNote(due, taken_over)
 
+    def early(self, held: DeliveryReport) -> str:
+        """`waits for #2` when a held event came before its predecessor was processed (guarded database)."""
+        if held.user_id is None:
+            return ""
+        row = self.accounts["guarded"].get(held.user_id)
+        last = row.last_number if row is not None else 0
+        return f"waits for #{last + 1}" if held.number > last + 1 else ""
+
+    def counting_down(self) -> bool:
+        """A card shows a redelivery countdown or a holding time, so it must be redrawn as time passes."""
+        return any(listener.in_flight for listener in self.listeners.values())
+
     def group_members(self, group: str) -> list[ListenerView]:
         return [view for view in self.ordered_listeners() if view.group == group]
 
@@ -427,8 +552,15 @@ class LabView:
             expected = (user.expected_last, user.expected_balance_cents)
             lines.append(
                 AccountLine(
-                    name, guarded.get(name), naive.get(name), expected, user.guarded_ok(), user.naive_ok(), settling,
-                    waiting, stuck,
+                    name,
+                    guarded.get(name),
+                    naive.get(name),
+                    expected,
+                    user.guarded_ok(),
+                    user.naive_ok(),
+                    settling,
+                    waiting,
+                    stuck,
                 )  # fmt: skip
             )
         return lines
@@ -451,10 +583,32 @@ class LabView:
         """Events stored in the stream, on both channels."""
         return sum(channel.stats.messages for channel in self.channels.values())
 
-    def processed(self) -> int:
-        """Events the guarded account database has processed (applied or rejected): with no gaps in
-        the numbers, the sum of every user's last number. Equals `published` once the lab drains."""
-        return sum(row.last_number for row in self.accounts["guarded"].values())
+    def last_seq(self) -> int:
+        """The stream's last sequence as the latest poll saw it."""
+        return max((channel.stats.last_seq or 0 for channel in self.channels.values()), default=0)
+
+    def backlog(self, group: str) -> int | None:
+        """Events the group's consumer has not had acknowledged yet: not delivered, or delivered and
+        still unacknowledged. None before the first consumer info."""
+        consumer = self.consumers.get(group)
+        return None if consumer is None else consumer.pending + consumer.ack_pending
+
+    def done(self, group: str) -> int | None:
+        """Events of the stream the group has acknowledged (processed, or set aside)."""
+        backlog = self.backlog(group)
+        return None if backlog is None else max(0, self.published() - backlog)
+
+    def unaccounted(self, group: str) -> int:
+        """Events the server counts as delivered and unacknowledged that no member's last report holds:
+        a listener paused or killed between a fetch and its next status holds them."""
+        consumer = self.consumers.get(group)
+        if consumer is None:
+            return 0
+        return max(0, consumer.ack_pending - sum(member.in_flight_count for member in self.group_members(group)))
+
+    def check_is_current(self) -> bool:
+        """The checker's last report saw the stream as far as the latest poll did."""
+        return self.report is not None and self.report.snapshot_seq >= self.last_seq()
 
     def verdict(self, mode: Mode) -> Totals | None:
         if self.report is None:

@@ -8,10 +8,11 @@ import sys
 from dashboard_fakes import delivery, held, status
 from rich.text import Text
 
-from dashboard.lab.checker import Totals
+from dashboard.lab.checker import CheckReport, Totals
+from dashboard.lab.observe import ChannelStats
 from dashboard.lab.supervisor import Member
-from dashboard.ui.view import TIMELINE_LIMIT, LabView, parse_utc
-from dashboard.ui.widgets.status_line import _verdict
+from dashboard.ui.view import TIMELINE_LIMIT, ChannelView, ConsumerView, LabView, parse_utc
+from dashboard.ui.widgets.status_line import verdict_text
 from listeners.accounts import AccountRow
 
 
@@ -104,16 +105,34 @@ def test_a_user_waiting_for_a_missing_number_is_shown_after_a_moment_and_parked_
     assert (line.waiting, line.stuck) == ("missing #4 since 12:03:10 · 2 parked", True)
 
 
-def test_the_status_line_calls_events_not_yet_processed_a_backlog_never_lost() -> None:
-    def shown(totals: Totals, conflicts: int | None = 0) -> Text:
-        text = Text()
-        _verdict(text, "guarded", totals, conflicts)
-        return text
+def verdict_of(
+    totals: Totals, *, backlog: int = 0, snapshot_seq: int = 10, last_seq: int = 10, conflicts: int = 0
+) -> str:
+    """The guarded group's verdict as the status line words it, for a lab in the given state."""
+    view = LabView()
+    view.consumers["account-service"] = ConsumerView("account-service", ack_pending=backlog)
+    view.channels["account:deposit"] = ChannelView(ChannelStats("account:deposit", last_seq, last_seq, {}))
+    view.report = CheckReport([], last_seq, 0, 0, 0, totals, None, [], conflicts, snapshot_seq)
+    return verdict_text(view, "account-service", "guarded", totals, short=False).plain
 
-    backlog = shown(Totals(pending=49))
-    assert "backlog 49" in backlog.plain and "✗" not in backlog.plain and "lost 0" in backlog.plain
-    assert "✓" in shown(Totals()).plain
-    assert "✗" in shown(Totals(lost=1, pending=3)).plain
-    conflict = shown(Totals(), conflicts=1)
-    assert "✗" in conflict.plain and "conflict 1" in conflict.plain
-    assert "parked 2" in shown(Totals(parked=2)).plain
+
+def test_the_status_line_calls_events_not_yet_processed_a_backlog_never_lost() -> None:
+    backlog = verdict_of(Totals(pending=49))
+    assert "backlog 49" in backlog and "✗" not in backlog and "lost 0" in backlog
+    assert "✓" in verdict_of(Totals())
+    # The same fields, zero or not, and "applied twice" for what the checker calls duplicated.
+    assert "lost 0 applied twice 0 out of order 0 wrong balance 0" in verdict_of(Totals())
+    conflict = verdict_of(Totals(), conflicts=1)
+    assert "✗" in conflict and "conflict 1" in conflict
+    assert "parked 2" in verdict_of(Totals(parked=2))
+
+
+def test_no_cross_while_the_group_has_work_or_the_check_is_older_than_the_stream() -> None:
+    wrong = Totals(lost=1, wrong_balance=1)
+    assert "✗" in verdict_of(wrong)
+    # The consumer still has 3 events to deliver or see acknowledged: what looks wrong may yet resolve.
+    busy = verdict_of(wrong, backlog=3)
+    assert "✗" not in busy and "backlog 3" in busy
+    # The stream has grown past what the check read: it must look again before it may say wrong.
+    stale = verdict_of(wrong, snapshot_seq=8, last_seq=10)
+    assert "✗" not in stale and "checking" in stale

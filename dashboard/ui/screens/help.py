@@ -7,20 +7,65 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
+from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from dashboard.lab.natsserver import SYNC_INTERVAL
 
-# What the words on the status line, the cards and the account pane mean.
+# What the guard does, in a few lines: the lesson the dashboard is built to show.
+GUARD = (
+    "The publisher numbers each user's events 1, 2, 3… Listeners in a queue group share one durable "
+    "consumer: NATS hands each event to one of them and hands it again (redelivers) when no "
+    "acknowledgement comes within the ack wait. The guarded group applies a user's event only when its "
+    "number is the account's last number + 1: an early one is deferred (not acknowledged, so it comes "
+    "back), a number already processed is a duplicate (acknowledged, not applied). The naive group "
+    "applies every event as it comes: a lost acknowledgement applies it twice, an overtaking event goes first."
+)
+
+# What the words on the screen mean, pane by pane.
 LEGEND = (
-    ("✓  …  ✗", "the check of each group: nothing wrong · nothing wrong yet, `backlog N` events still to process · something wrong"),
-    ("lost dup order", "events never applied · applied twice · applied after a later number (bal: users whose balance is wrong)"),
-    ("✓ ✗ = ↻ ☠ ≠ ‖", "a card's last outcome: applied · rejected (balance too low) · duplicate skipped · deferred (came early) · poison · conflict · parked"),
-    ("conflict", "a different event came with a number already used: recorded, never applied"),
+    ("Queue groups", ""),
+    ("ack pending", "events the group's consumer delivered and has no acknowledgement for yet"),
+    ("pending", "events in the stream not delivered to the group yet"),
+    ("redelivering", "events delivered more than once and still unacknowledged (the server's count)"),
+    (
+        "delivered N (stream S)",
+        "N: the consumer's sequence, one per delivery, redeliveries included; S: the stream sequence of the last event delivered",
+    ),
+    ("ack floor N (stream S)", "every delivery up to N (stream sequence S) is acknowledged"),
+    ("waiting pulls", "fetch requests the listeners have open, waiting for events"),
+    ("Listener cards", ""),
+    ("holds … for Ns", "events the listener fetched and has not acknowledged yet, and for how long"),
+    ("(early: waits for #N)", "an event that came before its predecessor; the guard will not apply it before #N"),
+    ("redelivery in Ns", "a killed or paused listener's events go to another member after the ack wait"),
+    ("skipped duplicates", "events whose number was already processed: acknowledged, not applied again"),
+    ("deferred", "early events handed back to come again later"),
+    ("redeliveries", "deliveries this listener got that were not the first delivery of the event"),
+    ("poison", "malformed events: terminated and recorded, never applied"),
+    ("conflicts", "another event came with a number already used: recorded, never applied (red: always wrong)"),
     ("parked", "events behind a number that never came (gap timeout): set aside, applied once it comes"),
-    ("missing #N since T", "a user's event N has not come since T (UTC): the guard holds the later ones back until it does"),
+    ("Timeline", ""),
+    ("×N", "the delivery count: ×2 and up are redeliveries"),
+    ("why", "the rule that decided the outcome: last number before → after, what the guard waits for, the balance"),
+    ("── … ──", "something the lab did: a kill, a pause, a restart, a publish"),
+    ("Accounts and status line", ""),
+    ("Last", "the last number the account database processed for the user"),
+    ("expected", "what the events in the stream should give, from the same read as the databases beside it"),
+    (
+        "missing #N since T",
+        "a user's event N has not come since T (UTC): the guard holds the later ones back until it does",
+    ),
+    (
+        "✓  …  ⟳  ✗",
+        "the check of each group: nothing wrong · backlog N events still to process · the check is catching up · something wrong",
+    ),
+    (
+        "lost · applied twice · out of order · wrong balance",
+        "events never applied · applied more than once · applied after a later number · users whose balance is wrong (short: lost twice order bal)",
+    ),
+    ("done N", "events of the stream the group has acknowledged"),
+    ("outbox", "the publisher's table of events written but not yet sent to NATS; a relay sends them"),
     ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),
     ("sync always", "the embedded server writes each event to disk before acknowledging it"),
     (f"sync every {SYNC_INTERVAL}", "it writes in the background: a power loss can take what was acknowledged since"),
@@ -61,22 +106,37 @@ class HelpScreen(ModalScreen[None]):
         table.add_column()
         for keys, description, explanation in self.rows:
             table.add_row(keys, description, explanation)
-        with Vertical(id="help"):
+        with VerticalScroll(id="help"):
             yield Static(Text("natslab keys", "bold"), id="help-title")
             yield Static(table)
-            legend = Table(box=None, padding=(0, 2, 0, 0), show_header=False, title="Words", title_style="bold", title_justify="left")
-            legend.add_column(style="bold", no_wrap=True)
+            yield Static(Text.assemble(("What the guard does\n", "bold"), GUARD), id="help-guard")
+            legend = Table(
+                box=None,
+                padding=(0, 2, 0, 0),
+                show_header=False,
+                title="Words",
+                title_style="bold",
+                title_justify="left",
+            )
+            legend.add_column(style="bold", no_wrap=True, max_width=26)
             legend.add_column()
             for word, meaning in LEGEND:
-                legend.add_row(word, meaning)
+                if meaning:
+                    legend.add_row(word, meaning)
+                else:  # a pane's name, heading its words
+                    legend.add_row(Text(word, "bold underline"), "")
             yield Static(legend, id="help-legend")
             yield Static(
                 Text(
-                    "Tab moves between the scrollable panes, arrows and PgUp/PgDn scroll them. Esc or ? closes this.",
+                    "Tab moves between the scrollable panes (the focused one has a bright border), arrows and"
+                    " PgUp/PgDn scroll them. Scroll this screen with the arrows. Esc or ? closes it.",
                     "dim",
                 ),
                 id="help-hint",
             )
+
+    def on_mount(self) -> None:
+        self.query_one("#help").focus()  # the arrows scroll it at once
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -6,21 +6,21 @@ from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Container, Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer
 
 from dashboard.lab.control import SLOW_MS
 from dashboard.lab.lab import Action
 from dashboard.lab.scenarios import SCENARIOS
-from dashboard.ui.driver import BURST_USERS
+from dashboard.ui.driver import BURST_USERS, TRICKLE_RATE
 from dashboard.ui.screens.history import HistoryScreen
 from dashboard.ui.screens.publish_form import PublishForm, PublishRequest
-from dashboard.ui.screens.scenario_picker import ScenarioPicker
+from dashboard.ui.screens.scenario_log import ScenarioLogScreen
+from dashboard.ui.screens.scenario_picker import ScenarioChoice, ScenarioPicker
 from dashboard.ui.widgets.accounts import AccountsPane
 from dashboard.ui.widgets.caption import CaptionBar
 from dashboard.ui.widgets.channels import ChannelsPane
-from dashboard.ui.widgets.listeners import ListenersPane
 from dashboard.ui.widgets.queue_groups import QueueGroupsPane
 from dashboard.ui.widgets.status_line import StatusLine
 from dashboard.ui.widgets.timeline import DeliveryTimeline
@@ -42,8 +42,11 @@ EXPLANATIONS = {
     "control('slow')": f"the selected listener takes {SLOW_MS / 1000:g} s per event, or back to normal",
     "control('add')": f"start another guarded listener in {GUARDED_GROUP.name}",
     "restart_server": "stop and start the embedded NATS server; the stream is kept",
-    "burst": f"publish {BURST_SIZE} random deposits and withdrawals for {len(BURST_USERS)} users",
-    "scenario": "pick a failure scenario (the seed's story first) and run it step by step, one caption per step",
+    "burst": f"publish {BURST_SIZE} random deposits and withdrawals for {len(BURST_USERS)} users at once",
+    "trickle": f"publish {TRICKLE_RATE:g} random events a second until pressed again: time to kill a listener mid-event",
+    "scenario": "pick a scenario; run it with a pause after each caption (Space steps) or straight through",
+    "step": "in a scenario run step by step: run the step its caption describes (Enter runs all the rest)",
+    "log": "every caption of the last scenario, and what it showed",
     "history": "every event stored in the stream, filterable by user",
 }
 
@@ -64,7 +67,11 @@ class MainScreen(Screen[None]):
         Binding("a", "control('add')", "add"),
         Binding("n", "restart_server", "nats"),
         Binding("b", "burst", "burst"),
+        Binding("t", "trickle", "trickle"),
         Binding("x", "scenario", "scenario"),
+        Binding("space", "step", "step", key_display="␣"),
+        Binding("enter", "run_rest", "run rest", show=False),
+        Binding("l", "log", "log"),
         Binding("h", "history", "history"),
     ]
 
@@ -72,12 +79,11 @@ class MainScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield CaptionBar(id="caption")
-        with VerticalScroll(id="body"):
+        with Container(id="body"):
             with Horizontal(id="top"):
-                yield ChannelsPane(id="channels")
                 yield QueueGroupsPane(id="groups")
-            yield ListenersPane(id="listeners")
-            with Horizontal(id="bottom"):
+                yield ChannelsPane(id="channels")
+            with Container(id="bottom"):
                 yield AccountsPane(id="accounts")
                 yield DeliveryTimeline(id="timeline")
         yield StatusLine(id="status")
@@ -87,25 +93,27 @@ class MainScreen(Screen[None]):
         self.redraw()
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
 
+    def on_resize(self) -> None:
+        # Cards fold to one line on a short terminal: draw them again at the new size.
+        self.app.view.mark("groups", "caption")
+
     def redraw(self) -> None:
         """Bring the panes that changed up to date with the view; no I/O, a few times a second."""
         view = self.app.view
         view.now = self.app.clock()
         dirty = view.take_dirty()
-        counting_down = ListenersPane.counting_down(view)
+        counting_down = view.counting_down()
         if "caption" in dirty:
             self.query_one(CaptionBar).show(view)
         if "channels" in dirty:
             self.query_one(ChannelsPane).show(view)
-        if "groups" in dirty or counting_down:
+        if "groups" in dirty or "listeners" in dirty or counting_down:
             self.query_one(QueueGroupsPane).show(view)
-        if "listeners" in dirty or counting_down:
-            self.query_one(ListenersPane).show(view)
         if "accounts" in dirty:
             self.query_one(AccountsPane).show(view)
         if "timeline" in dirty:
             self.query_one(DeliveryTimeline).show(view)
-        if "status" in dirty:
+        if "status" in dirty or "groups" in dirty:
             self.query_one(StatusLine).show(view)
 
     # -- keys --------------------------------------------------------------------------------------
@@ -148,7 +156,7 @@ class MainScreen(Screen[None]):
         view.selected = ordered[number - 1].name
         view.mark("listeners", "groups")
         self.redraw()
-        self.query_one(ListenersPane).reveal(view.selected)
+        self.query_one(QueueGroupsPane).reveal(view.selected)
 
     def action_control(self, key: str) -> None:
         """k, p, r, c, s, a: p and s toggle, from what the selected listener's card shows."""
@@ -176,18 +184,65 @@ class MainScreen(Screen[None]):
         if self.lab_ready():
             self.app.work(self.app.driver.publish_burst(BURST_SIZE), "publishing a burst", "publish")
 
+    def action_trickle(self) -> None:
+        if not self.lab_ready():
+            return
+        running = [worker for worker in self.app.workers if worker.group == "trickle" and worker.is_running]
+        if running:
+            for worker in running:
+                worker.cancel()
+            self.app.view.trickling = False
+            self.app.view.mark("status")
+            self.notify("trickle stopped", timeout=2)
+            return
+        self.app.view.trickling = True
+        self.app.view.mark("status")
+        self.app.work(self.app.driver.trickle(), "trickling events", "trickle", exclusive=True)
+        self.notify(f"trickle: {TRICKLE_RATE:g} random events a second until t is pressed again", timeout=3)
+
+    def scenario_running(self) -> bool:
+        return any(worker.group == "scenario" and worker.is_running for worker in self.app.workers)
+
     def action_scenario(self) -> None:
         if not self.lab_ready():
             return
-        if any(worker.group == "scenario" and worker.is_running for worker in self.app.workers):
+        if self.scenario_running():
             self.notify("the scenario is already running", severity="warning", timeout=3)
             return
         choices = [(scenario.name, scenario.summary) for scenario in SCENARIOS.values()]
         self.app.push_screen(ScenarioPicker(choices), self.scenario_chosen)
 
-    def scenario_chosen(self, name: str | None) -> None:
-        if name is not None and self.lab_ready():
-            self.app.work(self.app.driver.run_scenario(name), "the scenario", "scenario", exclusive=True)
+    def scenario_chosen(self, choice: ScenarioChoice | None) -> None:
+        if choice is not None and self.lab_ready():
+            self.app.work(
+                self.app.driver.run_scenario(choice.name, step_mode=choice.step_mode), "the scenario", "scenario",
+                exclusive=True,
+            )  # fmt: skip
+
+    def action_step(self) -> None:
+        scenario = self.app.view.scenario
+        if scenario is None or not scenario.running or not scenario.step_mode:
+            self.notify("Space steps through a scenario run step by step: x picks one", timeout=3)
+            return
+        if not scenario.waiting:
+            self.notify("the step is still running", timeout=2)
+            return
+        self.app.view.scenario_resumed()
+        self.app.driver.next_step()
+
+    def action_run_rest(self) -> None:
+        scenario = self.app.view.scenario
+        if scenario is not None and scenario.running and scenario.step_mode:
+            scenario.step_mode = False
+            self.app.view.scenario_resumed()
+            self.app.driver.run_rest()
+
+    def action_log(self) -> None:
+        scenario = self.app.view.scenario
+        if scenario is None:
+            self.notify("no scenario has run yet: x picks one", timeout=3)
+            return
+        self.app.push_screen(ScenarioLogScreen(scenario))
 
     def action_history(self) -> None:
         lab = self.app.driver.lab

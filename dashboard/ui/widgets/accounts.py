@@ -61,7 +61,10 @@ def account_row(line: AccountLine, names: int, width: int, checked: bool) -> Tex
         "bold red" if line.guarded_differs else "",
     )
     row.append(" ")
-    row.append(_pair(naive and naive.last_number, naive and naive.balance_cents, width), "bold red" if line.naive_differs else "")
+    row.append(
+        _pair(naive and naive.last_number, naive and naive.balance_cents, width),
+        "bold red" if line.naive_differs else "",
+    )
     row.append(" ")
     if line.expected is not None:
         row.append(_pair(*line.expected, width), "cyan")

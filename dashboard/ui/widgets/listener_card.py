@@ -1,143 +1,160 @@
-"""One listener's card: its durable subscription as the server sees it, and its own counters."""
+"""One listener's card: what is its own (process, state, what it holds and since when, its counters,
+its last outcome). The consumer's figures belong to the queue group and are shown once, above its cards.
+
+A card is one line (number, name, state, what it holds or did last); the selected card, and every card
+on a tall terminal, adds a second line with its pid and counters.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.console import Group
-from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from dashboard.ui.view import ConsumerView, LabView, ListenerView
+from dashboard.ui.view import LabView, ListenerView
 from dashboard.ui.widgets.styles import OUTCOME_MARKS, outcome_style, state_style
 from listeners.status import DeliveryReport
 
-
-def counts_grid(*rows: tuple[tuple[str, int], tuple[str, int]], dim: bool = False) -> Table:
-    """Two `label value` pairs per row, aligned."""
-    table = Table.grid(padding=(0, 1))
-    for _ in range(2):
-        table.add_column(style="dim" if dim else "", no_wrap=True)
-        table.add_column(no_wrap=True, min_width=4)
-    for (label, value), (other_label, other_value) in rows:
-        table.add_row(
-            label,
-            Text(str(value), "bold" if value else ""),
-            other_label,
-            Text(str(other_value), "bold" if other_value else ""),
-        )
-    return table
+# The listener's own counters, in the words the help legend explains; conflicts and parked events are
+# rare and always wrong, so they appear (in red) only when there are any.
+COUNTERS = (
+    ("applied", "applied"),
+    ("rejected", "rejected"),
+    ("duplicates", "skipped duplicates"),
+    ("deferred", "deferred"),
+    ("redelivered", "redeliveries"),
+    ("poison", "poison"),
+)
+ALARMS = (("conflicts", "conflicts"), ("parked", "parked"))
 
 
-def server_view(consumer: ConsumerView | None) -> list[Any]:
-    """The group's durable consumer in the words of `nats consumer info`."""
-    if consumer is None:
-        return [Text("server: waiting for consumer info…", "dim")]
-    table = Table.grid(padding=(0, 1))
-    table.add_column(style="dim", no_wrap=True)
-    table.add_column(justify="right", no_wrap=True, min_width=8)
-    table.add_column(justify="right", no_wrap=True, min_width=6)
-    table.add_row(Text("server", "dim underline"), Text("consumer", "dim"), Text("stream", "dim"))
-    table.add_row("delivered", str(consumer.delivered_consumer_seq), str(consumer.delivered_stream_seq))
-    table.add_row("ack floor", str(consumer.ack_floor_consumer_seq), str(consumer.ack_floor_stream_seq))
-    return [
-        table,
-        counts_grid(
-            (("ack pending", consumer.ack_pending), ("redelivered", consumer.redelivered)),
-            (("pending", consumer.pending), ("waiting pulls", consumer.waiting)),
-            dim=True,
-        ),
-    ]
+def head_line(view: LabView, listener: ListenerView, number: int) -> Text:
+    """`1 A  running  holds jim #2 deposit $40 ×1 for 1.2s`, or its last outcome when it holds nothing."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    selected = listener.name == view.selected
+    line.append(f"{number if number <= 9 else '·'}", "bold reverse" if selected else "bold")
+    line.append(f" {listener.name:<4}", "bold")
+    state = listener.state
+    line.append(f" {state:<10}", state_style(state))
+    stopped = listener.gone or state == "paused"
+    if listener.slow_ms and not stopped:
+        line.append(f"slow {listener.slow_ms / 1000:g}s/event ", "yellow")
+    if listener.crash_armed:
+        line.append(f"crash {listener.crash_armed} ", "bold red")
+    line.append_text(now_text(view, listener))
+    return line
+
+
+def now_text(view: LabView, listener: ListenerView) -> Text:
+    """What the listener holds now and since when, what becomes of it when the listener is stopped,
+    or (holding nothing) why it ended or what it did last."""
+    text = Text()
+    member = listener.member
+    held = listener.in_flight
+    stopped = listener.gone or listener.state == "paused"
+    if held:
+        first = held[0]
+        text.append("holds ", "yellow")
+        text.append(first.describe())  # from the network: a Text, never markup
+        if first.delivery_count > 1:
+            text.append(f" ×{first.delivery_count}", "bold yellow")
+        early = view.early(first) if listener.mode == "guarded" else ""
+        if early:
+            text.append(f" (early: {early})", "yellow")
+        more = listener.in_flight_count - 1
+        if more > 0:
+            text.append(f" +{more} more", "dim")
+        status = listener.status
+        if status is not None and status.in_flight_since is not None and not stopped:
+            text.append(f" for {max(0.0, view.now - status.in_flight_since):.1f}s", "dim")
+        note = view.held_note(listener)
+        if note is not None:
+            text.append(
+                f" · {note.long()}", outcome_style(note.taken_over.outcome) if note.taken_over else "bold yellow"
+            )
+        return text
+    if listener.state == "paused":
+        unaccounted = view.unaccounted(listener.group)
+        if unaccounted:
+            text.append(
+                f"stopped before it reported what it holds; the server counts {unaccounted} unacknowledged",
+                "bold yellow",
+            )
+        else:
+            text.append("stopped holding nothing: nothing to redeliver", "yellow")
+        return text
+    if listener.state == "crashed" and member is not None and member.reason:
+        exit_code = f"exit {member.exit_code}: " if member.exit_code is not None else ""
+        text.append(f"✗ {exit_code}{member.reason}", "red")  # its own last words: a Text, never markup
+        return text
+    return last_outcome(listener.last_event if listener.fresh or listener.gone else None)
+
+
+def last_outcome(last: DeliveryReport | None) -> Text:
+    text = Text()
+    if last is None:
+        text.append("idle, nothing processed yet", "dim")
+        return text
+    outcome = last.outcome or "?"
+    text.append("last ", "dim")
+    text.append(f"{OUTCOME_MARKS.get(outcome, '?')} ", outcome_style(outcome))
+    text.append(last.describe())
+    text.append(f" {outcome}", outcome_style(outcome))
+    if last.delivery_count > 1:
+        text.append(f" ×{last.delivery_count}", "bold yellow")
+    return text
+
+
+def detail_line(listener: ListenerView) -> Text:
+    """`  pid 4101 · applied 3 · rejected 0 · skipped duplicates 0 · …`: its own counters, every
+    process it has been summed, so they only go up."""
+    line = Text("    ", no_wrap=True, overflow="ellipsis")
+    line.append(f"pid {listener.pid or '-'}", "dim")
+    total = listener.total
+    for counter, label in ALARMS:
+        if total(counter):
+            line.append(f" · {label} {total(counter)}", "bold red")
+    for counter, label in COUNTERS:
+        value = total(counter)
+        line.append(" · ", "dim")
+        line.append(f"{label} ", "dim")
+        line.append(str(value), "bold" if value else "dim")
+    return line
 
 
 class ListenerCard(Static):
-    """A card per listener process; numbered for the `1`-`9` keys, coloured by state."""
+    """A listener, numbered for the `1`-`9` keys and coloured by state: one line, or two with details."""
+
+    DEFAULT_CSS = """
+    ListenerCard {
+        height: auto;
+        padding: 0 0 0 1;
+    }
+    ListenerCard.-selected {
+        background: $boost;
+    }
+    ListenerCard.-gone {
+        color: $text-muted;
+    }
+    """
 
     def __init__(self, name: str) -> None:
         super().__init__(classes="listener-card")
         self.listener_name = name
+        self._shape = (0, 0)
 
-    def show(self, view: LabView, listener: ListenerView, number: int) -> None:
-        state = listener.state
-        self.border_title = f"{number if number <= 9 else '·'} {listener.name} · {listener.mode}"
-        self.border_subtitle = listener.group
+    def show(self, view: LabView, listener: ListenerView, number: int, detailed: bool) -> None:
         self.set_class(listener.name == view.selected, "-selected")
         self.set_class(listener.gone, "-gone")
-        self.set_class(state == "paused", "-paused")
-        head = Text(no_wrap=True, overflow="ellipsis")
-        head.append(f"pid {listener.pid or '-'}  ", "dim")
-        head.append(state, state_style(state))
-        member = listener.member
-        if state == "crashed" and member is not None and member.exit_code is not None:
-            head.append(f" (exit {member.exit_code})", state_style(state))
-        if listener.slow_ms:
-            head.append(f" {listener.slow_ms} ms/event", "yellow")
-        if listener.crash_armed:
-            head.append(f"  crash {listener.crash_armed}", "bold red")
-        total = listener.total
-        # Rare and always wrong, so they take no row of their own: they appear, in red, when they happen.
-        for counter in ("conflicts", "parked"):
-            if total(counter):
-                head.append(f"  {counter} {total(counter)}", "bold red")
-        self.update(
-            Group(
-                head,
-                *server_view(view.consumers.get(listener.group)),
-                counts_grid(
-                    (("applied", total("applied")), ("rejected", total("rejected"))),
-                    (("dup acked", total("duplicates")), ("deferred", total("deferred"))),
-                    (("poison", total("poison")), ("redelivered", total("redelivered"))),
-                ),
-                self._in_flight(listener),
-                self._held_or_last(view, listener),
-            ),
-            layout=False,  # a card's size never depends on its text
-        )
-
-    @staticmethod
-    def _in_flight(listener: ListenerView) -> Text:
-        text = Text(no_wrap=True, overflow="ellipsis")
-        held = listener.in_flight
-        if not held:
-            text.append("idle", "dim")
-            return text
-        text.append("▶ ", "yellow")
-        text.append(held[0].describe())  # from the network: a Text, never markup
-        count = held[0].delivery_count
-        if count > 1:
-            text.append(f" ×{count}", "bold yellow")
-        more = listener.in_flight_count - 1
-        if more > 0:
-            text.append(f" +{more}", "dim")
-        return text
-
-    @classmethod
-    def _held_or_last(cls, view: LabView, listener: ListenerView) -> Text:
-        """For a killed or paused holder, what becomes of what it holds; for a crashed listener, why it
-        ended; else its last outcome."""
-        note = view.held_note(listener)
-        member = listener.member
-        if note is None and listener.state == "crashed" and member is not None and member.reason:
-            # The process's own last words on stderr: a Text, never markup.
-            return Text(f"✗ {member.reason}", "red", no_wrap=True, overflow="ellipsis")
-        if note is None:
-            return cls._last(listener.last_event if listener.fresh or listener.gone else None)
-        if note.taken_over is not None:
-            return Text(f"  {note.short()}", outcome_style(note.taken_over.outcome), no_wrap=True, overflow="ellipsis")
-        return Text(f"  {note.long()}", "bold yellow", no_wrap=True, overflow="ellipsis")
-
-    @staticmethod
-    def _last(last: DeliveryReport | None) -> Text:
-        text = Text(no_wrap=True, overflow="ellipsis")
-        if last is None:
-            text.append("no outcome yet", "dim")
-            return text
-        outcome = last.outcome or "?"
-        text.append(f"{OUTCOME_MARKS.get(outcome, '?')} ", outcome_style(outcome))
-        text.append(last.describe())
-        text.append(f" {outcome}", outcome_style(outcome))
-        count = last.delivery_count
-        if count > 1:
-            text.append(f" ×{count}", "bold yellow")
-        return text
+        self.set_class(listener.state == "paused", "-paused")
+        lines = [head_line(view, listener, number)]
+        if detailed:
+            lines.append(detail_line(listener))
+        width = self.content_size.width
+        if width:  # cut here: Textual wraps a renderable whatever its no_wrap says
+            for line in lines:
+                line.truncate(width, overflow="ellipsis")
+        text = Text("\n").join(lines)
+        # Lay out again only when the card grows or shrinks by a line, or the pane's width changed.
+        shape = (len(lines), width)
+        self.update(text, layout=shape != self._shape)
+        self._shape = shape

@@ -1,51 +1,116 @@
-"""The queue groups pane: each group's durable consumer and the listener processes sharing it."""
+"""The queue groups pane: each group's durable consumer, once, and a card per listener sharing it."""
 
 from __future__ import annotations
 
-from rich.console import Group
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
 from textual.widgets import Static
 
-from dashboard.ui.view import LabView
-from dashboard.ui.widgets.styles import state_style
-from listeners.groups import GROUPS
+from dashboard.ui.view import ConsumerView, LabView
+from dashboard.ui.widgets.listener_card import ListenerCard
+from listeners.groups import GROUPS, QueueGroup
 
 
-class QueueGroupsPane(Static):
-    """`account-service` and `account-service-naive`: consumer name, members, their state and in-flight count."""
+def group_header(group: QueueGroup, consumer: ConsumerView | None, members: int, short: bool = False) -> list[Text]:
+    """`account-service · guarded · 2 listeners share one consumer`, then the consumer's state as `nats
+    consumer info` gives it: the server's view, shared by every member. One line when `short`."""
+    text = Text(no_wrap=True, overflow="ellipsis")
+    text.append(group.name, "bold")
+    if short:
+        text.append(f" ({group.mode}): ", "dim")
+    else:
+        text.append(f" · {group.mode} · {members} listener{'s' if members != 1 else ''} share one consumer", "dim")
+    stats = Text(no_wrap=True, overflow="ellipsis")
+    stats.append("" if short else "  ")
+    if consumer is None:
+        stats.append("waiting for the consumer's state…", "dim")
+        return [text + stats] if short else [text, stats]
+    figures = (
+        ("ack pending", consumer.ack_pending, "yellow"),
+        ("pending", consumer.pending, "yellow"),
+        ("redelivering", consumer.redelivered, "yellow"),
+    )
+    for index, (label, value, busy) in enumerate(figures):
+        if index:
+            stats.append(" · ", "dim")
+        stats.append(f"{label} ", "dim")
+        stats.append(str(value), f"bold {busy}" if value and busy else "bold" if value else "dim")
+    # Consumer sequence (deliveries, redeliveries included), then the stream sequence it was at.
+    for label, consumer_seq, stream_seq in (
+        ("delivered", consumer.delivered_consumer_seq, consumer.delivered_stream_seq),
+        ("ack floor", consumer.ack_floor_consumer_seq, consumer.ack_floor_stream_seq),
+    ):
+        stats.append(f" · {label} ", "dim")
+        stats.append(str(consumer_seq), "bold" if consumer_seq else "dim")
+        stats.append(f" (stream {stream_seq})", "dim")
+    stats.append(" · waiting pulls ", "dim")
+    stats.append(str(consumer.waiting), "dim")
+    return [text + stats] if short else [text, stats]
 
-    _lines = 0
+
+class QueueGroupsPane(Vertical):
+    """`account-service` and `account-service-naive`: the consumer's state, then the members' cards."""
+
+    DEFAULT_CSS = """
+    QueueGroupsPane {
+        height: auto;
+    }
+    QueueGroupsPane .group-header {
+        height: auto;
+        padding: 0 1;
+    }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._cards: dict[str, ListenerCard] = {}
+        self._layout: list[tuple[str, tuple[str, ...]]] = []
+        self._header_lines = 0
+
+    def compose(self) -> ComposeResult:
+        for group in GROUPS:
+            yield Static(classes="group-header", id=f"header-{group.mode}")
 
     def on_mount(self) -> None:
-        self.border_title = "Queue groups"
+        self.border_title = "Queue groups and their listeners"
+        self.border_subtitle = "1-9 selects · k p r c s act on the selected one"
 
     def show(self, view: LabView) -> None:
         numbers = {listener.name: index for index, listener in enumerate(view.ordered_listeners(), 1)}
-        lines: list[Text] = []
+        layout = [(group.name, tuple(member.name for member in view.group_members(group.name))) for group in GROUPS]
+        if layout != self._layout:
+            self._rebuild(view, layout)
+        tall = self.screen.has_class("-tall")
+        relayout = (2 if tall else 1) != self._header_lines
+        self._header_lines = 2 if tall else 1
+        width = max(1, self.content_size.width - 2)
         for group in GROUPS:
-            consumer = view.consumers.get(group.name)
-            header = Text(no_wrap=True, overflow="ellipsis")
-            header.append(group.name, "bold")
-            header.append(f" ({group.mode})", "dim")
-            header.append("  consumer ", "dim")
-            header.append(consumer.name if consumer is not None else "…")
-            lines.append(header)
             members = view.group_members(group.name)
-            if not members:
-                lines.append(Text("  no members", "dim"))
+            header = self.query_one(f"#header-{group.mode}", Static)
+            lines = group_header(group, view.consumers.get(group.name), len(members), short=not tall)
+            for line in lines:
+                line.truncate(width, overflow="ellipsis")
+            header.update(Text("\n").join(lines), layout=relayout)
             for listener in members:
-                line = Text("  ", no_wrap=True, overflow="ellipsis")
-                number = numbers[listener.name]
-                selected = listener.name == view.selected
-                line.append(f"{number if number <= 9 else ' '} ", "reverse" if selected else "dim")
-                line.append(f"{listener.name:<4}", "bold")
-                line.append(f"{listener.state:<13}", state_style(listener.state))
-                count = listener.in_flight_count
-                line.append(f"in flight {count:<4}", "bold yellow" if count and listener.gone else "")
-                note = view.held_note(listener)
-                if note is not None:
-                    line.append(note.long(), "green" if note.taken_over else "bold yellow")
-                lines.append(line)
-        # The pane grows with its members: lay out again only when the number of lines changes.
-        self.update(Group(*lines), layout=len(lines) != self._lines)
-        self._lines = len(lines)
+                detailed = tall or listener.name == view.selected
+                self._cards[listener.name].show(view, listener, numbers[listener.name], detailed)
+
+    def _rebuild(self, view: LabView, layout: list[tuple[str, tuple[str, ...]]]) -> None:
+        """A listener was added: mount the cards again under their groups (rare, so no diffing)."""
+        for card in self._cards.values():
+            card.remove()
+        self._cards = {}
+        for group, names in layout:
+            mode = next(g.mode for g in GROUPS if g.name == group)
+            header = self.query_one(f"#header-{mode}", Static)
+            cards = [ListenerCard(name) for name in names]
+            self._cards.update({card.listener_name: card for card in cards})
+            if cards:
+                self.mount_all(cards, after=header)
+        self._layout = layout
+
+    def reveal(self, name: str) -> None:
+        card = self._cards.get(name)
+        if card is not None and card.is_mounted:
+            card.scroll_visible(animate=False)

@@ -1,4 +1,11 @@
-"""The status line: server and connection, ack wait and sync mode, events published and processed, the checker's verdict."""
+"""The status line: server and connection, ack wait and sync mode, the stream, and per queue group what
+it has done, what it still has to do and the checker's verdict.
+
+A group's verdict is ✓ when the check found nothing wrong, `… backlog N` while the group's consumer
+still has events to deliver or to see acknowledged, `⟳ checking` when the last check is older than the
+stream, and ✗ (red) only when a check that saw everything the group was given found something wrong.
+Every verdict shows the same fields, zero or not; a narrow terminal gets the same fields in short words.
+"""
 
 from __future__ import annotations
 
@@ -8,90 +15,113 @@ from textual.widget import Widget
 from dashboard.lab.checker import Totals
 from dashboard.lab.natsserver import sync_label
 from dashboard.ui.view import LabView
+from listeners.groups import GROUPS
 
 SEPARATOR = (" │ ", "dim")
+# (field, long words, short words): "applied twice" is the checker's duplicated, never a card's
+# "skipped duplicate".
+FIELDS = (
+    ("lost", "lost", "lost"),
+    ("duplicated", "applied twice", "twice"),
+    ("out_of_order", "out of order", "order"),
+    ("wrong_balance", "wrong balance", "bal"),
+)
 
 
-def _verdict(text: Text, label: str, totals: Totals | None, conflicts: int | None = None) -> None:
-    """✓ when the check found nothing wrong and nothing pending, ✗ only when it found something wrong;
-    events not processed yet are a backlog, never "lost" (the checker tells them apart by the ack floor)."""
-    text.append(f"{label} ", "bold")
+def verdict_text(view: LabView, group: str, mode: str, totals: Totals | None, short: bool) -> Text:
+    text = Text(no_wrap=True)
+    text.append(f"{mode} ", "bold")
     if totals is None:
         text.append("…", "dim")
-        return
-    counts = f"lost {totals.lost} dup {totals.duplicated} order {totals.out_of_order}"
-    # Only the guarded group tells conflicts and parked events apart; shown when there are any.
+        return text
+    conflicts = view.report.conflicts if view.report is not None and mode == "guarded" else 0
+    counts = " ".join(f"{short_word if short else word} {getattr(totals, name)}" for name, word, short_word in FIELDS)
     if conflicts:
         counts += f" conflict {conflicts}"
     if totals.parked:
         counts += f" parked {totals.parked}"
-    if totals.wrong_balance:
-        counts += f" bal {totals.wrong_balance}"
-    if not totals.clean or conflicts:
+    backlog = view.backlog(group)
+    wrong = not totals.clean or conflicts > 0
+    if backlog:
+        # Events the group has not finished yet: what looks wrong now may be right once they are done.
+        text.append(f"… backlog {backlog} ", "yellow")
+        text.append(counts, "dim")
+    elif wrong and not view.check_is_current():
+        text.append("⟳ checking ", "yellow")
+        text.append(counts, "dim")
+    elif wrong:
         text.append(f"✗ {counts}", "bold red")
     elif totals.pending:
-        text.append(f"… {counts} backlog {totals.pending}", "yellow")
+        text.append(f"… backlog {totals.pending} ", "yellow")
+        text.append(counts, "dim")
     else:
         text.append(f"✓ {counts}", "bold green")
+    return text
 
 
 class StatusLine(Widget):
-    """Is the lab reachable, and is it right: one line, or two when the terminal is narrow."""
+    """Is the lab reachable, and is it right: the server on one line, the verdicts on the next."""
 
     DEFAULT_CSS = """
     StatusLine {
-        height: auto;
+        height: 2;
     }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.server = Text()
-        self.verdict = Text()
+        self.verdicts: tuple[Text, Text] = (Text(), Text())
 
     def show(self, view: LabView) -> None:
-        server = Text()
+        server = Text(no_wrap=True, overflow="ellipsis")
         if view.phase == "starting" and view.connected is False and view.server_state != "unreachable":
             server.append("● starting", "bold cyan")
-        elif not view.connected or view.server_state in ("restarting", "down"):
-            state = view.server_state if view.server_state in ("restarting", "down") else "unreachable"
-            server.append(f"✖ NATS {state}, reconnecting", "bold white on red")
+        elif view.server_state in ("restarting", "down") and view.phase == "running":
+            server.append(f"● NATS {view.server_state}", "bold yellow")
+        elif not view.connected:
+            server.append("✖ NATS unreachable, reconnecting", "bold white on red")
         else:
             server.append("●", "bold green")
+            server.append(f" NATS {view.server_state}" if view.embedded else " NATS external", "dim")
         server.append(f" {view.url or 'nats://…'}")
-        if view.phase != "starting":
-            server.append(f" {view.server_state}" if view.embedded else " external", "dim")
         server.append(*SEPARATOR)
         server.append(f"ack wait {view.ack_wait_s:g}s")
         if view.sync is not None:
             server.append(f" · sync {sync_label(view.sync)}")
         server.append(*SEPARATOR)
-        server.append(f"published {view.published()} · processed {view.processed()}")
+        server.append(f"stream {view.published()} events")
         if view.outbox_error:
-            server.append(" (outbox waiting)", "yellow")
-        verdict = Text()
-        _verdict(verdict, "guarded", view.verdict("guarded"), view.report.conflicts if view.report else 0)
-        if view.report is not None and view.report.naive is not None:
-            verdict.append(*SEPARATOR)
-            _verdict(verdict, "naive", view.report.naive)
+            server.append(" (outbox waiting: NATS unreachable)", "yellow")
         if view.checking:
-            verdict.append(" ⟳", "cyan")
+            server.append(" ⟳", "cyan")
         if view.poll_error:
-            verdict.append(*SEPARATOR)
-            verdict.append(f"poll failed: {view.poll_error}", "yellow")
-        # Only a switch between one line and two changes the height, and only that needs a layout.
-        resized = self._fits(server, verdict) != self._fits(self.server, self.verdict)
-        self.server, self.verdict = server, verdict
-        self.refresh(layout=resized)
+            server.append(*SEPARATOR)
+            server.append(f"poll failed: {view.poll_error}", "yellow")
+        self.server = server
+        self.verdicts = tuple(self._verdicts(view, short) for short in (False, True))  # type: ignore[assignment]
+        self.refresh()
 
-    def _fits(self, server: Text, verdict: Text) -> bool:
-        return server.cell_len + 3 + verdict.cell_len <= (self.size.width or 10_000)
+    @staticmethod
+    def _verdicts(view: LabView, short: bool) -> Text:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        for index, group in enumerate(GROUPS):
+            totals = view.verdict(group.mode)
+            if group.mode == "naive" and (view.report is None or totals is None) and not view.group_members(group.name):
+                continue
+            if index:
+                line.append(*SEPARATOR)
+            done = view.done(group.name)
+            line.append_text(verdict_text(view, group.name, group.mode, totals, short))
+            if done is not None:
+                line.append(f" · done {done}", "dim")
+        return line
 
     def render(self) -> Text:
-        if self._fits(self.server, self.verdict):
-            line = self.server.copy()
-            line.append(*SEPARATOR)
-            return line + self.verdict
-        text = Text("\n").join([self.server, self.verdict])
-        text.no_wrap, text.overflow = True, "ellipsis"
-        return text
+        width = self.size.width or 10_000
+        full, short = self.verdicts
+        lines = [self.server.copy(), (full if full.cell_len <= width else short).copy()]
+        # Each line is cut to the width here: a renderable's no_wrap does not keep Textual from wrapping.
+        for line in lines:
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
