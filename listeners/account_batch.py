@@ -119,9 +119,7 @@ class AccountBatch:
     async def _candidates(self, users: dict[str, _User]) -> list[_Candidate]:
         """The batch's valid deliveries, and in guarded mode the parked events of its users, in the
         order they are decided: per user by number (parked first on a tie), or delivery order (naive)."""
-        candidates = [
-            _Candidate(d, d.event, index=i) for i, d in enumerate(self.deliveries) if d.event is not None
-        ]
+        candidates = [_Candidate(d, d.event, index=i) for i, d in enumerate(self.deliveries) if d.event is not None]
         if self.mode != "guarded":
             return candidates
         with_parked = sorted(name for name, user in users.items() if user.parked)

@@ -25,7 +25,13 @@ def report_of(delivery: Delivery) -> DeliveryReport:
             delivery.stream_seq, delivery.delivery_count, subject=delivery.subject, reason=delivery.poison_reason
         )
     return DeliveryReport(
-        delivery.stream_seq, delivery.delivery_count, event.id, event.user_id, event.number, event.type, event.amount_cents
+        delivery.stream_seq,
+        delivery.delivery_count,
+        event.id,
+        event.user_id,
+        event.number,
+        event.type,
+        event.amount_cents,
     )
 
 
