@@ -7,18 +7,22 @@ candidate at or below the last number is then identified by id against the event
 number: the same event is a duplicate, another one a conflict. An early delivery waits (deferred) until
 its user has been stuck at the same last number for the gap timeout, and is parked after that. Naive
 mode applies every valid delivery in delivery order.
+
+The outcomes come back in the order they were decided, which is the order of the `applied_events`
+rows: the commit order (`listeners/outcomes.py`, `BatchResult`). Each carries the facts its rule went
+by, so a listener can say why, and say it in the order it happened.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict, deque
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import aiosqlite
 
 from listeners.guard import Decision, SequenceGuard
-from listeners.outcomes import BatchResult, ConcurrentUpdate, Delivery, Mode, Outcome, OutcomeKind
+from listeners.outcomes import BatchResult, ConcurrentUpdate, Delivery, Mode, Outcome, OutcomeKind, RuleFacts
 from publisher.events import AccountEvent, EventError, apply_business_rule, utc_now_iso
 from publisher.sqlite import fetch_all, select_in
 
@@ -28,12 +32,15 @@ _PAIRS_PER_QUERY = 400
 
 @dataclass(slots=True)
 class _Candidate:
-    """A delivery of this batch (`index` into it) or a parked event (`parked_rowid`)."""
+    """A delivery of this batch (`index` into it; poison when it has no event) or a parked event
+    (`parked_rowid`), and, once decided, its outcome and the facts of the rule that gave it."""
 
     delivery: Delivery
-    event: AccountEvent
+    event: AccountEvent | None
     index: int | None = None
     parked_rowid: int | None = None
+    kind: OutcomeKind | None = None  # None: a parked event that stays parked
+    facts: RuleFacts = RuleFacts()
 
 
 @dataclass(slots=True)
@@ -68,34 +75,38 @@ class AccountBatch:
         self.listener = listener
         self.guard = guard
         self.now = utc_now_iso()
-        self._kinds: dict[int, OutcomeKind] = {}
-        self._unparked: list[Outcome] = []
         self._writes = _Writes()
         # Events processed in this batch, by (user, number): their ids, for identifying duplicates.
         self._applied_here: dict[tuple[str, int], set[str]] = defaultdict(set)
 
     async def run(self) -> BatchResult:
         users = await self._read_users()
-        candidates = await self._candidates(users)
+        order = await self._candidates(users)
         unidentified: list[_Candidate] = []
         deferred: dict[str, list[_Candidate]] = defaultdict(list)
-        for candidate in candidates:
+        for candidate in order:
             event = candidate.event
+            if event is None:
+                self._poison(candidate)
+                continue
             user = users[event.user_id]
             decision = self.guard.decide(event.number, user.last) if self.mode == "guarded" else Decision.APPLY
             if decision is Decision.APPLY:
                 self._apply(candidate, user)
-            elif decision is Decision.DUPLICATE:
+                continue
+            # Duplicate, conflict, deferred or parked: decided here, by the last number as it is now.
+            candidate.facts = RuleFacts(last_before=user.last, last_after=user.last)
+            if decision is Decision.DUPLICATE:
                 unidentified.append(candidate)
             elif candidate.index is not None:  # an early delivery; an early parked event stays parked
                 deferred[event.user_id].append(candidate)
         await self._identify(unidentified)
         for user_id, waiting in deferred.items():
             self._wait_or_park(user_id, users[user_id], waiting)
-        self._poison()
         await self._write(users)
-        outcomes = [Outcome(delivery, self._kinds[i]) for i, delivery in enumerate(self.deliveries)]
-        return BatchResult(outcomes, self._unparked)
+        outcomes = [Outcome(c.delivery, c.kind, c.facts, c.index) for c in order if c.kind is not None]
+        assert sum(1 for o in outcomes if not o.unparked) == len(self.deliveries)
+        return BatchResult(outcomes)
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -117,11 +128,9 @@ class AccountBatch:
         return users
 
     async def _candidates(self, users: dict[str, _User]) -> list[_Candidate]:
-        """The batch's valid deliveries, and in guarded mode the parked events of its users, in the
-        order they are decided: per user by number (parked first on a tie), or delivery order (naive)."""
-        candidates = [
-            _Candidate(d, d.event, index=i) for i, d in enumerate(self.deliveries) if d.event is not None
-        ]
+        """The batch's deliveries, and in guarded mode the parked events of its users, in the order
+        they are decided: delivery order (naive), or per user by number (guarded, `_in_turn`)."""
+        candidates = [_Candidate(d, d.event, index=i) for i, d in enumerate(self.deliveries)]
         if self.mode != "guarded":
             return candidates
         with_parked = sorted(name for name, user in users.items() if user.parked)
@@ -139,10 +148,7 @@ class AccountBatch:
                     continue
                 delivery = Delivery(stream_seq, delivery_count, subject, payload, event)
                 candidates.append(_Candidate(delivery, event, parked_rowid=rowid))
-        return sorted(
-            candidates,
-            key=lambda c: (c.event.user_id, c.event.number, c.index is not None, c.index or 0),
-        )
+        return _in_turn(self.deliveries, candidates)
 
     async def _applied_ids(self, keys: set[tuple[str, int]]) -> dict[tuple[str, int], set[str]]:
         """Ids of the events processed at each (user, number), this batch's included."""
@@ -166,17 +172,21 @@ class AccountBatch:
     # -- deciding ----------------------------------------------------------------------------------
 
     def _settle(self, candidate: _Candidate, kind: OutcomeKind) -> None:
-        """Give a candidate its outcome: a delivery's goes back to the caller, a parked event is resolved."""
-        if candidate.index is not None:
-            self._kinds[candidate.index] = kind
-            return
-        self._writes.resolved.append((self.now, kind, candidate.parked_rowid))
-        self._unparked.append(Outcome(candidate.delivery, kind))
+        """Give a candidate its outcome; a parked event is resolved by it."""
+        candidate.kind = kind
+        if candidate.parked_rowid is not None:
+            self._writes.resolved.append((self.now, kind, candidate.parked_rowid))
 
     def _apply(self, candidate: _Candidate, user: _User) -> None:
         event, delivery = candidate.event, candidate.delivery
+        assert event is not None
+        last, balance = user.last, user.balance
         user.balance, kind = apply_business_rule(user.balance, event)
         user.last = event.number
+        if self.mode == "guarded":
+            candidate.facts = RuleFacts(last, user.last, balance, user.balance)
+        else:  # no number rule: what it did to the balance is all there is to say
+            candidate.facts = RuleFacts(balance_before=balance, balance_after=user.balance)
         self._settle(candidate, kind)  # type: ignore[arg-type]
         self._applied_here[(event.user_id, event.number)].add(event.id)
         self._writes.applied.append(
@@ -188,17 +198,20 @@ class AccountBatch:
         """Duplicate or conflict, by the ids processed at each candidate's number."""
         if not candidates:
             return
-        applied = await self._applied_ids({(c.event.user_id, c.event.number) for c in candidates})
+        applied = await self._applied_ids({(c.event.user_id, c.event.number) for c in candidates if c.event})
         for candidate in candidates:
             event, delivery = candidate.event, candidate.delivery
+            assert event is not None
             ids = applied[(event.user_id, event.number)]
             decision = self.guard.identify(event.id, ids)
             if decision is Decision.DUPLICATE:
                 self._settle(candidate, "duplicate")
                 continue
+            used_by = min(ids) if ids else None
             self._settle(candidate, "conflict")
+            candidate.facts = replace(candidate.facts, used_by=used_by)
             self._writes.conflicts.append(
-                (delivery.stream_seq, event.id, event.user_id, event.number, min(ids) if ids else None,
+                (delivery.stream_seq, event.id, event.user_id, event.number, used_by,
                  delivery.subject, delivery.payload, self.listener, self.now, delivery.stream_seq)
             )  # fmt: skip
 
@@ -216,19 +229,19 @@ class AccountBatch:
                 self._settle(candidate, "deferred")
                 continue
             event, delivery = candidate.event, candidate.delivery
+            assert event is not None
             self._settle(candidate, "parked")
             self._writes.parked.append(
                 (delivery.stream_seq, event.id, event.user_id, event.number, delivery.subject, delivery.payload,
                  delivery.delivery_count, self.listener, self.now, event.id)
             )  # fmt: skip
 
-    def _poison(self) -> None:
-        for i, d in enumerate(self.deliveries):
-            if d.event is None:
-                self._kinds[i] = "poison"
-                self._writes.poison.append(
-                    (d.stream_seq, d.subject, d.poison_reason or "malformed", d.payload, self.now, d.stream_seq)
-                )
+    def _poison(self, candidate: _Candidate) -> None:
+        d = candidate.delivery
+        self._settle(candidate, "poison")
+        self._writes.poison.append(
+            (d.stream_seq, d.subject, d.poison_reason or "malformed", d.payload, self.now, d.stream_seq)
+        )
 
     # -- writing -----------------------------------------------------------------------------------
 
@@ -287,6 +300,33 @@ class AccountBatch:
                 " SELECT ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM poison_events WHERE stream_seq = ?)",
                 writes.poison,
             )
+
+
+def _in_turn(deliveries: list[Delivery], candidates: list[_Candidate]) -> list[_Candidate]:
+    """Guarded order: each user's candidates by number (parked first on a tie), taking the places of
+    that user's deliveries in the batch, so a batch's order across users stays the delivery order
+    and only a user's own events change places. A parked event goes right after the candidate
+    before it (or before the user's first delivery). Poison keeps its place: it has no user.
+    `candidates` are the batch's deliveries, in delivery order, then the parked events."""
+    valid = [(c.event, c) for c in candidates if c.event is not None]
+    queues: dict[str, deque[_Candidate]] = defaultdict(deque)
+    for event, candidate in sorted(valid, key=lambda ec: (ec[0].number, ec[1].index is not None, ec[1].index or 0)):
+        queues[event.user_id].append(candidate)
+    ordered: list[_Candidate] = []
+    for index, delivery in enumerate(deliveries):
+        if delivery.event is None:
+            ordered.append(candidates[index])
+            continue
+        queue = queues[delivery.event.user_id]
+        # This place takes the user's next delivery, with the parked events around it; as many
+        # deliveries are queued as the user has places, so every candidate gets one.
+        took_delivery = False
+        while queue and not (took_delivery and queue[0].index is not None):
+            candidate = queue.popleft()
+            took_delivery = took_delivery or candidate.index is not None
+            ordered.append(candidate)
+    assert len(ordered) == len(candidates)
+    return ordered
 
 
 def _parse(iso: str) -> datetime:

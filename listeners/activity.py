@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import fields
+from typing import Any
 
-from listeners.outcomes import Delivery, Outcome
+from listeners.outcomes import Delivery, Outcome, RuleFacts
 from listeners.status import COUNTERS, Counts, DeliveryReport
 from publisher.events import utc_now_iso
 
@@ -25,8 +27,18 @@ def report_of(delivery: Delivery) -> DeliveryReport:
             delivery.stream_seq, delivery.delivery_count, subject=delivery.subject, reason=delivery.poison_reason
         )
     return DeliveryReport(
-        delivery.stream_seq, delivery.delivery_count, event.id, event.user_id, event.number, event.type, event.amount_cents
+        delivery.stream_seq,
+        delivery.delivery_count,
+        event.id,
+        event.user_id,
+        event.number,
+        event.type,
+        event.amount_cents,
     )
+
+
+def _facts(facts: RuleFacts) -> dict[str, Any]:
+    return {f.name: getattr(facts, f.name) for f in fields(facts)}
 
 
 class Activity:
@@ -45,19 +57,20 @@ class Activity:
         elif not deliveries:
             self.in_flight_since = None
 
-    def record(self, outcomes: Iterable[Outcome], *, unparked: bool = False) -> None:
-        """Count settled outcomes and keep them for the next status message; `unparked` outcomes are
-        parked events resolved without a delivery, so they count as unparked and not as redelivered."""
+    def record(self, outcomes: Iterable[Outcome]) -> None:
+        """Count settled outcomes and keep them for the next status message, numbered in the order
+        given (the commit order); unparked outcomes are parked events resolved without a delivery, so
+        they count as unparked and not as redelivered."""
         now = utc_now_iso()
         counted = dict.fromkeys(COUNTERS, 0)
         for outcome in outcomes:
             counted[_COUNTER_OF.get(outcome.kind, outcome.kind)] += 1
-            if unparked:
+            if outcome.unparked:
                 counted["unparked"] += 1
             elif outcome.delivery.delivery_count > 1:
                 counted["redelivered"] += 1
             self._seq += 1
-            entry = report_of(outcome.delivery).settled(self._seq, outcome.kind, now)
+            entry = report_of(outcome.delivery).settled(self._seq, outcome.kind, now, **_facts(outcome.facts))
             self._recent.append(entry)
             self.last_outcome = entry
         self.counters += Counts(**counted)

@@ -104,10 +104,15 @@ class BatchHandler:
             return
         if self.fault.crash == "after-commit":
             self._crash_now()
+        # Settle and record in commit order, so the listener's running numbers follow it too.
         settled: list[Outcome] = []
         now = time.monotonic()
-        for index, (msg, outcome, since) in enumerate(zip(msgs, result.outcomes, held_since)):
-            first_look = index >= len(held)
+        for outcome in result.in_commit_order:
+            if outcome.index is None:  # a parked event resolved: no message of this batch to settle
+                settled.append(outcome)
+                continue
+            msg, since = msgs[outcome.index], held_since[outcome.index]
+            first_look = outcome.index >= len(held)
             if outcome.kind == "deferred" and self._may_hold(now - since):
                 self._held[outcome.delivery.stream_seq] = _Held(msg, outcome.delivery, since)
                 if first_look:
@@ -117,9 +122,8 @@ class BatchHandler:
             if first_look or outcome.kind != "deferred":
                 settled.append(outcome)
         self.activity.record(settled)
-        self.activity.record(result.unparked, unparked=True)
         self.activity.holding([entry.delivery for entry in self._held.values()], fetched_now=False)
-        if settled or result.unparked:
+        if settled:
             self._wake.set()
 
     async def release_held(self) -> None:

@@ -9,7 +9,7 @@ Fault-injection commands arrive on `natslab.control.<name>`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from publisher.events import format_cents
@@ -94,13 +94,34 @@ class Counts:
 
 COUNTERS = tuple(f.name for f in fields(Counts))
 
+# How long `DeliveryReport.rule()` may be: it shares a timeline row with the event and its outcome.
+RULE_WIDTH = 34
+# The rule facts of a settled delivery: JSON key, attribute.
+_FACTS = (
+    ("lastBefore", "last_before"),
+    ("lastAfter", "last_after"),
+    ("balanceBefore", "balance_before"),
+    ("balanceAfter", "balance_after"),
+    ("usedBy", "used_by"),
+)
+
+
+def _fit(*wordings: str) -> str:
+    """The first wording that fits RULE_WIDTH, longest first; the last one cut short if none does."""
+    for text in wordings:
+        if len(text) <= RULE_WIDTH:
+            return text
+    return wordings[-1][: RULE_WIDTH - 1] + "…"
+
 
 @dataclass(frozen=True, slots=True)
 class DeliveryReport:
     """One delivery of one stream message, as a listener reports it: held (in flight) or settled.
 
     A poison delivery has no event fields; it names its subject and why it is poison. A settled one
-    also has the listener's own running number `seq`, its `outcome` and the UTC time `at`.
+    also has the listener's own running number `seq`, its `outcome` and the UTC time `at`, and the
+    facts of the rule that gave that outcome (None where they do not apply or are not known: a held
+    delivery, or a message from a listener older than these fields). `rule()` says them in words.
     """
 
     stream_seq: int
@@ -115,10 +136,65 @@ class DeliveryReport:
     seq: int = 0
     outcome: str | None = None
     at: str = ""
+    # The user's last number before and after the outcome: the guard's facts, so absent for the naive
+    # group, which has no number rule. A deferred or parked event waits for `last_before + 1`.
+    last_before: int | None = None
+    last_after: int | None = None
+    # The balance before and after, in cents, for an applied or rejected event (both groups).
+    balance_before: int | None = None
+    balance_after: int | None = None
+    used_by: str | None = None  # a conflict: the id of an event processed at its number, if one was recorded
 
     @property
     def poison(self) -> bool:
         return self.user_id is None
+
+    @property
+    def missing(self) -> int | None:
+        """The number a deferred or parked event waits for."""
+        if self.outcome in ("deferred", "parked") and self.last_before is not None:
+            return self.last_before + 1
+        return None
+
+    def rule(self) -> str:
+        """The rule that gave the outcome, in words that fit a timeline row (at most RULE_WIDTH
+        characters): `last 1 → 2 · $70 → $110`, `waiting for #2 (last is 1)`, ... Empty when the facts
+        are not known."""
+        n, before, after = self.number, self.last_before, self.last_after
+        if self.outcome == "poison":
+            return _fit(self.reason or "invalid message")
+        if self.outcome == "rejected" and self.balance_before is not None:
+            balance, amount = format_cents(self.balance_before), format_cents(self.amount_cents)
+            return _fit(f"balance {balance} < {amount}", f"{balance} < {amount}")
+        if self.outcome == "applied" and self.balance_before is not None and self.balance_after is not None:
+            was, now = format_cents(self.balance_before), format_cents(self.balance_after)
+            if before is None or after is None:  # the naive group: no number rule, it takes what comes
+                return _fit(
+                    f"applied as it came · {was} → {now}",
+                    f"as it came · {was} → {now}",
+                    f"as it came · now {now}",
+                    "applied as it came",
+                )
+            return _fit(
+                f"last {before} → {after} · {was} → {now}",
+                f"last {before} → {after} · now {now}",
+                f"last {before} → {after}",
+            )
+        if before is None:
+            return ""
+        if self.outcome == "deferred":
+            return _fit(f"waiting for #{before + 1} (last is {before})", f"waiting for #{before + 1}")
+        if self.outcome == "parked":
+            return _fit(
+                f"parked: #{before + 1} missing (last is {before})",
+                f"#{before + 1} missing (last is {before})",
+                f"#{before + 1} missing",
+            )
+        if self.outcome == "duplicate":
+            return _fit(f"#{n} already applied (last {before})", f"#{n} already applied")
+        if self.outcome == "conflict":
+            return _fit(f"#{n} already used by another event", f"#{n} used by another event", f"#{n} already used")
+        return ""
 
     def describe(self) -> str:
         """`jim #3 withdraw $100`; poison shows its subject (`poison deposit.eve`)."""
@@ -126,11 +202,30 @@ class DeliveryReport:
             return f"poison {(self.subject or '?').removeprefix('account.')}"
         return f"{self.user_id} #{self.number} {self.type.split(':')[-1]} {format_cents(self.amount_cents)}"
 
-    def settled(self, seq: int, outcome: str, at: str) -> DeliveryReport:
-        return DeliveryReport(
-            self.stream_seq, self.delivery_count, self.event_id, self.user_id, self.number, self.type,
-            self.amount_cents, self.subject, self.reason, seq, outcome, at,
-        )  # fmt: skip
+    def settled(
+        self,
+        seq: int,
+        outcome: str,
+        at: str,
+        *,
+        last_before: int | None = None,
+        last_after: int | None = None,
+        balance_before: int | None = None,
+        balance_after: int | None = None,
+        used_by: str | None = None,
+    ) -> DeliveryReport:
+        """This delivery with its outcome and the facts of the rule that gave it."""
+        return replace(
+            self,
+            seq=seq,
+            outcome=outcome,
+            at=at,
+            last_before=last_before,
+            last_after=last_after,
+            balance_before=balance_before,
+            balance_after=balance_after,
+            used_by=used_by,
+        )
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"streamSeq": self.stream_seq, "deliveryCount": self.delivery_count}
@@ -142,6 +237,11 @@ class DeliveryReport:
             data.update(subject=self.subject, reason=self.reason)
         if self.outcome is not None:
             data.update(seq=self.seq, outcome=self.outcome, at=self.at)
+        # Only the facts that are known: older readers ignore them, and a busy status stays small.
+        for key, attribute in _FACTS:
+            value = getattr(self, attribute)
+            if value is not None:
+                data[key] = value
         return data
 
     @classmethod
@@ -160,6 +260,11 @@ class DeliveryReport:
             seq=_field(data, "seq", int, 0),
             outcome=_field(data, "outcome", str),
             at=_field(data, "at", str, ""),
+            last_before=_field(data, "lastBefore", int),
+            last_after=_field(data, "lastAfter", int),
+            balance_before=_field(data, "balanceBefore", int),
+            balance_after=_field(data, "balanceAfter", int),
+            used_by=_field(data, "usedBy", str),
         )
 
 

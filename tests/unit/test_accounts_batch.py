@@ -40,13 +40,17 @@ async def test_guarded_batch_applies_one_users_events_in_number_order(db: Accoun
 
 async def test_redelivery_of_committed_event_is_a_duplicate(db: AccountsDB) -> None:
     await db.process_batch([delivery(1, "mary", 1, "deposit", 4000)], "guarded", "A", SequenceGuard())
-    outcomes = (await db.process_batch([delivery(1, "mary", 1, "deposit", 4000, count=2)], "guarded", "B", SequenceGuard())).outcomes
+    outcomes = (
+        await db.process_batch([delivery(1, "mary", 1, "deposit", 4000, count=2)], "guarded", "B", SequenceGuard())
+    ).outcomes
     assert [o.kind for o in outcomes] == ["duplicate"]
     assert [(r.last_number, r.balance_cents) for r in await db.accounts()] == [(1, 4000)]
 
 
 async def test_overdraft_is_rejected_and_counts_as_processed(db: AccountsDB) -> None:
-    outcomes = (await db.process_batch([delivery(1, "jim", 1, "withdraw", 500)], "guarded", "A", SequenceGuard())).outcomes
+    outcomes = (
+        await db.process_batch([delivery(1, "jim", 1, "withdraw", 500)], "guarded", "A", SequenceGuard())
+    ).outcomes
     assert [o.kind for o in outcomes] == ["rejected"]
     assert [(r.last_number, r.balance_cents) for r in await db.accounts()] == [(1, 0)]
 
