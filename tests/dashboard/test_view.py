@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 from dashboard_fakes import delivery, held, status
-from rich.text import Text
 
 from dashboard.lab.checker import CheckReport, Totals
 from dashboard.lab.observe import ChannelStats

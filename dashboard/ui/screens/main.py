@@ -227,14 +227,14 @@ class MainScreen(Screen[None]):
         if not scenario.waiting:
             self.notify("the step is still running", timeout=2)
             return
-        self.app.view.scenario_resumed()
+        self.app.view.scenario_step(None)
         self.app.driver.next_step()
 
     def action_run_rest(self) -> None:
         scenario = self.app.view.scenario
         if scenario is not None and scenario.running and scenario.step_mode:
             scenario.step_mode = False
-            self.app.view.scenario_resumed()
+            self.app.view.scenario_step(None)
             self.app.driver.run_rest()
 
     def action_log(self) -> None:

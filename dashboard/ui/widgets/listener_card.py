@@ -27,6 +27,24 @@ COUNTERS = (
 ALARMS = (("conflicts", "conflicts"), ("parked", "parked"))
 
 
+def unaccounted(view: LabView, group: str) -> int:
+    """Events the server counts as delivered and unacknowledged that no member's last report holds:
+    a listener paused or killed between a fetch and its next status holds them."""
+    consumer = view.consumers.get(group)
+    if consumer is None:
+        return 0
+    return max(0, consumer.ack_pending - sum(member.in_flight_count for member in view.group_members(group)))
+
+
+def early(view: LabView, held: DeliveryReport) -> str:
+    """`waits for #2` when a held event came before its predecessor was processed (guarded database)."""
+    if held.user_id is None:
+        return ""
+    row = view.accounts["guarded"].get(held.user_id)
+    last = row.last_number if row is not None else 0
+    return f"waits for #{last + 1}" if held.number > last + 1 else ""
+
+
 def head_line(view: LabView, listener: ListenerView, number: int) -> Text:
     """`1 A  running  holds jim #2 deposit $40 ×1 for 1.2s`, or its last outcome when it holds nothing."""
     line = Text(no_wrap=True, overflow="ellipsis")
@@ -57,9 +75,9 @@ def now_text(view: LabView, listener: ListenerView) -> Text:
         text.append(first.describe())  # from the network: a Text, never markup
         if first.delivery_count > 1:
             text.append(f" ×{first.delivery_count}", "bold yellow")
-        early = view.early(first) if listener.mode == "guarded" else ""
-        if early:
-            text.append(f" (early: {early})", "yellow")
+        waits = early(view, first) if listener.mode == "guarded" else ""
+        if waits:
+            text.append(f" (early: {waits})", "yellow")
         more = listener.in_flight_count - 1
         if more > 0:
             text.append(f" +{more} more", "dim")
@@ -73,10 +91,10 @@ def now_text(view: LabView, listener: ListenerView) -> Text:
             )
         return text
     if listener.state == "paused":
-        unaccounted = view.unaccounted(listener.group)
-        if unaccounted:
+        unaccounted_now = unaccounted(view, listener.group)
+        if unaccounted_now:
             text.append(
-                f"stopped before it reported what it holds; the server counts {unaccounted} unacknowledged",
+                f"stopped before it reported what it holds; the server counts {unaccounted_now} unacknowledged",
                 "bold yellow",
             )
         else:

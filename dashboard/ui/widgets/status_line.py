@@ -28,6 +28,29 @@ FIELDS = (
 )
 
 
+def last_seq(view: LabView) -> int:
+    """The stream's last sequence as the latest poll saw it."""
+    return max((channel.stats.last_seq or 0 for channel in view.channels.values()), default=0)
+
+
+def backlog(view: LabView, group: str) -> int | None:
+    """Events the group's consumer has not had acknowledged yet: not delivered, or delivered and
+    still unacknowledged. None before the first consumer info."""
+    consumer = view.consumers.get(group)
+    return None if consumer is None else consumer.pending + consumer.ack_pending
+
+
+def done(view: LabView, group: str) -> int | None:
+    """Events of the stream the group has acknowledged (processed, or set aside)."""
+    waiting = backlog(view, group)
+    return None if waiting is None else max(0, view.published() - waiting)
+
+
+def check_is_current(view: LabView) -> bool:
+    """The checker's last report saw the stream as far as the latest poll did."""
+    return view.report is not None and view.report.snapshot_seq >= last_seq(view)
+
+
 def verdict_text(view: LabView, group: str, mode: str, totals: Totals | None, short: bool) -> Text:
     text = Text(no_wrap=True)
     text.append(f"{mode} ", "bold")
@@ -40,13 +63,13 @@ def verdict_text(view: LabView, group: str, mode: str, totals: Totals | None, sh
         counts += f" conflict {conflicts}"
     if totals.parked:
         counts += f" parked {totals.parked}"
-    backlog = view.backlog(group)
+    backlog_now = backlog(view, group)
     wrong = not totals.clean or conflicts > 0
-    if backlog:
+    if backlog_now:
         # Events the group has not finished yet: what looks wrong now may be right once they are done.
-        text.append(f"… backlog {backlog} ", "yellow")
+        text.append(f"… backlog {backlog_now} ", "yellow")
         text.append(counts, "dim")
-    elif wrong and not view.check_is_current():
+    elif wrong and not check_is_current(view):
         text.append("⟳ checking ", "yellow")
         text.append(counts, "dim")
     elif wrong:
@@ -111,10 +134,10 @@ class StatusLine(Widget):
                 continue
             if index:
                 line.append(*SEPARATOR)
-            done = view.done(group.name)
+            done_now = done(view, group.name)
             line.append_text(verdict_text(view, group.name, group.mode, totals, short))
-            if done is not None:
-                line.append(f" · done {done}", "dim")
+            if done_now is not None:
+                line.append(f" · done {done_now}", "dim")
         return line
 
     def render(self) -> Text:
