@@ -7,6 +7,8 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from textual.message import Message
+
 from dashboard.lab.checker import AppliedRow, DatabaseState, check_data
 from dashboard.lab.history import StoredEvent
 from dashboard.lab.observe import ChannelStats
@@ -15,6 +17,8 @@ from dashboard.ui.app import NatslabApp
 from dashboard.ui.messages import (
     AccountsRead,
     CaptionSaid,
+    ScenarioFinished,
+    ScenarioStarted,
     ChannelStatsFetched,
     CheckFinished,
     ConsumerInfoFetched,
@@ -66,9 +70,25 @@ def held(stream_seq: int, count: int = 1) -> dict[str, Any]:
     }
 
 
-def delivery(seq: int, stream_seq: int, count: int, outcome: str, at: str) -> dict[str, Any]:
-    """A processed delivery: the listener's own `seq`, the outcome and when (seconds past 07:59 UTC)."""
-    return held(stream_seq, count) | {"seq": seq, "outcome": outcome, "at": f"2027-01-15T07:59:{at}Z"}
+def delivery(
+    seq: int,
+    stream_seq: int,
+    count: int,
+    outcome: str,
+    at: str,
+    *,
+    last: tuple[int, int] | None = None,
+    balance: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """A processed delivery: the listener's own `seq`, the outcome, when (seconds past 07:59 UTC), and
+    the facts of its rule: the user's last number and balance before and after (a naive listener
+    has no number rule, so no `last`)."""
+    data = held(stream_seq, count) | {"seq": seq, "outcome": outcome, "at": f"2027-01-15T07:59:{at}Z"}
+    if last is not None:
+        data |= {"lastBefore": last[0], "lastAfter": last[1]}
+    if balance is not None:
+        data |= {"balanceBefore": balance[0], "balanceAfter": balance[1]}
+    return data
 
 
 def status(
@@ -136,7 +156,11 @@ def members(*entries: tuple[str, str, int, str, int]) -> list[Member]:
 
 def report(events: list[tuple[int, str, str, int, int]], guarded: DatabaseState, naive: DatabaseState):
     stream = [stored(*row) for row in events]
-    return check_data(stream, [s.event for s in stream if s.event is not None], [], guarded, naive)
+    # A check of the whole stream: it has seen everything the latest poll has.
+    snapshot = max((row[0] for row in events), default=0)
+    return check_data(
+        stream, [s.event for s in stream if s.event is not None], [], guarded, naive, snapshot_seq=snapshot
+    )
 
 
 def database(accounts: dict[str, tuple[int, int]], applied: list[tuple[str, int, str]]) -> DatabaseState:
@@ -155,10 +179,33 @@ def post_all(app: NatslabApp, *messages) -> None:
 def started(app: NatslabApp) -> None:
     """What `LabStarted` does, without starting the polls: there is no lab behind a fake state."""
     app.view.phase, app.view.url = "running", URL
-    app.view.say("Ready. d deposits, w withdraws, x runs the seed's scenario, ? lists every key.")
+    app.view.say("Ready. d deposits, w withdraws, x runs a scenario, ? lists every key.")
 
 
-# -- the three states ------------------------------------------------------------------------------
+OVERTAKING = "overtaking-withdrawal"
+OVERTAKING_SUMMARY = "a withdrawal overtakes the deposit it needs, held by a dying listener"
+OVERTAKING_LESSON = (
+    "Redelivery brings the lost deposit back, but after the withdrawal that needed it: arrival order is not the"
+    " order of events. Applying only each user's next number keeps the guarded balance right."
+)
+OVERTAKING_STEPS = (
+    "Guarded listeners A, B share the queue group account-service; naive N1 reads account-service-naive.",
+    "Publisher: Mary deposits $40 (Mary #1), Jim deposits $70 (Jim #1).",
+    "Every listener slows down, so whoever takes Jim's next deposit, +$40 (Jim #2), sits on it.",
+    "Listener A holds Jim's +$40 (#2) and dies before acknowledging it (SIGKILL); so does N1.",
+    "Jim withdraws $100 (Jim #3). It reaches the survivors before the deposit it depends on.",
+)
+
+
+def overtaking_captions(steps: int = len(OVERTAKING_STEPS), *, step_mode: bool = False) -> list[Message]:
+    """The scenario's start and its first `steps` captions, as the driver posts them."""
+    return [
+        ScenarioStarted(OVERTAKING, OVERTAKING_SUMMARY, step_mode),
+        *(CaptionSaid(caption, waiting=step_mode) for caption in OVERTAKING_STEPS[:steps]),
+    ]
+
+
+# -- the states ------------------------------------------------------------------------------------
 
 
 def fresh_start(app: NatslabApp) -> None:
@@ -208,7 +255,10 @@ def after_slides(app: NatslabApp) -> None:
                 "A",
                 4101,
                 counters={"applied": 2},
-                deliveries=[delivery(1, 1, 1, "applied", "01.101"), delivery(2, 2, 1, "applied", "01.902")],
+                deliveries=[
+                    delivery(1, 1, 1, "applied", "01.101", last=(0, 1), balance=(0, 4000)),
+                    delivery(2, 2, 1, "applied", "01.902", last=(0, 1), balance=(0, 7000)),
+                ],
                 in_flight=[held(3)],
                 in_flight_since=held_since,
             )
@@ -219,7 +269,10 @@ def after_slides(app: NatslabApp) -> None:
                 4103,
                 "naive",
                 counters={"applied": 2},
-                deliveries=[delivery(1, 1, 1, "applied", "01.104"), delivery(2, 2, 1, "applied", "01.905")],
+                deliveries=[
+                    delivery(1, 1, 1, "applied", "01.104", balance=(0, 4000)),
+                    delivery(2, 2, 1, "applied", "01.905", balance=(0, 7000)),
+                ],
                 in_flight=[held(3)],
                 in_flight_since=held_since,
             )
@@ -230,11 +283,11 @@ def after_slides(app: NatslabApp) -> None:
                 4102,
                 counters={"applied": 2, "deferred": 3, "redelivered": 4},
                 deliveries=[
-                    delivery(1, 4, 1, "deferred", "05.310"),
-                    delivery(2, 4, 2, "deferred", "05.420"),
-                    delivery(3, 4, 3, "deferred", "05.640"),
-                    delivery(4, 3, 2, "applied", "08.012"),
-                    delivery(5, 4, 4, "applied", "08.013"),
+                    delivery(1, 4, 1, "deferred", "05.310", last=(1, 1)),
+                    delivery(2, 4, 2, "deferred", "05.420", last=(1, 1)),
+                    delivery(3, 4, 3, "deferred", "05.640", last=(1, 1)),
+                    delivery(4, 3, 2, "applied", "08.012", last=(1, 2), balance=(7000, 11000)),
+                    delivery(5, 4, 4, "applied", "08.012", last=(2, 3), balance=(11000, 1000)),
                 ],
             )
         ),
@@ -244,14 +297,18 @@ def after_slides(app: NatslabApp) -> None:
                 4203,
                 "naive",
                 counters={"applied": 1, "rejected": 1, "redelivered": 1},
-                deliveries=[delivery(1, 4, 1, "rejected", "05.300"), delivery(2, 3, 2, "applied", "08.020")],
+                deliveries=[
+                    delivery(1, 4, 1, "rejected", "05.300", balance=(7000, 7000)),
+                    delivery(2, 3, 2, "applied", "08.020", balance=(7000, 11000)),
+                ],
             )
         ),
         ConsumerInfoFetched(consumer("account-service", (9, 4), (9, 4), waiting=1)),
         ConsumerInfoFetched(consumer("account-service-naive", (6, 4), (6, 4), waiting=1)),
         ChannelStatsFetched(channels({"jim": 2, "mary": 1}, {"jim": 1}, (3, 4)), FROZEN_NOW),
         AccountsRead(rows(guarded_accounts), rows(naive_accounts)),
-        CaptionSaid("[9] Drained: every event is processed. Guarded Jim ends at $10; naive Jim kept the $100."),
+        *overtaking_captions(),
+        ScenarioFinished(OVERTAKING_LESSON),
         CheckFinished(
             report(
                 JIM_AND_MARY,
@@ -319,3 +376,28 @@ def server_down(app: NatslabApp) -> None:
         CheckFinished(report(JIM_AND_MARY, database(accounts, applied), database(accounts, applied))),
     )
     app.view.set_server(URL, "down", False, True)
+
+
+def mid_scenario(app: NatslabApp) -> None:
+    """The first scenario run step by step, at its fifth caption, waiting for Space: A holds Jim #2."""
+    fresh_start(app)
+    post_all(
+        app,
+        ListenerStatusReceived(
+            status(
+                "A",
+                4101,
+                counters={"applied": 2},
+                deliveries=[
+                    delivery(1, 1, 1, "applied", "01.101", last=(0, 1), balance=(0, 4000)),
+                    delivery(2, 2, 1, "applied", "01.902", last=(0, 1), balance=(0, 7000)),
+                ],
+                in_flight=[held(3)],
+                in_flight_since=FROZEN_NOW - 2,
+            )
+        ),
+        ConsumerInfoFetched(consumer("account-service", (3, 3), (2, 2), ack_pending=1, waiting=1)),
+        ChannelStatsFetched(channels({"jim": 2, "mary": 1}, {}, (3, 0)), FROZEN_NOW),
+        AccountsRead(rows({"jim": (1, 7000), "mary": (1, 4000)}), rows({"jim": (1, 7000), "mary": (1, 4000)})),
+        *overtaking_captions(4, step_mode=True),
+    )

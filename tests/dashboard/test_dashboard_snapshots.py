@@ -1,17 +1,20 @@
-"""SVG snapshots of the main screen in its key states, drawn from fixed fake states and a frozen clock."""
+"""SVG snapshots of the main screen in its key states, drawn from fixed fake states and a frozen clock,
+at the size most terminals open at (80x24), a mid size (120x40) and a large one (160x48)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from dashboard_fakes import after_slides, fresh_start, frozen_clock, server_down
+from dashboard_fakes import after_slides, fresh_start, frozen_clock, mid_scenario, server_down
 from textual.pilot import Pilot
 
 from dashboard.lab.settings import Settings
 from dashboard.ui.app import NatslabApp
 
 
-def snapshot_app(settings: Settings, state: Callable[[NatslabApp], None]) -> tuple[NatslabApp, Callable]:
+def snapshot_app(
+    settings: Settings, state: Callable[[NatslabApp], None], keys: tuple[str, ...] = ()
+) -> tuple[NatslabApp, Callable]:
     app = NatslabApp(settings, autostart=False, clock=frozen_clock)
 
     async def run_before(pilot: Pilot) -> None:
@@ -19,18 +22,31 @@ def snapshot_app(settings: Settings, state: Callable[[NatslabApp], None]) -> tup
         await pilot.pause()
         app.redraw()
         await pilot.pause()
+        for key in keys:
+            await pilot.press(key)
+        await pilot.pause()
 
     return app, run_before
 
 
 def test_fresh_start(snap_compare, settings: Settings) -> None:
     app, run_before = snapshot_app(settings, fresh_start)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
 
 
-def test_after_the_seeds_scenario(snap_compare, settings: Settings) -> None:
+def test_after_the_overtaking_withdrawal(snap_compare, settings: Settings) -> None:
     app, run_before = snapshot_app(settings, after_slides)
-    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+
+
+def test_after_the_overtaking_withdrawal_at_80x24(snap_compare, settings: Settings) -> None:
+    app, run_before = snapshot_app(settings, after_slides)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_a_scenario_step_by_step_at_80x24(snap_compare, settings: Settings) -> None:
+    app, run_before = snapshot_app(settings, mid_scenario)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
 def test_server_down(snap_compare, settings: Settings) -> None:
@@ -38,6 +54,6 @@ def test_server_down(snap_compare, settings: Settings) -> None:
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
 
 
-def test_after_the_seeds_scenario_at_80x24(snap_compare, settings: Settings) -> None:
-    app, run_before = snapshot_app(settings, after_slides)
-    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+def test_the_legend_under_question_mark(snap_compare, settings: Settings) -> None:
+    app, run_before = snapshot_app(settings, fresh_start, keys=("question_mark", "end"))
+    assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)

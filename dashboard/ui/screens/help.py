@@ -62,7 +62,7 @@ LEGEND = (
     ),
     (
         "lost · applied twice · out of order · wrong balance",
-        "events never applied · applied more than once · applied after a later number · users whose balance is wrong (short: lost twice order bal)",
+        "events never applied · applied more than once · applied after a later number · users whose balance is wrong (in full on a wide terminal: lost, applied twice, out of order, wrong balance)",
     ),
     ("done N", "events of the stream the group has acknowledged"),
     ("outbox", "the publisher's table of events written but not yet sent to NATS; a relay sends them"),

@@ -37,7 +37,9 @@ def step_lines(scenario: ScenarioLog, limit: int, width: int) -> list[Text]:
         hint.append(" Space", "bold reverse")
         hint.append(" runs this step · ", "")
         hint.append("Enter", "bold reverse")
-        hint.append(" runs the rest without stopping", "")
+        hint.append(" runs the rest · ", "")
+        hint.append("l", "bold reverse")
+        hint.append(" shows every step", "")
     elif not steps:
         hint.append(" starting…", "dim")
     tail = [hint] if hint.plain else []

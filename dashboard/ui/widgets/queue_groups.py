@@ -20,7 +20,8 @@ def group_header(group: QueueGroup, consumer: ConsumerView | None, members: int,
     if short:
         text.append(f" ({group.mode}): ", "dim")
     else:
-        text.append(f" · {group.mode} · {members} listener{'s' if members != 1 else ''} share one consumer", "dim")
+        sharing = f"{members} listeners share" if members != 1 else "1 listener uses"
+        text.append(f" · {group.mode} · {sharing} one consumer", "dim")
     stats = Text(no_wrap=True, overflow="ellipsis")
     stats.append("" if short else "  ")
     if consumer is None:

@@ -136,7 +136,7 @@ class StatusLine(Widget):
                 line.append(*SEPARATOR)
             done_now = done(view, group.name)
             line.append_text(verdict_text(view, group.name, group.mode, totals, short))
-            if done_now is not None:
+            if done_now is not None and not short:
                 line.append(f" · done {done_now}", "dim")
         return line
 
