@@ -199,9 +199,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         listeners=getattr(args, "dashboard_listeners", 2),
         naive=getattr(args, "dashboard_naive", 1),
         defer=getattr(args, "dashboard_defer", "nak"),
-        nats_timeout_s=_option(
-            args, "nats_timeout", "NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S
-        ),
+        nats_timeout_s=_option(args, "nats_timeout", "NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S),
         sync=_option(args, "sync", "NATSLAB_SYNC", sync_mode, DEFAULT_SYNC),
         gap_timeout_s=getattr(args, "gap_timeout", None),
     )

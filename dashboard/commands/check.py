@@ -44,10 +44,7 @@ async def check(args: argparse.Namespace, settings: Settings) -> int:
         if args.wait:
             left = await wait_settled(nc, settings.data_dir, args.wait, _progress)
             if left:
-                print(
-                    f"natslab check: {left} events still pending after {args.wait:g} s; checking anyway",
-                    file=sys.stderr,
-                )
+                print(f"natslab check: {left} events still pending after {args.wait:g} s; checking anyway", file=sys.stderr)
         report = await run_check(nc, settings.data_dir)
     except (HistoryError, DatabaseUnavailable) as exc:
         print(f"natslab check: cannot check: {exc}", file=sys.stderr)

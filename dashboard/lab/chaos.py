@@ -85,9 +85,7 @@ def fault_plan(config: ChaosConfig, rng: random.Random) -> dict[int, list[str]]:
     return plan
 
 
-async def run_chaos(
-    config: ChaosConfig, settings: Settings, progress: Callable[[str], None] | None = None
-) -> ChaosResult:
+async def run_chaos(config: ChaosConfig, settings: Settings, progress: Callable[[str], None] | None = None) -> ChaosResult:
     rng = random.Random(config.seed)
     plan = fault_plan(config, rng)
     faults = sum(map(len, plan.values()))

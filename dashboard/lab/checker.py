@@ -123,11 +123,7 @@ class Totals:
     @property
     def clean(self) -> bool:
         return (
-            self.lost == 0
-            and self.duplicated == 0
-            and self.out_of_order == 0
-            and self.wrong_balance == 0
-            and self.parked == 0
+            self.lost == 0 and self.duplicated == 0 and self.out_of_order == 0 and self.wrong_balance == 0 and self.parked == 0
         )
 
 

@@ -96,7 +96,9 @@ async def read_history(
                     msgs = []
                 for msg in msgs:
                     meta = msg.metadata
-                    events.append(parse_stored(meta.sequence.stream, msg.subject, msg.data, meta.timestamp.isoformat()))
+                    events.append(
+                        parse_stored(meta.sequence.stream, msg.subject, msg.data, meta.timestamp.isoformat())
+                    )
                 if msgs and msgs[-1].metadata.num_pending == 0:
                     break  # nothing more is stored: the messages up to `last` that are missing were deleted
                 if not msgs:

@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 # How often the lab looks for listener processes that ended by themselves, and for other changes.
 WATCH_INTERVAL_S = 0.1
-
-
 @dataclass(frozen=True, slots=True)
 class LabState:
     """What an observer sees of the lab apart from listener statuses: processes, server, outbox."""
@@ -156,14 +154,7 @@ class Lab:
         """Stop what this lab started: listeners, relay, connection, database, server. Every part is
         stopped even when an earlier one fails (the first error is raised at the end)."""
         errors: list[Exception] = []
-        steps = (
-            self._stop_watch,
-            self._stop_listeners,
-            self._stop_relay,
-            self._close_nats,
-            self._close_transactions,
-            self._stop_server,
-        )
+        steps = (self._stop_watch, self._stop_listeners, self._stop_relay, self._close_nats, self._close_transactions, self._stop_server)
         for step in steps:
             try:
                 await step()

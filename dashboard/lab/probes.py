@@ -120,6 +120,5 @@ async def drained(lab: Lab, modes: tuple[Mode, ...] = ("guarded", "naive")) -> b
         return False
     return True
 
-
 async def wait_drained(lab: Lab, timeout: float = 60.0, modes: tuple[Mode, ...] = ("guarded", "naive")) -> None:
     await wait_until(lambda: drained(lab, modes), timeout, "the listeners to drain", interval=0.1)

@@ -60,9 +60,7 @@ async def slides(lab: Lab, say: Say, rng: random.Random | None = None) -> None:
     jim, mary = await fresh_user(lab, "jim"), await fresh_user(lab, "mary")
     Jim, Mary = jim.capitalize(), mary.capitalize()
     guarded, naive = ", ".join(alive(lab, "guarded")), ", ".join(alive(lab, "naive"))
-    await say(
-        f"Guarded listeners {guarded} share the queue group {GUARDED_GROUP.name}; naive {naive} reads {NAIVE_GROUP.name}."
-    )
+    await say(f"Guarded listeners {guarded} share the queue group {GUARDED_GROUP.name}; naive {naive} reads {NAIVE_GROUP.name}.")
 
     await say(f"Publisher: {Mary} deposits $40 ({Mary} #1), {Jim} deposits $70 ({Jim} #1).")
     await lab.publisher.record("deposit", mary, 4000)
@@ -81,9 +79,7 @@ async def slides(lab: Lab, say: Say, rng: random.Random | None = None) -> None:
     slow_naive = holder_of(lab, "naive", jim, 2)
     assert slow_guarded is not None and slow_naive is not None
 
-    await say(
-        f"Listener {slow_guarded} holds {Jim}'s +$40 (#2) and dies before acknowledging it (SIGKILL); so does {slow_naive}."
-    )
+    await say(f"Listener {slow_guarded} holds {Jim}'s +$40 (#2) and dies before acknowledging it (SIGKILL); so does {slow_naive}.")
     # From the kill on, #2 comes back after one ack wait; #3 must reach the survivors before that.
     await lab.control("kill", slow_guarded)
     await lab.control("kill", slow_naive)
@@ -102,10 +98,7 @@ async def slides(lab: Lab, say: Say, rng: random.Random | None = None) -> None:
     await wait_drained(lab, timeout=ack_wait * 4 + 30)
     await lab.control("restart", slow_guarded)
     await wait_listeners_ready(lab)
-    ends = {
-        mode: dict((r.user_id, r.balance_cents) for r in await lab.accounts(mode)).get(jim, 0)
-        for mode in ("guarded", "naive")
-    }  # type: ignore[arg-type]
+    ends = {mode: dict((r.user_id, r.balance_cents) for r in await lab.accounts(mode)).get(jim, 0) for mode in ("guarded", "naive")}  # type: ignore[arg-type]
     await say(
         f"Drained: every event is processed. Guarded {Jim} ends at {format_cents(ends['guarded'])};"
         f" naive {Jim} ends at {format_cents(ends['naive'])}."
@@ -125,9 +118,7 @@ async def hold_one(lab: Lab, mode: Mode, kind: str, user: str, amount_cents: int
         await lab.control("slow", name, slow_ms=HOLD_MS)
     event = await lab.publisher.record(kind, user, amount_cents)
     await wait_until(
-        lambda: holder_of(lab, mode, user, event.number) is not None,
-        20,
-        f"a {mode} listener to take {event.describe()}",
+        lambda: holder_of(lab, mode, user, event.number) is not None, 20, f"a {mode} listener to take {event.describe()}"
     )
     holder = holder_of(lab, mode, user, event.number)
     assert holder is not None
@@ -149,16 +140,12 @@ async def kill_in_flight(lab: Lab, say: Say, rng: random.Random) -> None:
     await say(f"Listener {holder} holds {Kim} #1 unacknowledged. SIGKILL.")
     await lab.control("kill", holder)
     await release(lab, alive(lab, "guarded"))
-    await say(
-        f"{Kim}'s next events arrive meanwhile; they are early until #1 comes back after the ack wait ({lab.settings.ack_wait_s:g} s)."
-    )
+    await say(f"{Kim}'s next events arrive meanwhile; they are early until #1 comes back after the ack wait ({lab.settings.ack_wait_s:g} s).")
     redelivered_before = lab.counts.total("redelivered", mode="guarded")
     await record_random(lab.publisher, rng, [kim], 5)
     await wait_drained(lab, timeout=lab.settings.ack_wait_s * 4 + 30, modes=("guarded",))
     redeliveries = lab.counts.total("redelivered", mode="guarded") - redelivered_before
-    await say(
-        f"The survivors applied {Kim} #1 after its redelivery ({redeliveries} redeliveries, early events included)."
-    )
+    await say(f"The survivors applied {Kim} #1 after its redelivery ({redeliveries} redeliveries, early events included).")
     await lab.control("restart", holder)
 
 
@@ -173,20 +160,14 @@ async def zombie(lab: Lab, say: Say, rng: random.Random) -> None:
     await release(lab, others)
     await say(f"Listener {holder} is paused (SIGSTOP) holding {Zoe} #1, longer than the ack wait.")
     await lab.control("pause", holder)
-    await wait_until(
-        lambda: account_is(lab, "guarded", zoe, 1), lab.settings.ack_wait_s * 4 + 20, f"the redelivery of {Zoe} #1"
-    )
+    await wait_until(lambda: account_is(lab, "guarded", zoe, 1), lab.settings.ack_wait_s * 4 + 20, f"the redelivery of {Zoe} #1")
     await say(f"NATS redelivered {Zoe} #1 to {', '.join(others)}, which applied it.")
     before = lab.counts.total("duplicates", name=holder)
     await say(f"{holder} wakes up (SIGCONT) still holding its stale copy of {Zoe} #1.")
     await lab.control("resume", holder)
     await lab.control("normal", holder)
-    await wait_until(
-        lambda: lab.counts.total("duplicates", name=holder) > before, 20, f"{holder} to process its stale event"
-    )
-    await say(
-        f"The guard saw number 1 <= last 1: {holder} acknowledged its stale copy as a duplicate and applied nothing."
-    )
+    await wait_until(lambda: lab.counts.total("duplicates", name=holder) > before, 20, f"{holder} to process its stale event")
+    await say(f"The guard saw number 1 <= last 1: {holder} acknowledged its stale copy as a duplicate and applied nothing.")
     await wait_drained(lab, timeout=30)
 
 
@@ -215,9 +196,7 @@ async def crash_after_commit(lab: Lab, say: Say, rng: random.Random) -> None:
             await lab.control("normal", name)
     await wait_drained(lab, timeout=lab.settings.ack_wait_s * 4 + 30)
     await wait_until(
-        lambda: lab.counts.total("duplicates", mode="guarded") > duplicates_before,
-        10,
-        "the guarded duplicate to be reported",
+        lambda: lab.counts.total("duplicates", mode="guarded") > duplicates_before, 10, "the guarded duplicate to be reported"
     )
     await say(
         f"After the ack wait {Carl} #1 came back: the guarded group acked it as a duplicate,"
@@ -259,25 +238,12 @@ async def publisher_crash(lab: Lab, say: Say, rng: random.Random) -> None:
     await prepare_listeners(lab)
     pat = await fresh_user(lab, "pat")
     Pat = pat.capitalize()
-    base = [
-        sys.executable,
-        "-m",
-        "dashboard.commands",
-        "publish",
-        "--data-dir",
-        str(lab.settings.data_dir),
-        "--nats-url",
-        lab.url,
-    ]
-    await say(
-        f"A publisher process writes {Pat}'s deposit of $30 (#1) to its transactions database and dies before publishing."
-    )
+    base = [sys.executable, "-m", "dashboard.commands", "publish", "--data-dir", str(lab.settings.data_dir), "--nats-url", lab.url]
+    await say(f"A publisher process writes {Pat}'s deposit of $30 (#1) to its transactions database and dies before publishing.")
     await _run_publisher(base + ["deposit", pat, "30", "--crash", "before-publish"])
     await say(f"Another writes {Pat}'s deposit of $20 (#2), gets the PubAck, and dies before marking it published.")
     await _run_publisher(base + ["deposit", pat, "20", "--crash", "after-publish"])
-    await say(
-        "The lab's outbox relay finds both rows and sends them; the stream drops the resend of #2 (same Nats-Msg-Id)."
-    )
+    await say("The lab's outbox relay finds both rows and sends them; the stream drops the resend of #2 (same Nats-Msg-Id).")
     await wait_drained(lab, timeout=30)
     stored = sum(channel.per_user.get(pat, 0) for channel in (await lab.channel_stats()).values())
     await say(f"The stream holds {stored} events for {Pat}: each transaction once.")
@@ -330,9 +296,7 @@ async def poison(lab: Lab, say: Say, rng: random.Random) -> None:
         lambda: lab.counts.total("poison", mode="guarded") - poison_before >= len(bad), 10, "the poison to be reported"
     )
     recorded = lab.counts.total("poison", mode="guarded") - poison_before
-    await say(
-        f"Every malformed event was terminated and recorded as poison ({recorded}); {Pia}'s deposits were applied."
-    )
+    await say(f"Every malformed event was terminated and recorded as poison ({recorded}); {Pia}'s deposits were applied.")
 
 
 WORK_MS = 10
@@ -361,9 +325,7 @@ async def one_copy(lab: Lab, say: Say, rng: random.Random) -> None:
     copies = len(alive(lab, "guarded"))
     await say(f"Phase 2: a group of {copies} copies works off the next 300.")
     rate_group = await _timed_backlog(lab, rng, 300, users)
-    await say(
-        f"Group of {copies}: {rate_group:,.0f} events/s ({rate_group / rate_one:.1f}x), and every balance still right."
-    )
+    await say(f"Group of {copies}: {rate_group:,.0f} events/s ({rate_group / rate_one:.1f}x), and every balance still right.")
     await say("Phase 3: every copy dies (SIGKILL); with one copy that is the whole service: nothing is processed.")
     group = alive(lab, "guarded")
     for name in group:
@@ -423,40 +385,15 @@ SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
         Scenario("slides", "the seed's example: a withdrawal overtakes a deposit held by a dying listener", slides),
-        Scenario(
-            "kill-in-flight",
-            "SIGKILL a listener holding unacknowledged events; survivors get them after the ack wait",
-            kill_in_flight,
-        ),
-        Scenario(
-            "zombie", "pause a listener past the ack wait; when it wakes, the guard rejects its stale work", zombie
-        ),
-        Scenario(
-            "crash-after-commit",
-            "a listener dies between commit and ack; the redelivery is a duplicate",
-            crash_after_commit,
-        ),
-        Scenario(
-            "out-of-order", "one user's events published straight to the subjects in shuffled order", out_of_order
-        ),
+        Scenario("kill-in-flight", "SIGKILL a listener holding unacknowledged events; survivors get them after the ack wait", kill_in_flight),
+        Scenario("zombie", "pause a listener past the ack wait; when it wakes, the guard rejects its stale work", zombie),
+        Scenario("crash-after-commit", "a listener dies between commit and ack; the redelivery is a duplicate", crash_after_commit),
+        Scenario("out-of-order", "one user's events published straight to the subjects in shuffled order", out_of_order),
         Scenario("server-restart", "restart nats-server with events in flight and in the outbox", server_restart),
-        Scenario(
-            "publisher-crash",
-            "the publisher dies between writing and publishing; the outbox sends it once",
-            publisher_crash,
-        ),
+        Scenario("publisher-crash", "the publisher dies between writing and publishing; the outbox sends it once", publisher_crash),
         Scenario("poison", "malformed events of every kind among good ones: terminated, recorded, skipped", poison),
-        Scenario(
-            "one-copy",
-            "the rejected fix: one listener is correct but slow and a single point of failure",
-            one_copy,
-            listeners=1,
-        ),
-        Scenario(
-            "naive-vs-guarded",
-            "the same faults against both groups, the naive group's damage counted",
-            naive_vs_guarded,
-        ),
+        Scenario("one-copy", "the rejected fix: one listener is correct but slow and a single point of failure", one_copy, listeners=1),
+        Scenario("naive-vs-guarded", "the same faults against both groups, the naive group's damage counted", naive_vs_guarded),
     )
 }
 

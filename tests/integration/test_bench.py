@@ -50,14 +50,7 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
 
     assert result["ok"] is True
     assert result["check"]["ok"] is True, result["check"]["problems"]
-    assert result["check"]["guarded"] == {
-        "lost": 0,
-        "duplicated": 0,
-        "out_of_order": 0,
-        "wrong_balance": 0,
-        "pending": 0,
-        "parked": 0,
-    }
+    assert result["check"]["guarded"] == {"lost": 0, "duplicated": 0, "out_of_order": 0, "wrong_balance": 0, "pending": 0, "parked": 0}
     assert set(result["phases"]) == set(PHASES)
     phases = result["phases"]
     # Every event acked once, plus once more per redelivery (a loaded machine can pass the 1 s ack wait).
@@ -97,12 +90,10 @@ def test_table_names_every_measure_and_verdict() -> None:
     ms = {"n": 5, "p50_ms": 12.0, "p99_ms": 40.0, "max_ms": 41.0}
     result.phases = {
         "raw": {"eventsPerSecond": 10_000, "publishPerSecond": 20_000},
-        "durability": {
-            "modes": {
-                "always": {"publishPerSecond": 4_500, "pubAck": {"n": 9, "p50_ms": 0.52, "p99_ms": 1.1}},
-                "interval": {"publishPerSecond": 33_000, "pubAck": {"n": 9, "p50_ms": 0.18, "p99_ms": 0.7}},
-            }
-        },
+        "durability": {"modes": {
+            "always": {"publishPerSecond": 4_500, "pubAck": {"n": 9, "p50_ms": 0.52, "p99_ms": 1.1}},
+            "interval": {"publishPerSecond": 33_000, "pubAck": {"n": 9, "p50_ms": 0.18, "p99_ms": 0.7}},
+        }},
         "pipeline": {"eventsPerSecond": 6_000, "deferrals": 12},
         "latency": {"offeredPerSecond": 1_000, "publishToApplied": ms},
         "nak": {"earlyPublishToApplied": ms, "pairs": 5},
@@ -125,9 +116,7 @@ def test_table_names_every_measure_and_verdict() -> None:
     assert "check: not run" in table
 
 
-def result_with(
-    ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float, rss_mb: float, frame_s: float
-) -> figures.BenchResult:
+def result_with(ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float, rss_mb: float, frame_s: float) -> figures.BenchResult:
     """A result whose figures sit where the caller puts them against each target (raw: 10,000/s)."""
     result = figures.BenchResult(figures.BenchConfig(events=300, users=20), {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
     result.phases = {

@@ -90,21 +90,8 @@ def test_server_prints_its_url_first(tmp_path: Path) -> None:
     assert not (tmp_path / "nats.url").exists()
 
 
-async def test_two_publisher_processes_get_distinct_consecutive_numbers(
-    nats_server: EmbeddedServer, tmp_path: Path
-) -> None:
-    args = [
-        *NATSLAB,
-        "publish",
-        "--random",
-        "150",
-        "--users",
-        "1",
-        "--data-dir",
-        str(tmp_path),
-        "--nats-url",
-        nats_server.url,
-    ]
+async def test_two_publisher_processes_get_distinct_consecutive_numbers(nats_server: EmbeddedServer, tmp_path: Path) -> None:
+    args = [*NATSLAB, "publish", "--random", "150", "--users", "1", "--data-dir", str(tmp_path), "--nats-url", nats_server.url]
     processes = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
         for process in processes:

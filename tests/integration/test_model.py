@@ -110,9 +110,7 @@ class GuardedSystem(RuleBasedStateMachine):
             # One read transaction: the listeners keep committing batches, and two reads outside one
             # would see the accounts before a batch and its applied_events after it.
             db.execute("BEGIN")
-            accounts = dict(
-                (u, (n, b)) for u, n, b in db.execute("SELECT user_id, last_number, balance_cents FROM accounts")
-            )
+            accounts = dict((u, (n, b)) for u, n, b in db.execute("SELECT user_id, last_number, balance_cents FROM accounts"))
             applied = db.execute("SELECT user_id, number FROM applied_events ORDER BY rowid").fetchall()
             db.execute("COMMIT")
         finally:

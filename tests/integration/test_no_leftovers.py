@@ -18,12 +18,7 @@ ROOT = HERE.parent.parent
 EXIT_S = 90  # far above what a lab needs to stop; a pytest still running then has hung
 
 
-TESTS = {
-    "fails": "test_fails",
-    "times out": "test_hangs",
-    "is interrupted": "test_hangs",
-    "leaks its lab": "test_leaks_its_lab",
-}
+TESTS = {"fails": "test_fails", "times out": "test_hangs", "is interrupted": "test_hangs", "leaks its lab": "test_leaks_its_lab"}
 OUTCOMES = {
     "fails": (1, "failing on purpose inside a running lab"),
     "times out": (1, "Timeout"),

@@ -101,9 +101,7 @@ async def test_server_restart_mid_stream_loses_nothing(make_lab) -> None:
     rng = random.Random(3)
     users = ["ann", "bob", "cy"]
     for index in range(300):
-        await lab.publisher.record(
-            "deposit" if rng.random() < 0.7 else "withdraw", rng.choice(users), rng.randint(1, 50) * 100
-        )
+        await lab.publisher.record("deposit" if rng.random() < 0.7 else "withdraw", rng.choice(users), rng.randint(1, 50) * 100)
         if index == 150:
             await lab.restart_server()
     await wait_drained(lab, timeout=90)

@@ -50,9 +50,7 @@ async def stored_id(publisher: Publisher, stream_seq: int) -> str:
     return AccountEvent.from_json(message.data, message.subject).id
 
 
-async def test_an_event_another_process_sent_first_is_reported_with_its_stream_seq(
-    publishers: PublisherFactory,
-) -> None:
+async def test_an_event_another_process_sent_first_is_reported_with_its_stream_seq(publishers: PublisherFactory) -> None:
     mine, other = await publishers(), await publishers()
     earlier = await mine.record("deposit", "mary", 100)
     event = await mine.record("deposit", "jim", 700)

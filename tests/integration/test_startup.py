@@ -36,9 +36,7 @@ def test_fresh_databases_open_from_several_processes_at_the_same_instant(tmp_pat
     helpers = [
         subprocess.Popen(
             [sys.executable, str(HELPERS / "open_race.py"), role, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         for role in roles
     ]

@@ -171,10 +171,7 @@ def test_help_is_printed_whatever_the_variables_say() -> None:
 def test_a_scenario_says_the_ack_wait_and_sync_it_runs_with() -> None:
     result = natslab("--ack-wait", "1", "--sync", "interval", "scenario", "slides", "--json", timeout=120)
     assert result.returncode == 0, result.stderr
-    assert {key: json.loads(result.stdout)[key] for key in ("ackWait_s", "sync")} == {
-        "ackWait_s": 1.0,
-        "sync": "interval",
-    }
+    assert {key: json.loads(result.stdout)[key] for key in ("ackWait_s", "sync")} == {"ackWait_s": 1.0, "sync": "interval"}
 
 
 # -- the data dir --------------------------------------------------------------------------------

@@ -48,10 +48,7 @@ async def publish_raw(nc: NATS, user: str, number: int, cents: int, kind: str = 
 
 
 def account(lab: Lab, user: str) -> tuple[int, int] | None:
-    found = rows(
-        lab.settings.data_dir / "accounts.db",
-        f"SELECT last_number, balance_cents FROM accounts WHERE user_id = '{user}'",
-    )
+    found = rows(lab.settings.data_dir / "accounts.db", f"SELECT last_number, balance_cents FROM accounts WHERE user_id = '{user}'")
     return found[0] if found else None
 
 
@@ -66,12 +63,8 @@ async def test_a_different_event_with_a_used_number_is_a_conflict_and_the_check_
     assert published.returncode == 0, published.stderr
     assert published.stdout.startswith("zed #1 deposit $7 ")
     conflicts = lab.settings.data_dir / "accounts.db"
-    await wait_until(
-        lambda: rows(conflicts, "SELECT COUNT(*) FROM conflict_events") == [(1,)], 30, "the conflict recorded"
-    )
-    recorded = rows(
-        conflicts, "SELECT user_id, number, applied_id IS NOT NULL, length(payload) > 0 FROM conflict_events"
-    )
+    await wait_until(lambda: rows(conflicts, "SELECT COUNT(*) FROM conflict_events") == [(1,)], 30, "the conflict recorded")
+    recorded = rows(conflicts, "SELECT user_id, number, applied_id IS NOT NULL, length(payload) > 0 FROM conflict_events")
     assert recorded == [("zed", 1, 1, 1)]
     assert account(lab, "zed") == (1, 500)  # the $7 is not applied on top of a number already used
     await wait_until(lambda: lab.counts.total("conflicts") == 1, 10, "the listener counting the conflict")
@@ -161,9 +154,7 @@ def test_check_against_a_server_without_the_stream_says_so(nats_server: Embedded
     assert not data.exists()
 
 
-async def test_check_refuses_a_transactions_database_it_cannot_read(
-    nc: NATS, nats_server: EmbeddedServer, tmp_path: Path
-) -> None:
+async def test_check_refuses_a_transactions_database_it_cannot_read(nc: NATS, nats_server: EmbeddedServer, tmp_path: Path) -> None:
     await ensure_stream(nc)
     data = tmp_path / "data"
     data.mkdir()

@@ -33,9 +33,7 @@ def stream_of(events: list[AccountEvent], extra: list[tuple[str, bytes]] = ()) -
     return stored
 
 
-def make_accounts(
-    path: Path, accounts: list[tuple], applied: list[tuple[str, int, str]], poison: list[int] = ()
-) -> Path:
+def make_accounts(path: Path, accounts: list[tuple], applied: list[tuple[str, int, str]], poison: list[int] = ()) -> Path:
     db = sqlite3.connect(path)
     db.executescript(ACCOUNTS_SCHEMA.sql)
     db.executemany("INSERT INTO accounts VALUES (?, ?, ?)", accounts)
@@ -43,9 +41,7 @@ def make_accounts(
         "INSERT INTO applied_events VALUES (?, ?, ?, 'account:deposit', 1, ?, 'A', 1, 1, ?)",
         [(f"{u}-{n}", u, n, outcome, T) for u, n, outcome in applied],
     )
-    db.executemany(
-        "INSERT INTO poison_events VALUES (?, 'account.deposit.x', 'bad', x'00', ?)", [(s, T) for s in poison]
-    )
+    db.executemany("INSERT INTO poison_events VALUES (?, 'account.deposit.x', 'bad', x'00', ?)", [(s, T) for s in poison])
     db.commit()
     db.close()
     return path
@@ -139,11 +135,7 @@ async def test_another_event_with_a_used_number_is_a_conflict(tmp_path: Path) ->
     report = check_data(stream, [JIM[0]], [], await read_database(path), None)
     assert not report.ok and report.conflicts == 1
     assert "conflicts=1" in report.verdict_line() and report.verdict_line().endswith("FAILED")
-    assert any(
-        "number 1 was published for 2 different events" in p
-        and "forged (stream seq 2, neither applied nor recorded as a conflict)" in p
-        for p in report.problems
-    )
+    assert any("number 1 was published for 2 different events" in p and "forged (stream seq 2, neither applied nor recorded as a conflict)" in p for p in report.problems)
 
 
 async def test_the_checker_compares_applied_events_by_id(tmp_path: Path) -> None:
@@ -151,9 +143,7 @@ async def test_the_checker_compares_applied_events_by_id(tmp_path: Path) -> None
     path = tmp_path / "accounts.db"
     make_accounts(path, [("jim", 1, 7000)], [])
     db = sqlite3.connect(path)
-    db.execute(
-        "INSERT INTO applied_events VALUES ('forged', 'jim', 1, 'account:deposit', 7000, 'applied', 'A', 1, 1, ?)", (T,)
-    )
+    db.execute("INSERT INTO applied_events VALUES ('forged', 'jim', 1, 'account:deposit', 7000, 'applied', 'A', 1, 1, ?)", (T,))
     db.commit()
     db.close()
     report = check_data(stream_of([JIM[0]]), [JIM[0]], [], await read_database(path), None)

@@ -62,14 +62,7 @@ def test_valid_events_round_trip(event: AccountEvent) -> None:
 @settings(max_examples=100)
 @given(st.text(min_size=1, max_size=80))
 def test_markup_and_odd_user_ids_are_refused_unless_they_match_the_contract(user_id: str) -> None:
-    data = {
-        "id": "x",
-        "type": "account:deposit",
-        "userId": user_id,
-        "amountCents": 1,
-        "number": 1,
-        "createdAt": "2026-11-26T10:00:00Z",
-    }
+    data = {"id": "x", "type": "account:deposit", "userId": user_id, "amountCents": 1, "number": 1, "createdAt": "2026-11-26T10:00:00Z"}
     parsed = parse_or_error(json.dumps(data).encode())
     if parsed is not None:
         assert all(c.isascii() and (c.isalnum() or c in "_-") for c in parsed.user_id)

@@ -55,9 +55,7 @@ def broken_rules(name: str, imports: set[str]) -> list[str]:
         rules.append(("dashboard", lambda: True))
     if within(name, "dashboard.lab"):
         rules += [("dashboard.ui", lambda: True), ("dashboard.commands", lambda: True)]
-    return sorted(
-        f"{name} imports {target}" for target, applies in rules if applies() for i in imports if within(i, target)
-    )
+    return sorted(f"{name} imports {target}" for target, applies in rules if applies() for i in imports if within(i, target))
 
 
 def test_the_rules_catch_what_they_forbid() -> None:

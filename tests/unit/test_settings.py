@@ -99,9 +99,7 @@ def test_a_flag_overrides_a_bad_variable(monkeypatch: pytest.MonkeyPatch) -> Non
     assert (settings.ack_wait_s, settings.sync) == (3.0, "always")
 
 
-@pytest.mark.parametrize(
-    "url", ["nats://127.0.0.1:4222", "tls://nats.example.com:4443", "nats://user:pw@host", "nats://h:1/"]
-)
+@pytest.mark.parametrize("url", ["nats://127.0.0.1:4222", "tls://nats.example.com:4443", "nats://user:pw@host", "nats://h:1/"])
 def test_nats_urls_that_nats_py_takes_are_accepted(url: str) -> None:
     assert nats_url(url) == url
 
@@ -110,10 +108,7 @@ def test_nats_urls_that_nats_py_takes_are_accepted(url: str) -> None:
     ("argv", "problem"),
     [
         (["--listeners", "3", "bench"], "`natslab bench` does not take --listeners before its name; give it after"),
-        (
-            ["--defer", "ack-wait", "listener", "--name", "A"],
-            "`natslab listener` does not take --defer before its name",
-        ),
+        (["--defer", "ack-wait", "listener", "--name", "A"], "`natslab listener` does not take --defer before its name"),
         (["--nats-url", "nats://127.0.0.1:4222", "server"], "`natslab server` does not take --nats-url"),
         (["--ack-wait", "3", "check"], "`natslab check` does not take --ack-wait"),
         (["--sync", "interval", "publish", "deposit", "jim", "5"], "`natslab publish` does not take --sync"),

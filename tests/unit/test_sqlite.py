@@ -75,9 +75,7 @@ async def test_a_cancelled_caller_gets_the_cancellation_and_the_transaction_stil
     assert cancelled > 3, "the cancellations should have landed inside the transaction, not only before it"
 
 
-async def test_a_timeout_around_a_transaction_is_a_timeout_and_ends_it(
-    db: aiosqlite.Connection, tmp_path: Path
-) -> None:
+async def test_a_timeout_around_a_transaction_is_a_timeout_and_ends_it(db: aiosqlite.Connection, tmp_path: Path) -> None:
     async def slow() -> None:
         await db.execute("INSERT INTO rows (n) VALUES (1)")
         await asyncio.sleep(0.2)

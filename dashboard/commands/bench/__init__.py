@@ -56,67 +56,30 @@ _duration_seconds = seconds(0.1, 3600)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `natslab bench`; the run always uses a fresh embedded server and a temp data dir."""
     add = parser.add_argument
-    add(
-        "--events",
-        type=positive_int,
-        default=DEFAULT_EVENTS,
-        help=f"events for the raw transport and the guarded pipeline (default {DEFAULT_EVENTS:,})",
-    )
-    add(
-        "--users",
-        type=positive_int,
-        default=DEFAULT_USERS,
-        help=f"users the events are spread over (default {DEFAULT_USERS:,}); few users means many deferrals",
-    )
-    add(
-        "--listeners",
-        type=positive_int,
-        default=DEFAULT_LISTENERS,
-        help=f"guarded listeners, and raw consumers (default {DEFAULT_LISTENERS})",
-    )
+    add("--events", type=positive_int, default=DEFAULT_EVENTS,
+        help=f"events for the raw transport and the guarded pipeline (default {DEFAULT_EVENTS:,})")
+    add("--users", type=positive_int, default=DEFAULT_USERS,
+        help=f"users the events are spread over (default {DEFAULT_USERS:,}); few users means many deferrals")
+    add("--listeners", type=positive_int, default=DEFAULT_LISTENERS,
+        help=f"guarded listeners, and raw consumers (default {DEFAULT_LISTENERS})")
     add("--batch", type=positive_int, default=None, help="events fetched per pull (default: the listeners' default)")
     add_ack_wait(parser)
     add_sync(parser)
-    add(
-        "--rate",
-        type=positive_int,
-        default=DEFAULT_RATE,
-        help=f"offered events/s while measuring latency and the dashboard (default {DEFAULT_RATE:,})",
-    )
-    add(
-        "--latency-seconds",
-        type=_duration_seconds,
-        default=DEFAULT_LATENCY_S,
-        help=f"length of the fixed-rate latency run (default {DEFAULT_LATENCY_S:g})",
-    )
-    add(
-        "--pairs",
-        type=positive_int,
-        default=DEFAULT_PAIRS,
-        help=f"out-of-order pairs (#2 before #1) per defer mode (default {DEFAULT_PAIRS})",
-    )
-    add(
-        "--dashboard-events",
-        type=positive_int,
-        default=DEFAULT_DASHBOARD_EVENTS,
-        help=f"events that flow past the dashboard (default {DEFAULT_DASHBOARD_EVENTS:,})",
-    )
-    add(
-        "--dashboard-seconds",
-        type=_duration_seconds,
-        default=DEFAULT_DASHBOARD_CPU_S,
-        help=f"length of the fixed-rate run with the dashboard watching (default {DEFAULT_DASHBOARD_CPU_S:g})",
-    )
+    add("--rate", type=positive_int, default=DEFAULT_RATE,
+        help=f"offered events/s while measuring latency and the dashboard (default {DEFAULT_RATE:,})")
+    add("--latency-seconds", type=_duration_seconds, default=DEFAULT_LATENCY_S,
+        help=f"length of the fixed-rate latency run (default {DEFAULT_LATENCY_S:g})")
+    add("--pairs", type=positive_int, default=DEFAULT_PAIRS,
+        help=f"out-of-order pairs (#2 before #1) per defer mode (default {DEFAULT_PAIRS})")
+    add("--dashboard-events", type=positive_int, default=DEFAULT_DASHBOARD_EVENTS,
+        help=f"events that flow past the dashboard (default {DEFAULT_DASHBOARD_EVENTS:,})")
+    add("--dashboard-seconds", type=_duration_seconds, default=DEFAULT_DASHBOARD_CPU_S,
+        help=f"length of the fixed-rate run with the dashboard watching (default {DEFAULT_DASHBOARD_CPU_S:g})")
     add("--no-dashboard", action="store_true", help="skip the dashboard's cost")
     add("--json", action="store_true", help="print the results as JSON")
     add("--keep", action="store_true", help="keep the temporary data dir (store, databases, logs)")
-    add(
-        "--profile",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="sample the pipeline's processes and the dashboard with py-spy into DIR (collapsed stacks)",
-    )
+    add("--profile", type=Path, default=None, metavar="DIR",
+        help="sample the pipeline's processes and the dashboard with py-spy into DIR (collapsed stacks)")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -67,7 +67,6 @@ async def dashboard_cost(bench: Bench) -> dict[str, Any]:
     finally:
         await terminal.stop()
 
-
 async def _dashboard_under_load(bench: Bench, pid: int, terminal: TmuxTerminal) -> dict[str, Any]:
     """CPU share and key latency at the fixed rate; then the rest of the events at full speed, and RSS."""
     config = bench.config
@@ -101,7 +100,6 @@ async def _dashboard_under_load(bench: Bench, pid: int, terminal: TmuxTerminal) 
         "peakRssMB": round(proc_status_kb(pid, "VmHWM") / 1024, 1),
         "eventsWhileRunning": len(requests),
     }
-
 
 async def _key_latency(terminal: TmuxTerminal, keys: list[float], enough: asyncio.Event) -> None:
     """Once a second until `enough`, `?` opens help and Esc closes it: from each key to the screen."""

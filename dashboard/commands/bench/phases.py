@@ -36,7 +36,9 @@ async def raw_transport(bench: Bench) -> dict[str, Any]:
     config = bench.config
     assert bench.lab.nc is not None
     js = bench.lab.nc.jetstream()
-    await js.add_stream(dataclasses.replace(stream_config(), name=RAW_STREAM, subjects=[f"{RAW_SUBJECT_PREFIX}.>"]))
+    await js.add_stream(
+        dataclasses.replace(stream_config(), name=RAW_STREAM, subjects=[f"{RAW_SUBJECT_PREFIX}.>"])
+    )
     await js.add_consumer(
         RAW_STREAM,
         dataclasses.replace(
@@ -87,15 +89,12 @@ async def raw_transport(bench: Bench) -> dict[str, Any]:
         "redelivered": sum(report.get("redelivered", 0) for report in reports),
     }
 
-
 async def durability(bench: Bench) -> dict[str, Any]:
     """Publishing to the event stream with each sync mode, on a fresh server of its own: the cost of
     an fsync before every PubAck, in a burst (PUBLISH_WINDOW in flight) and one event at a time."""
     config = bench.config
     events = numbered(traffic(config.users, config.events, seed=4))
-    one_at_a_time = [
-        AccountEvent.new("deposit", "sync-probe", 100, number) for number in range(1, SYNC_ONE_AT_A_TIME + 1)
-    ]
+    one_at_a_time = [AccountEvent.new("deposit", "sync-probe", 100, number) for number in range(1, SYNC_ONE_AT_A_TIME + 1)]
     modes: dict[str, Any] = {}
     for mode in SYNC_MODES:
         folder = bench.data_dir / f"sync-{mode}"
@@ -109,9 +108,7 @@ async def durability(bench: Bench) -> dict[str, Any]:
                 started = time.monotonic()
                 for offset in range(0, len(events), PUBLISH_WINDOW):
                     futures = [
-                        await js.publish_async(
-                            event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id}, wait_stall=5.0
-                        )
+                        await js.publish_async(event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id}, wait_stall=5.0)
                         for event in events[offset : offset + PUBLISH_WINDOW]
                     ]
                     await asyncio.gather(*futures)
@@ -127,9 +124,7 @@ async def durability(bench: Bench) -> dict[str, Any]:
             await server.stop()
         modes[mode] = {"publishPerSecond": round(rate), "pubAck": spread(waits)}
         figures = modes[mode]["pubAck"]
-        bench.progress(
-            f"    sync {mode}: {rate:,.0f} events/s; one at a time p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
-        )
+        bench.progress(f"    sync {mode}: {rate:,.0f} events/s; one at a time p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
     return {"events": len(events), "oneAtATime": len(one_at_a_time), "modes": modes}
 
 
@@ -147,14 +142,12 @@ async def _start_raw_consumer(bench: Bench) -> asyncio.subprocess.Process:
         raise LabError(f"the raw consumer did not start: {line!r}")
     return process
 
-
 async def _stop_raw_consumer(process: asyncio.subprocess.Process) -> dict[str, Any]:
     process.send_signal(signal.SIGTERM)
     assert process.stdout is not None
     out = await asyncio.wait_for(process.stdout.read(), timeout=30)
     await asyncio.wait_for(process.wait(), timeout=30)
     return json.loads(out.decode().strip().splitlines()[-1])
-
 
 async def guarded_pipeline(bench: Bench) -> dict[str, Any]:
     config = bench.config
@@ -176,9 +169,7 @@ async def guarded_pipeline(bench: Bench) -> dict[str, Any]:
     # The end is the last commit: applied_at is stamped as a batch's transaction begins, the
     # listeners' reports after its commit and acks (when a report is not crowded out).
     settled = bench.deliveries.settled
-    finished = max(
-        [row.applied_at for row in rows] + [settled[row.event_id] for row in rows if row.event_id in settled]
-    )
+    finished = max([row.applied_at for row in rows] + [settled[row.event_id] for row in rows if row.event_id in settled])
     rate = len(requests) / (finished - started)
     bench.progress(f"    {rate:,.0f} events/s end to end; outbox writes {len(requests) / (recorded - started):,.0f}/s")
     return {
@@ -191,7 +182,6 @@ async def guarded_pipeline(bench: Bench) -> dict[str, Any]:
         "redeliveries": bench.lab.counts.total("redelivered", mode="guarded") - before.redelivered,
         "perListener": _per_listener(rows),
     }
-
 
 async def latency(bench: Bench) -> dict[str, Any]:
     config = bench.config
@@ -236,7 +226,6 @@ async def latency(bench: Bench) -> dict[str, Any]:
         # The share of events whose commit-and-ack time the listeners reported; the rest use applied_at.
         "statusCoverage": round(coverage, 4),
     }
-
 
 async def out_of_order(bench: Bench, defer: str) -> dict[str, Any]:
     config = bench.config
@@ -286,7 +275,6 @@ async def out_of_order(bench: Bench, defer: str) -> dict[str, Any]:
         "notSeenDeferred": unseen,
     }
 
-
 async def recovery(bench: Bench) -> dict[str, Any]:
     await bench.ensure_listeners("nak")
     supervisor = bench.lab.supervisor
@@ -324,9 +312,7 @@ async def recovery(bench: Bench) -> dict[str, Any]:
     if not supervisor.get(holder).alive:
         await bench.lab.control("restart", holder)
     await wait_listeners_ready(bench.lab, timeout=30)
-    bench.progress(
-        f"    applied by {row.listener} {recovered:.2f} s after the kill (ack wait {bench.config.ack_wait_s:g} s)"
-    )
+    bench.progress(f"    applied by {row.listener} {recovered:.2f} s after the kill (ack wait {bench.config.ack_wait_s:g} s)")
     return {
         "killed": holder,
         "appliedBy": row.listener,

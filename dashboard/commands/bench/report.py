@@ -21,11 +21,7 @@ def targets(result: BenchResult) -> list[Target]:
     """The issue's targets, judged on this run's figures; None where a figure is missing."""
     phases = result.phases
     raw, pipe = phases.get("raw", {}), phases.get("pipeline", {})
-    ratio = (
-        pipe["eventsPerSecond"] / raw["eventsPerSecond"]
-        if raw.get("eventsPerSecond") and "eventsPerSecond" in pipe
-        else None
-    )
+    ratio = pipe["eventsPerSecond"] / raw["eventsPerSecond"] if raw.get("eventsPerSecond") and "eventsPerSecond" in pipe else None
     p99 = phases.get("latency", {}).get("publishToApplied", {}).get("p99_ms")
     nak = phases.get("nak", {}).get("earlyPublishToApplied", {}).get("p99_ms")
     dash = phases.get("dashboard", {})
@@ -41,22 +37,8 @@ def targets(result: BenchResult) -> list[Target]:
         target("pipeline", f">= {TARGET_RATIO:.0%} of raw", ratio, TARGET_RATIO, f"{ratio or 0:.0%}"),
         target("latency", f"p99 < {TARGET_P99_MS:g} ms", p99, TARGET_P99_MS, f"{p99} ms"),
         target("nak", f"p99 < {TARGET_NAK_P99_MS:g} ms", nak, TARGET_NAK_P99_MS, f"{nak} ms"),
-        target(
-            "dashboard-cpu",
-            f"< {TARGET_DASHBOARD_CPU:g}% of a core",
-            cpu,
-            TARGET_DASHBOARD_CPU,
-            f"{cpu}%",
-            no_dashboard,
-        ),
-        target(
-            "dashboard-rss",
-            f"< {TARGET_DASHBOARD_RSS_MB:g} MB",
-            rss,
-            TARGET_DASHBOARD_RSS_MB,
-            f"{rss} MB",
-            no_dashboard,
-        ),
+        target("dashboard-cpu", f"< {TARGET_DASHBOARD_CPU:g}% of a core", cpu, TARGET_DASHBOARD_CPU, f"{cpu}%", no_dashboard),
+        target("dashboard-rss", f"< {TARGET_DASHBOARD_RSS_MB:g} MB", rss, TARGET_DASHBOARD_RSS_MB, f"{rss} MB", no_dashboard),
         target("first-frame", f"< {TARGET_FIRST_FRAME_S:g} s", frame, TARGET_FIRST_FRAME_S, f"{frame} s", no_dashboard),
     ]
 

@@ -99,10 +99,7 @@ class Bench:
         """L guarded listeners running with `defer`, each fetching."""
         supervisor = self.lab.supervisor
         assert supervisor is not None
-        if (
-            supervisor.defer != defer
-            or len([e for e in supervisor.members("guarded") if e.alive]) != self.config.listeners
-        ):
+        if supervisor.defer != defer or len([e for e in supervisor.members("guarded") if e.alive]) != self.config.listeners:
             await supervisor.stop_all()
             supervisor.defer = defer
             names = [chr(ord("A") + index) for index in range(self.config.listeners)]
@@ -118,10 +115,7 @@ class Bench:
         """
         for start in range(0, len(requests), OFFER_WINDOW):
             await asyncio.gather(
-                *(
-                    self.publisher.record(kind, user, cents)
-                    for kind, user, cents in requests[start : start + OFFER_WINDOW]
-                )
+                *(self.publisher.record(kind, user, cents) for kind, user, cents in requests[start : start + OFFER_WINDOW])
             )
 
     async def offer_at_rate(self, requests: list[Request], rate: float) -> dict[str, tuple[float, float]]:
@@ -160,19 +154,9 @@ class Bench:
         for name, pid in pids.items():
             profilers.append(
                 await asyncio.create_subprocess_exec(
-                    spy,
-                    "record",
-                    "--nonblocking",
-                    "--format",
-                    "raw",
-                    "--rate",
-                    "100",
-                    "--pid",
-                    str(pid),
-                    "--output",
-                    str(folder / f"{name}.txt"),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.DEVNULL,
+                    spy, "record", "--nonblocking", "--format", "raw", "--rate", "100",
+                    "--pid", str(pid), "--output", str(folder / f"{name}.txt"),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
                 )  # fmt: skip
             )
