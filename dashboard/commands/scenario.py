@@ -1,7 +1,8 @@
 """`natslab scenario NAME`: one scripted failure on a fresh embedded server, narrated step by step.
 
-Prints each caption, both account tables and the checker's verdict; exits 1 when the guarded
-database breaks an invariant, 2 for an unknown scenario.
+Prints each caption, both account tables, the checker's verdict and what the run showed (the
+scenario's lesson); exits 1 when the guarded database breaks an invariant, 2 for an unknown scenario.
+A scenario's older name (`slides`) still runs it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dashboard.commands.args import UsageError, add_ack_wait, add_sync
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.checker import format_report
 from dashboard.lab.natsserver import sync_label
-from dashboard.lab.scenarios import SCENARIOS, run_scenario
+from dashboard.lab.scenarios import ALIASES, SCENARIOS, find_scenario, run_scenario
 from dashboard.lab.settings import Settings
 from listeners.accounts import AccountRow
 from listeners.groups import GUARDED_GROUP, NAIVE_GROUP
@@ -26,7 +27,9 @@ HELP = "run a failure scenario on a fresh embedded server"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", help="scenario name (see --list)")
+    parser.add_argument(
+        "name", nargs="?", help="scenario name (see --list); slides, its old name, runs overtaking-withdrawal"
+    )
     parser.add_argument("--list", action="store_true", help="list the scenarios")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_ack_wait(parser)
@@ -46,9 +49,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for scenario in SCENARIOS.values():
             print(f"{scenario.name:<{width}}  {scenario.summary}")
         return 0 if args.list else 2
-    chosen = SCENARIOS.get(args.name)
+    chosen = find_scenario(args.name)
     if chosen is None:
-        raise UsageError(f"unknown scenario {args.name!r}; one of: {', '.join(SCENARIOS)}")
+        raise UsageError(f"unknown scenario {args.name!r}; one of: {', '.join(SCENARIOS)} (or {', '.join(ALIASES)})")
     scenario = chosen
     steps: list[str] = []
     if not args.json:  # what the run uses, so a flag that was given can be seen to count
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "ackWait_s": settings.ack_wait_s,
                 "sync": settings.sync,
                 "steps": steps,
+                "lesson": scenario.lesson,
                 "guarded": [_row(row) for row in guarded],
                 "naive": [_row(row) for row in naive],
                 "check": report.to_json(),
@@ -79,6 +83,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print("\n".join(table_lines(f"Account database (naive, {NAIVE_GROUP.name})", naive)))
             print()
             print(format_report(report))
+            print()
+            print(f"What this showed: {scenario.lesson}")
         scratch.ok = report.ok
     return 0 if report.ok else 1
 

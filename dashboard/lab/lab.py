@@ -43,6 +43,59 @@ log = logging.getLogger(__name__)
 
 # How often the lab looks for listener processes that ended by themselves, and for other changes.
 WATCH_INTERVAL_S = 0.1
+
+# The faults whose effect depends on what the listener holds; `Lab.control` says what that was.
+HINTED_ACTIONS = ("kill", "pause", "restart", "crash")
+# How many held events a hint names before it says "and N more".
+HINT_NAMES = 3
+
+
+def held_by(supervisor: Supervisor, statuses: dict[str, ListenerStatus], name: str) -> ListenerStatus | None:
+    """The latest status of the running process `name`, which says what it holds; None when the
+    listener is not running or its current process has not reported yet (then there is nothing to say)."""
+    entry = supervisor.listeners.get(name)
+    status = statuses.get(name)
+    if entry is None or not entry.alive or status is None or status.pid != entry.pid:
+        return None
+    return status
+
+
+def held_hint(action: Action, status: ListenerStatus, ack_wait_s: float) -> str:
+    """What `action` means for the events `status` says the listener holds, in words.
+
+    Held events are delivered and not acknowledged, so the server hands them to the group again
+    after the ack wait (counted from the listener's last sign of work); an idle listener holds none,
+    and then nothing comes back.
+    """
+    count = status.in_flight_count
+    wait = f"the ack wait ({ack_wait_s:g} s)"
+    if action == "crash":
+        if count == 0:
+            return f"it holds nothing now: it dies on the next event it commits, which comes back after {wait}"
+        return f"it holds {_events(status)}; once it dies, {_verb(count, 'comes', 'come')} back after {wait}"
+    if count == 0:
+        if action == "pause":
+            return "it holds nothing, so nothing will be redelivered while it is paused"
+        return "it held nothing, so nothing will be redelivered"
+    if action == "pause":
+        return f"it holds {_events(status)}; past {wait} {_verb(count, 'goes', 'go')} to the other listeners"
+    return f"it held {_events(status)}; {_verb(count, 'comes', 'come')} back after {wait}"
+
+
+def _events(status: ListenerStatus) -> str:
+    """`1 event (jim #2 deposit $40)`, `5 events (jim #2 deposit $40, ... and 2 more)`."""
+    count = status.in_flight_count
+    named = [report.describe() for report in status.in_flight[:HINT_NAMES]]
+    if count > len(named):
+        named.append(f"{count - len(named)} more")
+    listed = ", ".join(named[:-1]) + f" and {named[-1]}" if len(named) > 1 else "".join(named)
+    return f"{count} event{'s' if count != 1 else ''}" + (f" ({listed})" if listed else "")
+
+
+def _verb(count: int, singular: str, plural: str) -> str:
+    return f"it {singular}" if count == 1 else f"they {plural}"
+
+
 @dataclass(frozen=True, slots=True)
 class LabState:
     """What an observer sees of the lab apart from listener statuses: processes, server, outbox."""
@@ -266,13 +319,19 @@ class Lab:
             callback(status)
 
     async def control(self, action: Action, name: str = "", *, mode: Mode = "guarded", slow_ms: int = SLOW_MS) -> str:
-        """Do `action` to listener `name` (see `dashboard.lab.control`); returns what was done, in words."""
+        """Do `action` to listener `name` (see `dashboard.lab.control`); returns what was done, in words.
+
+        A kill, pause, restart or crash also says what the listener held (`held_hint`): a fault that
+        hit an idle listener shows nothing, and the user is told so rather than left waiting.
+        """
         if self.supervisor is None or self.nc is None:
             raise LabError("the lab has not been started")
+        held = held_by(self.supervisor, self.statuses, name) if action in HINTED_ACTIONS else None  # before the fault
         try:
-            return await control(self.supervisor, self.nc, action, name, mode=mode, slow_ms=slow_ms)
+            done = await control(self.supervisor, self.nc, action, name, mode=mode, slow_ms=slow_ms)
         finally:
             self._changed()
+        return done if held is None else f"{done}; {held_hint(action, held, self.settings.ack_wait_s)}"
 
     # -- observations ------------------------------------------------------------------------------
 

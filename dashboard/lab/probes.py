@@ -12,8 +12,10 @@ from listeners.groups import group_for_mode
 
 log = logging.getLogger(__name__)
 
-# A listener told to be this slow holds what it fetched until it is killed or told `normal`.
-HOLD_MS = 600_000
+# A listener told to be this slow holds what it fetched until it is killed or told `normal`. An
+# hour, not minutes: on the dashboard a scenario waits for a key between captions, and a reader who
+# steps away must not come back to a holder that finished its event and changed the story.
+HOLD_MS = 3_600_000
 
 
 def alive(lab: Lab, mode: Mode) -> list[str]:

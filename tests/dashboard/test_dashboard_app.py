@@ -359,7 +359,7 @@ async def test_x_picks_a_scenario_and_runs_it_with_captions(settings: Settings) 
         await pilot.press("x")
         await wait_for(pilot, lambda: isinstance(app.screen, ScenarioPicker), 5, "the scenario picker")
         names = [option.id for option in app.screen.query_one("#scenarios").options]  # type: ignore[attr-defined]
-        assert names[0] == "slides" and "poison" in names and len(names) >= 10
+        assert names[0] == "overtaking-withdrawal" and "poison" in names and len(names) >= 10
         await pilot.press(*["down"] * names.index("poison"), "enter")
         await wait_for(pilot, lambda: not isinstance(app.screen, ScenarioPicker), 5, "the picker to close")
         await wait_for(pilot, lambda: "poison [2]" in app.view.caption, 60, "the poison scenario's last caption")

@@ -14,6 +14,7 @@ import pytest
 
 from dashboard.lab.natsserver import EmbeddedServer
 from dashboard.lab.probes import wait_drained
+from dashboard.lab.scenarios import SCENARIOS
 from dashboard.lab.waits import wait_until
 from publisher.transactions import SCHEMA
 
@@ -113,10 +114,13 @@ async def test_two_publisher_processes_get_distinct_consecutive_numbers(nats_ser
     assert len(seqs) == 300
 
 
-def test_scenario_slides_ends_with_the_seeds_balances() -> None:
+def test_scenario_slides_runs_the_overtaking_withdrawal_to_the_lectures_balances() -> None:
+    # `slides`, the lecture's name for the story, still runs it, under its own name.
     result = natslab("scenario", "slides", "--ack-wait", "3", "--json", timeout=150)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
+    assert data["scenario"] == "overtaking-withdrawal"
+    assert data["lesson"] == SCENARIOS["overtaking-withdrawal"].lesson
     guarded = {row["name"]: (row["lastNumber"], row["balanceCents"]) for row in data["guarded"]}
     naive = {row["name"]: (row["lastNumber"], row["balanceCents"]) for row in data["naive"]}
     assert guarded == {"jim": (3, 1000), "mary": (1, 4000)}
@@ -127,9 +131,19 @@ def test_scenario_slides_ends_with_the_seeds_balances() -> None:
 
 def test_scenario_list_and_unknown_name() -> None:
     listed = natslab("scenario", "--list")
-    assert listed.returncode == 0 and listed.stdout.startswith("slides")
+    assert listed.returncode == 0 and listed.stdout.startswith("overtaking-withdrawal  ")
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(SCENARIOS)
     unknown = natslab("scenario", "nope")
-    assert unknown.returncode == 2 and "unknown scenario" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown scenario" in unknown.stderr and "(or slides)" in unknown.stderr
+
+
+def test_a_scenario_prints_its_steps_and_ends_with_what_it_showed() -> None:
+    result = natslab("scenario", "out-of-order", "--ack-wait", "2", "--sync", "always", "--seed", "3", timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "natslab scenario out-of-order: ack wait 2 s, sync always"
+    assert lines[1].startswith("[1] ") and lines[2].startswith("[2] ")
+    assert lines[-1] == f"What this showed: {SCENARIOS['out-of-order'].lesson}"
 
 
 async def test_check_exit_codes(make_lab) -> None:

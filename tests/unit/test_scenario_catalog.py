@@ -1,0 +1,37 @@
+"""The scenario catalogue as a newcomer meets it: the first story, names, one-line summaries,
+lessons, and the lecture's old name."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from dashboard.lab.scenarios import ALIASES, SCENARIOS, SUMMARY_WIDTH, find_scenario
+
+
+def test_the_first_scenario_teaches_the_overtaking_withdrawal() -> None:
+    assert next(iter(SCENARIOS)) == "overtaking-withdrawal"
+
+
+def test_the_lectures_name_still_finds_the_story() -> None:
+    assert find_scenario("slides") is SCENARIOS["overtaking-withdrawal"]
+    assert find_scenario("overtaking-withdrawal") is SCENARIOS["overtaking-withdrawal"]
+    assert find_scenario("nope") is None
+    # An alias never hides a scenario's own name, and always leads somewhere.
+    assert not set(ALIASES) & set(SCENARIOS)
+    assert all(target in SCENARIOS for target in ALIASES.values())
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_scenario_has_a_one_line_summary_and_a_lesson(name: str) -> None:
+    scenario = SCENARIOS[name]
+    assert scenario.name == name and re.fullmatch(r"[a-z]+(-[a-z]+)*", name)
+    assert 0 < len(scenario.summary) <= SUMMARY_WIDTH and "\n" not in scenario.summary
+    # Words the lecture used and a newcomer never heard.
+    for word in ("slides", "seed"):
+        assert word not in scenario.summary.lower() and word not in scenario.lesson.lower()
+    lesson = scenario.lesson.strip()
+    sentences = [part for part in re.split(r"(?<=[.!?])\s+", lesson) if part]
+    assert lesson.endswith(".") and 1 <= len(sentences) <= 2, lesson
+    assert lesson != scenario.summary
