@@ -17,13 +17,12 @@ from collections.abc import Callable
 from nats.errors import Error as NatsError
 from textual.message import Message
 
-from dashboard.lab import traffic
 from dashboard.lab.history import HistoryError
 from dashboard.lab.lab import Action, Lab, LabError
 from dashboard.lab.observe import ChannelStats
 from dashboard.lab.scenarios import SCENARIOS
 from dashboard.lab.settings import Settings
-from dashboard.lab.traffic import record_random, user_names
+from dashboard.lab.traffic import TRICKLE_RATE, record_random, trickle, user_names
 from dashboard.lab.waits import nats_reachable
 from dashboard.ui.messages import (
     AccountsRead,
@@ -56,7 +55,6 @@ CHECK_INTERVAL_S = 2.0
 START_RETRY_S = 2.0
 START_TIMEOUT_S = 30.0
 BURST_USERS = tuple(user_names(5))
-TRICKLE_RATE = 5.0  # events a second: slow enough to see each one, and to kill a listener holding one
 # Errors a poll can meet while the server restarts or a database is busy or unreadable: shown, and the poll goes on.
 POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error, DatabaseUnavailable, HistoryError)
 
@@ -165,7 +163,7 @@ class LabDriver:
         """Random events at a steady, visible pace until the worker is cancelled."""
         lab = self.ready()
         assert lab.publisher is not None
-        await traffic.trickle(lab.publisher, random.Random(), BURST_USERS, TRICKLE_RATE)
+        await trickle(lab.publisher, random.Random(), BURST_USERS, TRICKLE_RATE)
 
     async def run_scenario(self, name: str, *, step_mode: bool = False) -> None:
         """Run a scenario on the lab; each caption is a step, and in step mode the step waits for Space."""

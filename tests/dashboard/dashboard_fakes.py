@@ -17,12 +17,12 @@ from dashboard.ui.app import NatslabApp
 from dashboard.ui.messages import (
     AccountsRead,
     CaptionSaid,
-    ScenarioFinished,
-    ScenarioStarted,
     ChannelStatsFetched,
     CheckFinished,
     ConsumerInfoFetched,
     ListenerStatusReceived,
+    ScenarioFinished,
+    ScenarioStarted,
 )
 from dashboard.ui.view import ConsumerView
 from listeners.accounts import AccountRow
@@ -233,8 +233,8 @@ def fresh_start(app: NatslabApp) -> None:
     )
 
 
-def after_slides(app: NatslabApp) -> None:
-    """The end of the seed's scenario: A died holding Jim's +$40, B applied it late and in order;
+def after_overtaking(app: NatslabApp) -> None:
+    """The end of the overtaking-withdrawal scenario: A died holding Jim's +$40, B applied it late and in order;
     the naive listener applied Jim's withdrawal first and kept the $100."""
     app.view.apply_members(
         members(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dashboard_fakes import after_slides, fresh_start, frozen_clock, mid_scenario, server_down
+from dashboard_fakes import after_overtaking, fresh_start, frozen_clock, mid_scenario, server_down
 from textual.pilot import Pilot
 
 from dashboard.lab.settings import Settings
@@ -35,12 +35,12 @@ def test_fresh_start(snap_compare, settings: Settings) -> None:
 
 
 def test_after_the_overtaking_withdrawal(snap_compare, settings: Settings) -> None:
-    app, run_before = snapshot_app(settings, after_slides)
+    app, run_before = snapshot_app(settings, after_overtaking)
     assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
 
 
 def test_after_the_overtaking_withdrawal_at_80x24(snap_compare, settings: Settings) -> None:
-    app, run_before = snapshot_app(settings, after_slides)
+    app, run_before = snapshot_app(settings, after_overtaking)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
 
 
