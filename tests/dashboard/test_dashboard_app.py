@@ -22,8 +22,13 @@ from dashboard.lab.waits import LabError, wait_until
 from dashboard.ui.app import NatslabApp
 from dashboard.ui.screens.history import HistoryScreen
 from dashboard.ui.screens.publish_form import PublishForm
+from dashboard.ui.screens.scenario_log import ScenarioLogScreen
+from dashboard.ui.screens.scenario_picker import ScenarioPicker
 from dashboard.ui.widgets.accounts import AccountLines
+from dashboard.ui.widgets.caption import CaptionBar
 from dashboard.ui.widgets.listener_card import ListenerCard
+from dashboard.ui.widgets.status_line import StatusLine
+from dashboard.ui.widgets.timeline import DeliveryLines
 
 SIZE = (120, 40)
 
@@ -348,23 +353,131 @@ async def test_a_failing_history_read_is_reported_to_the_user(settings: Settings
         assert notes == ["reading the event history failed: the stream is gone"]
 
 
-async def test_x_picks_a_scenario_and_runs_it_with_captions(settings: Settings) -> None:
-    from dashboard.ui.screens.scenario_picker import ScenarioPicker
+async def pick_scenario(pilot: Pilot, app: NatslabApp, name: str, key: str) -> None:
+    """x, then the scenario `name` in the picker, then `key`: enter (step by step) or g (straight through)."""
+    await pilot.press("x")
+    await wait_for(pilot, lambda: isinstance(app.screen, ScenarioPicker), 5, "the scenario picker")
+    names = [option.id for option in app.screen.query_one("#scenarios").options]  # type: ignore[attr-defined]
+    assert names[0] == "overtaking-withdrawal" and "poison" in names and len(names) >= 10
+    await pilot.press(*["down"] * names.index(name), key)
+    await wait_for(pilot, lambda: not isinstance(app.screen, ScenarioPicker), 5, "the picker to close")
 
+
+async def test_x_picks_a_scenario_and_runs_it_straight_through(settings: Settings) -> None:
     settings.naive = 1
     app = NatslabApp(settings)
     app.driver.caption_read_s = 0.0
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
-        await pilot.press("x")
-        await wait_for(pilot, lambda: isinstance(app.screen, ScenarioPicker), 5, "the scenario picker")
-        names = [option.id for option in app.screen.query_one("#scenarios").options]  # type: ignore[attr-defined]
-        assert names[0] == "overtaking-withdrawal" and "poison" in names and len(names) >= 10
-        await pilot.press(*["down"] * names.index("poison"), "enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, ScenarioPicker), 5, "the picker to close")
-        await wait_for(pilot, lambda: "poison [2]" in app.view.caption, 60, "the poison scenario's last caption")
-        assert "recorded as poison (9)" in app.view.caption
+        await pick_scenario(pilot, app, "poison", "g")
+        await wait_for(pilot, lambda: app.view.caption_kind == "lesson", 60, "the poison scenario to finish")
+        scenario = app.view.scenario
+        assert scenario is not None and not scenario.step_mode and scenario.name == "poison"
+        assert any("recorded as poison (9)" in step for step in scenario.steps)
+        # The steps give way to what the scenario showed.
+        assert app.view.caption.startswith("poison finished. What it showed: ")
         await wait_for(pilot, lambda: account(app, "guarded", "pia") == (3, 3000), 10, "Pia's good deposits")
+        await quit_app(pilot, app)
+
+
+async def test_the_first_scenario_step_by_step_reads_every_caption_and_a_timeline_in_commit_order(
+    settings: Settings,
+) -> None:
+    """Space runs each step; every caption stays in the log; the guarded rows of Jim's events come in the
+    order the database took them, each with the rule that decided it."""
+    settings.naive = 1
+    app = NatslabApp(settings)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        await pick_scenario(pilot, app, "overtaking-withdrawal", "enter")
+        seen: list[str] = []
+        while True:
+            await wait_for(
+                pilot,
+                lambda: app.view.scenario is not None and (app.view.scenario.waiting or app.view.scenario.finished),
+                60,
+                f"step {len(seen) + 1} to wait for Space, or the scenario to end",
+            )
+            scenario = app.view.scenario
+            assert scenario is not None
+            if scenario.finished:
+                break
+            seen.append(scenario.steps[-1])
+            # The bar shows the step and how to run it; earlier steps stay readable.
+            def bar_shows(step: str = scenario.steps[-1]) -> bool:
+                shown = " ".join(shown_text(app.query_one(CaptionBar), 160).split())
+                return step[:60] in shown and "Space runs this step" in shown
+
+            await wait_for(pilot, bar_shows, 2, f"the caption bar to show step {len(seen)}")
+            await pilot.press("space")
+        assert scenario.error is None, scenario.error
+        assert len(seen) >= 6 and scenario.steps == seen
+        assert app.view.caption.startswith("overtaking-withdrawal finished. What it showed: ")
+
+        # l shows the whole log: every caption, in order, and the lesson.
+        await pilot.press("l")
+        await wait_for(pilot, lambda: isinstance(app.screen, ScenarioLogScreen), 5, "the scenario log")
+        log = " ".join(shown_text(app.screen.query_one("#scenario-log Static"), 300).split())  # type: ignore[arg-type]
+        positions = [log.find(" ".join(caption.split())) for caption in seen]
+        assert -1 not in positions and positions == sorted(positions)
+        assert "What it showed:" in log
+        await pilot.press("escape")
+
+        # The timeline as drawn: the guarded group applied Jim #1, #2, #3 in that order, each saying
+        # its rule, though #3 reached a listener before #2 (it was deferred, waiting for #2).
+        user = next(name for name in app.view.accounts["guarded"] if name.startswith("jim"))
+        rows = [
+            row for row in app.query_one(DeliveryLines).rows if not row.lab_event and row.event.startswith(f"{user} #")
+        ]
+        guarded = {view.name for view in app.view.listeners.values() if view.mode == "guarded"}
+        applied = [row for row in rows if row.listener in guarded and row.outcome == "applied"]
+        assert [row.event.split()[1] for row in applied] == ["#1", "#2", "#3"]
+        assert [row.rule.split(" · ")[0] for row in applied] == ["last 0 → 1", "last 1 → 2", "last 2 → 3"]
+        deferred = [row for row in rows if row.listener in guarded and row.outcome == "deferred"]
+        assert deferred and all(row.rule.startswith("waiting for #2") for row in deferred)
+        assert all(row.rule for row in rows), [row for row in rows if not row.rule]
+        # The kill is a row of its own, before the redelivered #2 is applied.
+        kills = [
+            i
+            for i, row in enumerate(app.query_one(DeliveryLines).rows)
+            if row.lab_event and "killed (SIGKILL)" in row.event
+        ]
+        second = app.query_one(DeliveryLines).rows.index(applied[1])
+        assert kills and kills[0] < second
+        await quit_app(pilot, app)
+
+
+async def test_no_cross_for_the_guarded_group_through_the_first_scenario_and_a_burst(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything the status line ever says of the guarded group while events are held, killed,
+    redelivered and drained: never ✗, and ✓ at the end."""
+    said: list[str] = []
+    show = StatusLine.show
+
+    def recording_show(self: StatusLine, view) -> None:
+        show(self, view)
+        said.append(self.verdicts[0].plain.split(" │ ")[0])
+
+    monkeypatch.setattr(StatusLine, "show", recording_show)
+    settings.naive = 1
+    app = NatslabApp(settings)
+    app.driver.caption_read_s = 0.0
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
+        await pick_scenario(pilot, app, "overtaking-withdrawal", "g")
+        await wait_for(pilot, lambda: app.view.caption_kind in ("lesson", "error"), 90, "the scenario to finish")
+        assert app.view.caption_kind == "lesson", app.view.caption
+        await pilot.press("b")
+        await wait_for(
+            pilot,
+            lambda: said and said[-1].startswith("guarded ✓") and app.view.published() >= 50,
+            60,
+            "the burst to drain and the guarded group to check clean",
+        )
+        assert len(said) > 10
+        assert not [line for line in said if "✗" in line]
+        assert any("backlog" in line for line in said)  # it did have work on the way
         await quit_app(pilot, app)
 
 
