@@ -493,8 +493,8 @@ async def test_poison_with_markup_is_shown_literally(settings: Settings) -> None
         assert app.lab is not None and app.lab.nc is not None
         js = app.lab.nc.jetstream()
         payload = {"id": "p1", "type": "account:deposit", "userId": "[red]eve[/red]", "amountCents": 1, "number": 1}
-        await js.publish("account.deposit.[b]x[/b]", json.dumps({**payload, "createdAt": "x"}).encode())
-        await js.publish("account.withdraw.[link=y]", b"\xff not utf-8")
+        await js.publish("account.deposit.[b]x", json.dumps({**payload, "createdAt": "x"}).encode())
+        await js.publish("account.withdraw.[i]", b"\xff not utf-8")
         await wait_for(
             pilot, lambda: sum(e.outcome == "poison" for e in app.view.timeline) == 2, 20, "two poison deliveries"
         )
@@ -505,7 +505,7 @@ async def test_poison_with_markup_is_shown_literally(settings: Settings) -> None
 
         # The view holds both deliveries before the pane's next redraw: wait for both rows, since the
         # pane may have drawn the first one a tick before the second arrived.
-        drawn = ("poison deposit.[b]x[/b]", "poison withdraw.[link=y]")
+        drawn = ("poison deposit.[b]x", "poison withdraw.[i]")
         await wait_for(
             pilot, lambda: all(row in shown() for row in drawn), 5, "the timeline to draw both poison rows, literally"
         )

@@ -34,7 +34,7 @@ class ScenarioPicker(ModalScreen[ScenarioChoice | None]):
         width: 96%; max-width: 110; height: auto; max-height: 96%;
         border: round $accent; background: $surface; padding: 0 1;
     }
-    ScenarioPicker OptionList { height: auto; max-height: 14; border: none; }
+    ScenarioPicker OptionList { height: auto; max-height: 14; border: none; text-wrap: nowrap; text-overflow: ellipsis; }
     ScenarioPicker #scenario-hint { color: $text-muted; }
     """
 

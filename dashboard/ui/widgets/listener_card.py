@@ -52,7 +52,11 @@ def head_line(view: LabView, listener: ListenerView, number: int) -> Text:
     line.append(f"{number if number <= 9 else '·'}", "bold reverse" if selected else "bold")
     line.append(f" {listener.name:<4}", "bold")
     state = listener.state
-    line.append(f" {state:<10}", state_style(state))
+    member = listener.member
+    if state == "crashed" and member is not None and member.exit_code is not None:
+        line.append(f" {state} (exit {member.exit_code}) ", state_style(state))
+    else:
+        line.append(f" {state:<10}", state_style(state))
     stopped = listener.gone or state == "paused"
     if listener.slow_ms and not stopped:
         line.append(f"slow {listener.slow_ms / 1000:g}s/event ", "yellow")
@@ -101,8 +105,7 @@ def now_text(view: LabView, listener: ListenerView) -> Text:
             text.append("stopped holding nothing: nothing to redeliver", "yellow")
         return text
     if listener.state == "crashed" and member is not None and member.reason:
-        exit_code = f"exit {member.exit_code}: " if member.exit_code is not None else ""
-        text.append(f"✗ {exit_code}{member.reason}", "red")  # its own last words: a Text, never markup
+        text.append(f"✗ {member.reason}", "red")  # its own last words: a Text, never markup
         return text
     return last_outcome(listener.last_event if listener.fresh or listener.gone else None)
 
