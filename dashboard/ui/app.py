@@ -177,6 +177,9 @@ class NatslabApp(App[int]):
     def worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Every worker's failure ends up here, and in front of the user."""
         worker = event.worker
+        if worker.group == "trickle" and worker.is_finished:
+            self.view.trickling = False  # stopped by t, by an error or by quitting
+            self.view.mark("status")
         if event.state is not WorkerState.ERROR:
             return
         error = worker.error

@@ -14,6 +14,7 @@ from textual.widget import Widget
 
 from dashboard.lab.checker import Totals
 from dashboard.lab.natsserver import sync_label
+from dashboard.lab.traffic import TRICKLE_RATE
 from dashboard.ui.view import LabView
 from listeners.groups import GROUPS
 
@@ -114,6 +115,8 @@ class StatusLine(Widget):
             server.append(f" · sync {sync_label(view.sync)}")
         server.append(*SEPARATOR)
         server.append(f"stream {view.published()} events")
+        if view.trickling:
+            server.append(f" · trickle {TRICKLE_RATE:g}/s (t stops)", "cyan")
         if view.outbox_error:
             server.append(" (outbox waiting: NATS unreachable)", "yellow")
         if view.checking:
