@@ -42,7 +42,9 @@ from publisher.transactions import SCHEMA as TRANSACTIONS_SCHEMA
 
 log = logging.getLogger(__name__)
 
-CHUNK = 5_000  # rows or stream messages folded at a time, so a full read never holds them all
+# Rows folded at a time, and stream messages fetched and folded at a time: a full read never holds
+# them all, and the dashboard's event loop (keys, redraws) is never held up for long by one fold.
+CHUNK = 1_000
 FETCH = 500
 NO_ANSWER_S = 2.0
 TX_COLUMNS = "rowid, id, type, user_id, amount_cents, number, created_at, published_at, stream_seq"
@@ -80,6 +82,7 @@ class _Position:
     first_read: int = 0  # the first stream seq folded (0: none yet)
     created: object = None
     late: list[tuple[int, str, int, str]] = field(default_factory=list)  # rows at settled numbers, to look up
+    passes: int = 0  # passes that ended with a report
 
 
 class LiveChecker:
@@ -100,7 +103,7 @@ class LiveChecker:
     @property
     def reads_all(self) -> bool:
         """The next pass reads the whole history: the first one, or one after a start-over."""
-        return self.position.read_to == 0
+        return self.position.passes == 0
 
     async def check(self) -> LivePass:
         """One pass. An error (NATS gone, a database that cannot be read, a history cut short) leaves
@@ -112,7 +115,11 @@ class LiveChecker:
         except Restart as exc:
             log.info("live checker starts over with a full read: %s", exc)
             self._start_over()
+        try:
             return await self._pass(True)
+        except Restart as exc:  # not from a fresh start; never a verdict on what cannot be folded
+            self._start_over()
+            raise HistoryError(f"the live checker could not fold the history: {exc}") from exc
 
     async def _pass(self, full: bool) -> LivePass:
         floors = await ack_floors(self.nc)
@@ -130,6 +137,7 @@ class LiveChecker:
         position.naive_present = naive.present
         snapshot = await self._read_transactions_and_stream((guarded, naive))
         report = build_report(self.state, floors, (guarded, naive), self.outbox.unpublished, snapshot)
+        position.passes += 1
         return LivePass(report, guarded_rows, naive_rows if naive.present else [], full)
 
     # -- the account databases ---------------------------------------------------------------------
@@ -283,23 +291,21 @@ class LiveChecker:
         try:
             done = False
             while not done:
+                try:
+                    msgs = await sub.fetch(FETCH, timeout=NO_ANSWER_S)
+                except asyncio.TimeoutError:
+                    msgs = []
+                if not msgs:
+                    raise HistoryError(
+                        f"history incomplete: read up to stream seq {position.read_to} of {last}"
+                        f" (no answer from the server for {NO_ANSWER_S:g} s)"
+                    )
                 chunk = []
-                while len(chunk) < CHUNK and not done:
-                    try:
-                        msgs = await sub.fetch(FETCH, timeout=NO_ANSWER_S)
-                    except asyncio.TimeoutError:
-                        msgs = []
-                    if not msgs:
-                        read = chunk[-1].stream_seq if chunk else position.read_to
-                        raise HistoryError(
-                            f"history incomplete: read up to stream seq {read} of {last}"
-                            f" (no answer from the server for {NO_ANSWER_S:g} s)"
-                        )
-                    for msg in msgs:
-                        seq = msg.metadata.sequence.stream
-                        if seq <= last:
-                            chunk.append(parse_stored(seq, msg.subject, msg.data, ""))
-                    done = msgs[-1].metadata.sequence.stream >= last or msgs[-1].metadata.num_pending == 0
+                for msg in msgs:
+                    seq = msg.metadata.sequence.stream
+                    if seq <= last:
+                        chunk.append(parse_stored(seq, msg.subject, msg.data, ""))
+                done = msgs[-1].metadata.sequence.stream >= last or msgs[-1].metadata.num_pending == 0
                 await self._fold_stored(chunk, db)
         finally:
             try:
