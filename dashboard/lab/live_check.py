@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 CHUNK = 1_000
 FETCH = 500
 NO_ANSWER_S = 2.0
+LOG_EVERY = 120  # passes: about once a minute
 TX_COLUMNS = "rowid, id, type, user_id, amount_cents, number, created_at, published_at, stream_seq"
 
 
@@ -138,6 +139,13 @@ class LiveChecker:
         snapshot = await self._read_transactions_and_stream((guarded, naive))
         report = build_report(self.state, floors, (guarded, naive), self.outbox.unpublished, snapshot)
         position.passes += 1
+        if full or position.passes % LOG_EVERY == 0:  # what it keeps, for whoever wonders about its memory
+            log.info(
+                "live checker: pass %d up to stream seq %d; %d users, %d numbers settled, %d in windows,"
+                " %d rows watched in transactions.db",
+                position.passes, snapshot, len(self.state.users), self.state.settled(), self.state.window(),
+                len(self.outbox.watch),
+            )  # fmt: skip
         return LivePass(report, guarded_rows, naive_rows if naive.present else [], full)
 
     # -- the account databases ---------------------------------------------------------------------

@@ -153,6 +153,12 @@ class LiveState:
             found = self.users[name] = UserState()
         return found
 
+    def settled(self) -> int:
+        return sum(state.base for state in self.users.values())
+
+    def window(self) -> int:
+        return sum(len(state.slots) for state in self.users.values())
+
     # -- folding -----------------------------------------------------------------------------------
 
     def settled_keys(self, keys: list[Key]) -> list[Key]:
