@@ -23,6 +23,7 @@ import logging
 import os
 import sqlite3
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from dashboard.lab.checker import CheckReport, ParkedRow
-from dashboard.lab.history import HistoryError, parse_stored
+from dashboard.lab.history import HistoryError, StoredEvent, parse_stored
 from dashboard.lab.live_state import GUARDED, NAIVE, AccountsSnapshot, Key, LiveState, Outbox, Restart, build_report
 from dashboard.lab.snapshot import account_rows, ack_floors, checked_tables
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, AccountRow
@@ -279,48 +280,9 @@ class LiveChecker:
         if last < start or state.messages == 0:
             position.read_to = max(position.read_to, last)
             return last
-        await self._consume(js, start, last, db)
+        await _consume(js, start, last, lambda chunk: self._fold_stored(chunk, db))
         position.read_to = last
         return last
-
-    async def _consume(self, js, start: int, last: int, db) -> None:
-        name = f"natslab-live-{uuid.uuid4().hex[:12]}"
-        config = api.ConsumerConfig(
-            name=name,
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=start,
-            ack_policy=api.AckPolicy.NONE,
-            inactive_threshold=30.0,
-            mem_storage=True,
-        )
-        await js.add_consumer(STREAM_NAME, config)
-        sub = await js.pull_subscribe_bind(consumer=name, stream=STREAM_NAME)
-        position = self.position
-        try:
-            done = False
-            while not done:
-                try:
-                    msgs = await sub.fetch(FETCH, timeout=NO_ANSWER_S)
-                except asyncio.TimeoutError:
-                    msgs = []
-                if not msgs:
-                    raise HistoryError(
-                        f"history incomplete: read up to stream seq {position.read_to} of {last}"
-                        f" (no answer from the server for {NO_ANSWER_S:g} s)"
-                    )
-                chunk = []
-                for msg in msgs:
-                    seq = msg.metadata.sequence.stream
-                    if seq <= last:
-                        chunk.append(parse_stored(seq, msg.subject, msg.data, ""))
-                done = msgs[-1].metadata.sequence.stream >= last or msgs[-1].metadata.num_pending == 0
-                await self._fold_stored(chunk, db)
-        finally:
-            try:
-                await sub.unsubscribe()
-                await js.delete_consumer(STREAM_NAME, name)
-            except Exception as exc:  # an ephemeral consumer also expires by itself
-                log.debug("live checker consumer cleanup: %r", exc)
 
     async def _fold_stored(self, chunk: list, db) -> None:
         if not chunk:
@@ -346,6 +308,50 @@ class LiveChecker:
             for row in rows:
                 balance, _ = apply_business_rule(balance, AccountEvent(*row))
             self.state.set_balance(name, number, balance)
+
+
+async def _consume(js, start: int, last: int, fold: Callable[[list[StoredEvent]], Awaitable[None]]) -> None:
+    """Every stored message from `start` up to `last`, folded a fetched batch at a time, complete or
+    HistoryError (the batches folded so far stay folded)."""
+    name = f"natslab-live-{uuid.uuid4().hex[:12]}"
+    config = api.ConsumerConfig(
+        name=name,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+        opt_start_seq=start,
+        ack_policy=api.AckPolicy.NONE,
+        inactive_threshold=30.0,
+        mem_storage=True,
+    )
+    await js.add_consumer(STREAM_NAME, config)
+    sub = await js.pull_subscribe_bind(consumer=name, stream=STREAM_NAME)
+    read_to = start - 1
+    try:
+        done = False
+        while not done:
+            try:
+                msgs = await sub.fetch(FETCH, timeout=NO_ANSWER_S)
+            except asyncio.TimeoutError:
+                msgs = []
+            if not msgs:
+                raise HistoryError(
+                    f"history incomplete: read up to stream seq {read_to} of {last}"
+                    f" (no answer from the server for {NO_ANSWER_S:g} s)"
+                )
+            chunk = []
+            for msg in msgs:
+                seq = msg.metadata.sequence.stream
+                if seq <= last:
+                    chunk.append(parse_stored(seq, msg.subject, msg.data, ""))
+            done = msgs[-1].metadata.sequence.stream >= last or msgs[-1].metadata.num_pending == 0
+            if chunk:
+                await fold(chunk)
+                read_to = chunk[-1].stream_seq
+    finally:
+        try:
+            await sub.unsubscribe()
+            await js.delete_consumer(STREAM_NAME, name)
+        except Exception as exc:  # an ephemeral consumer also expires by itself
+            log.debug("live checker consumer cleanup: %r", exc)
 
 
 async def _new_rows(db, table: str, column: str, marks: _Marks, mark: str) -> list:
