@@ -123,7 +123,11 @@ class Totals:
     @property
     def clean(self) -> bool:
         return (
-            self.lost == 0 and self.duplicated == 0 and self.out_of_order == 0 and self.wrong_balance == 0 and self.parked == 0
+            self.lost == 0
+            and self.duplicated == 0
+            and self.out_of_order == 0
+            and self.wrong_balance == 0
+            and self.parked == 0
         )
 
 
@@ -326,24 +330,12 @@ def check_data(
         for verdict, total in ((report.guarded, totals), (report.naive, naive_totals)):
             if verdict is None or total is None:
                 continue
-            total.lost += verdict.lost
-            total.duplicated += verdict.duplicated + verdict.unexpected
-            total.out_of_order += verdict.out_of_order
-            total.pending += verdict.pending
-            total.parked += verdict.parked
             reached = verdict.last_number or 0
-            verdict.wrong_balance = (
-                reached >= len(balances)
-                or balances[reached] != (verdict.balance_cents or 0)
-                or (verdict.pending == 0 and reached != last)
-            )
-            total.wrong_balance += verdict.wrong_balance
+            tally(verdict, total, balances[reached] if reached < len(balances) else None, last)
         problems += _user_problems(report, history, guarded, parked_by_user.get(user, 0), floors.get("guarded"))
     unrecorded = [stored for stored in poison if stored.stream_seq not in guarded.poison_seqs]
     if unrecorded:
-        problems.append(
-            f"{len(unrecorded)} malformed events are not recorded as poison (first at stream seq {unrecorded[0].stream_seq})"
-        )
+        problems.append(unrecorded_poison_problem(len(unrecorded), unrecorded[0].stream_seq))
     return CheckReport(
         reports,
         len(stream),
@@ -358,42 +350,68 @@ def check_data(
     )
 
 
-def _fate(event_id: str, seq: int, applied: bool, guarded: DatabaseState, ack_floor: int | None) -> str:
-    """What the guarded group did with one of the events that share a number."""
-    if applied:
-        return "applied"
-    if seq in guarded.conflict_seqs:
-        return "recorded as a conflict"
-    if ack_floor is not None and seq > ack_floor:
-        return "not processed yet"
-    return "neither applied nor recorded as a conflict"
+def tally(verdict: UserVerdict, total: Totals, expected_at_reached: int | None, last: int) -> None:
+    """Set `verdict.wrong_balance` and add the verdict to its group's totals. `expected_at_reached` is
+    the balance the rule gives after 1..k for the database's own last number k (None: k is past N)."""
+    total.lost += verdict.lost
+    total.duplicated += verdict.duplicated + verdict.unexpected
+    total.out_of_order += verdict.out_of_order
+    total.pending += verdict.pending
+    total.parked += verdict.parked
+    reached = verdict.last_number or 0
+    verdict.wrong_balance = (
+        expected_at_reached is None
+        or expected_at_reached != (verdict.balance_cents or 0)
+        or (verdict.pending == 0 and reached != last)
+    )
+    total.wrong_balance += verdict.wrong_balance
 
 
-def _user_problems(
-    report: UserReport, history: _Expected, guarded: DatabaseState, parked: int, ack_floor: int | None
+def unrecorded_poison_problem(count: int, first_seq: int) -> str:
+    return f"{count} malformed events are not recorded as poison (first at stream seq {first_seq})"
+
+
+@dataclass(frozen=True, slots=True)
+class SharedNumber:
+    """A number published for several events: each id with its highest stream seq (in the order the
+    history shows them), the id the expected balance counts, and whether that is the publisher's."""
+
+    number: int
+    ids: dict[str, int]
+    counted: str
+    from_publisher: bool
+
+
+def user_problems(
+    report: UserReport,
+    shared: list[SharedNumber],
+    applied_ids: set[tuple[int, str | None]],
+    conflict_seqs: set[int],
+    parked_rows: list[ParkedRow],
+    ack_floor: int | None,
 ) -> list[str]:
+    """One user's problem lines, from what the check found: the numbers shared by several events (in
+    increasing order), what the guarded group processed (number, id), the stream seqs it recorded as
+    conflicts, and its parked rows of that user (in the database's order)."""
     user, g = report.user_id, report.guarded
     problems = []
     if report.gap_at is not None:
         problems.append(f"{user}: number {report.gap_at} is missing from the stream; later events cannot be applied")
-    applied_ids = {(row.number, row.event_id) for row in guarded.applied_by_user().get(user, [])}
-    for number, ids in sorted(history.ids.items()):
-        if len(ids) > 1:
-            events = ", ".join(
-                f"{event_id} (stream seq {seq}, {_fate(event_id, seq, (number, event_id) in applied_ids, guarded, ack_floor)})"
-                for event_id, seq in ids.items()
-            )
-            counted = history.events[number].id
-            source = "the publisher's transactions.db" if number in history.from_publisher else "the first stored"
-            problems.append(
-                f"{user}: number {number} was published for {len(ids)} different events: {events};"
-                f" the expected balance counts {counted} ({source})"
-            )
-    if parked:
-        first = min((row for row in guarded.parked if row.user_id == user), key=lambda row: row.number)
+    for entry in shared:
+        events = ", ".join(
+            f"{event_id} (stream seq {seq}, {_fate(seq, (entry.number, event_id) in applied_ids, conflict_seqs, ack_floor)})"
+            for event_id, seq in entry.ids.items()
+        )
+        source = "the publisher's transactions.db" if entry.from_publisher else "the first stored"
         problems.append(
-            f"{user}: {parked} events parked since {first.parked_at}, waiting for #{(g.last_number or 0) + 1}"
-            f" (first parked: #{first.number}, stream seq {first.stream_seq})"
+            f"{user}: number {entry.number} was published for {len(entry.ids)} different events: {events};"
+            f" the expected balance counts {entry.counted} ({source})"
+        )
+    if parked_rows:
+        first = min(parked_rows, key=lambda row: row.number)
+        problems.append(
+            f"{user}: {len(parked_rows)} events parked since {first.parked_at}, waiting for"
+            f" #{(g.last_number or 0) + 1} (first parked: #{first.number}, stream seq {first.stream_seq})"
         )
     wrong = g.lost or g.duplicated or g.unexpected or g.out_of_order or g.wrong_balance
     if wrong and report.gap_at is None:
@@ -403,3 +421,27 @@ def _user_problems(
             f" duplicated={g.duplicated} unexpected={g.unexpected} out_of_order={g.out_of_order})"
         )
     return problems
+
+
+def _fate(seq: int, applied: bool, conflict_seqs: set[int], ack_floor: int | None) -> str:
+    """What the guarded group did with one of the events that share a number."""
+    if applied:
+        return "applied"
+    if seq in conflict_seqs:
+        return "recorded as a conflict"
+    if ack_floor is not None and seq > ack_floor:
+        return "not processed yet"
+    return "neither applied nor recorded as a conflict"
+
+
+def _user_problems(
+    report: UserReport, history: _Expected, guarded: DatabaseState, parked: int, ack_floor: int | None
+) -> list[str]:
+    shared = [
+        SharedNumber(number, ids, history.events[number].id, number in history.from_publisher)
+        for number, ids in sorted(history.ids.items())
+        if len(ids) > 1
+    ]
+    applied_ids = {(row.number, row.event_id) for row in guarded.applied_by_user().get(report.user_id, [])}
+    parked_rows = [row for row in guarded.parked if row.user_id == report.user_id] if parked else []
+    return user_problems(report, shared, applied_ids, guarded.conflict_seqs, parked_rows, ack_floor)

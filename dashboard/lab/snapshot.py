@@ -25,7 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from dashboard.lab.checker import AppliedRow, CheckReport, DatabaseState, ParkedRow, check_data
-from dashboard.lab.history import last_seq, read_history
+from dashboard.lab.history import StoredEvent, last_seq, read_history
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, AccountRow
 from listeners.accounts import SCHEMA as ACCOUNTS_SCHEMA
 from listeners.groups import GROUPS, GUARDED_GROUP
@@ -41,7 +41,7 @@ class Transactions:
     stream_seqs: dict[str, int] = field(default_factory=dict)  # event id -> stream seq of its PubAck
 
 
-async def _tables(db, path: Path, schema: Schema) -> set[str]:
+async def checked_tables(db, path: Path, schema: Schema) -> set[str]:
     """The tables of a database that is `schema`'s (or empty); DatabaseUnavailable for anything else."""
     problem = await schema_problem(db, schema)
     if problem:
@@ -57,7 +57,7 @@ async def read_database(path: Path) -> DatabaseState:
         # One read transaction, so the tables agree: listeners commit batches while this reads, and
         # accounts read before a batch beside its applied_events read after it look like a broken guard.
         async with read_only(path, snapshot=True) as db:
-            tables = await _tables(db, path, ACCOUNTS_SCHEMA)
+            tables = await checked_tables(db, path, ACCOUNTS_SCHEMA)
             if "accounts" not in tables:
                 return DatabaseState(present=False)
             state = DatabaseState()
@@ -88,7 +88,7 @@ async def read_transactions(path: Path) -> Transactions:
         return Transactions()
     try:
         async with read_only(path) as db:
-            if "transactions" not in await _tables(db, path, TRANSACTIONS_SCHEMA):
+            if "transactions" not in await checked_tables(db, path, TRANSACTIONS_SCHEMA):
                 return Transactions()
             rows = await fetch_all(
                 db,
@@ -115,21 +115,27 @@ async def read_accounts(path: Path) -> list[AccountRow]:
         return []
     try:
         async with read_only(path) as db:
-            tables = await _tables(db, path, ACCOUNTS_SCHEMA)
+            tables = await checked_tables(db, path, ACCOUNTS_SCHEMA)
             if "accounts" not in tables:
                 return []
-            if "gaps" not in tables:  # a database of the earlier natslab, not yet opened by a listener
-                rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts ORDER BY user_id")
-                return [AccountRow(*row) for row in rows]
-            rows = await fetch_all(
-                db,
-                "SELECT a.user_id, a.last_number, a.balance_cents,"
-                " CASE WHEN g.last_number = a.last_number THEN g.since END,"
-                " (SELECT COUNT(*) FROM parked_events p WHERE p.user_id = a.user_id AND p.resolved_at IS NULL)"
-                " FROM accounts a LEFT JOIN gaps g ON g.user_id = a.user_id ORDER BY a.user_id",
-            )
+            return await account_rows(db, tables)
     except sqlite3.Error as exc:
         raise DatabaseUnavailable(path, exc) from exc
+
+
+async def account_rows(db, tables: set[str]) -> list[AccountRow]:
+    """The account table of an open account database with `tables`, by user, with who waits for a
+    missing number and how many events are parked behind it."""
+    if "gaps" not in tables:  # a database of the earlier natslab, not yet opened by a listener
+        rows = await fetch_all(db, "SELECT user_id, last_number, balance_cents FROM accounts ORDER BY user_id")
+        return [AccountRow(*row) for row in rows]
+    rows = await fetch_all(
+        db,
+        "SELECT a.user_id, a.last_number, a.balance_cents,"
+        " CASE WHEN g.last_number = a.last_number THEN g.since END,"
+        " (SELECT COUNT(*) FROM parked_events p WHERE p.user_id = a.user_id AND p.resolved_at IS NULL)"
+        " FROM accounts a LEFT JOIN gaps g ON g.user_id = a.user_id ORDER BY a.user_id",
+    )
     return [AccountRow(*row) for row in rows]
 
 
@@ -161,6 +167,19 @@ async def run_check(nc: NATS, data_dir: Path) -> CheckReport:
     transactions = await read_transactions(data_dir / "transactions.db")
     snapshot = await last_seq(nc)
     stream = await read_history(nc, upto=snapshot)
+    return check_snapshot(floors, guarded, naive, transactions, stream, snapshot)
+
+
+def check_snapshot(
+    floors: dict[str, int],
+    guarded: DatabaseState,
+    naive: DatabaseState,
+    transactions: Transactions,
+    stream: list[StoredEvent],
+    snapshot: int,
+) -> CheckReport:
+    """`check_data` on what `run_check` read: transactions acknowledged past the snapshot are left out,
+    and those still in the outbox but already in the stream count as published."""
     in_stream = {stored.event.id: stored.stream_seq for stored in stream if stored.event is not None}
     seqs = transactions.stream_seqs
     published = [event for event in transactions.published if seqs[event.id] <= snapshot]
@@ -199,7 +218,7 @@ async def _outbox_count(path: Path) -> int:
         return 0
     try:
         async with read_only(path) as db:
-            if "transactions" not in await _tables(db, path, TRANSACTIONS_SCHEMA):
+            if "transactions" not in await checked_tables(db, path, TRANSACTIONS_SCHEMA):
                 return 0
             return (await fetch_all(db, "SELECT COUNT(*) FROM transactions WHERE published_at IS NULL"))[0][0]
     except sqlite3.Error as exc:

@@ -19,6 +19,7 @@ from textual.message import Message
 
 from dashboard.lab.history import HistoryError
 from dashboard.lab.lab import Action, Lab, LabError
+from dashboard.lab.live_check import LiveChecker
 from dashboard.lab.observe import ChannelStats
 from dashboard.lab.scenarios import SCENARIOS
 from dashboard.lab.settings import Settings
@@ -51,7 +52,7 @@ from publisher.sqlite import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_S = 0.5
-CHECK_INTERVAL_S = 2.0
+CHECK_INTERVAL_S = 0.5
 START_RETRY_S = 2.0
 START_TIMEOUT_S = 30.0
 BURST_USERS = tuple(user_names(5))
@@ -106,7 +107,8 @@ class LabDriver:
             return
 
     async def poll_server(self) -> None:
-        """Consumer info, channel stats and both account databases, one round at a time."""
+        """Consumer info and channel stats, one round at a time. The account rows come with the checker's
+        passes (`run_checker`), from the same read as the verdicts they are shown beside."""
         lab = self.ready()
         channels: dict[str, ChannelStats] | None = None
         while True:
@@ -117,29 +119,34 @@ class LabDriver:
                         self.post(ConsumerInfoFetched(ConsumerView.from_info(await lab.consumer_info(group))))
                     channels = await lab.channel_stats(channels)
                     self.post(ChannelStatsFetched(channels, self.clock()))
-                self.post(AccountsRead(await lab.accounts("guarded"), await lab.accounts("naive")))
             except POLL_ERRORS as exc:
                 log.info("poll failed: %r", exc)
                 self.post(PollFailed(describe_error(exc)))
             await asyncio.sleep(max(0.05, POLL_INTERVAL_S - (time.monotonic() - started)))
 
     async def run_checker(self) -> None:
-        """The checker reads the whole history, so it runs less often, and never twice at once."""
+        """The live checker, a pass about every half second and never two at once. Each pass reads only
+        what is new, and posts the account rows it read and then its report: the account pane never
+        shows a row newer than the expectation it is compared with."""
         lab = self.ready()
+        checker: LiveChecker | None = None
         while True:
             started = time.monotonic()
-            if lab.connected:
-                self.post(CheckStarted())
+            if lab.connected and lab.nc is not None:
+                if checker is None or checker.nc is not lab.nc:
+                    checker = LiveChecker(lab.nc, lab.settings.data_dir)
+                if checker.reads_all:  # a pass over the whole history takes a while: say it runs
+                    self.post(CheckStarted())
                 try:
-                    report = await lab.check()
+                    result = await checker.check()
                 except POLL_ERRORS as exc:
                     log.info("check failed: %r", exc)
                     self.post(PollFailed(f"checker: {describe_error(exc)}"))
-                    report = None
-                self.post(CheckFinished(report))
-            # A long history makes a check costly: keep it to about a fifth of the time.
-            took = time.monotonic() - started
-            await asyncio.sleep(max(CHECK_INTERVAL_S - took, 4 * took))
+                    self.post(CheckFinished(None))
+                else:
+                    self.post(AccountsRead(result.guarded, result.naive))
+                    self.post(CheckFinished(result.report))
+            await asyncio.sleep(max(0.05, CHECK_INTERVAL_S - (time.monotonic() - started)))
 
     async def publish(self, kind: str, user_id: str, amount_cents: int) -> None:
         lab = self.ready()

@@ -18,7 +18,7 @@ from dashboard.commands.args import settings_from
 from dashboard.commands.bench import figures, report
 
 PHASES = ("raw", "durability", "pipeline", "latency", "nak", "recovery", "ackWait", "dashboard")
-TARGETS = ("pipeline", "latency", "nak", "dashboard-cpu", "dashboard-rss", "first-frame")
+TARGETS = ("pipeline", "latency", "nak", "dashboard-cpu", "dashboard-cpu-full", "dashboard-rss", "dashboard-keys", "first-frame")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -76,6 +76,8 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
         assert dashboard["available"] is True, dashboard
         assert dashboard["keyToScreen"]["n"] >= 2
         assert dashboard["peakRssMB"] > 0 and dashboard["eventsWhileRunning"] == 300
+        # RSS sampled as the events went by, ending with all of them.
+        assert dashboard["rssTrailMB"][-1][0] == 300 and all(mb > 0 for _, mb in dashboard["rssTrailMB"])
     assert [target["name"] for target in result["targets"]] == list(TARGETS)
     assert {target["verdict"] for target in result["targets"]} <= {"met", "MISSED", "n/a"}
 
@@ -112,11 +114,14 @@ def test_table_names_every_measure_and_verdict() -> None:
     assert "p50 12 ms, p99 40 ms" in table and "p99 < 50 ms: met" in table
     assert "p50 5.00 s, p99 5.10 s" in table
     assert "n/a (skipped (--no-dashboard))" in table
-    assert "targets: 3 of 3 met; 3 not measured" in table
+    assert "targets: 3 of 3 met; 5 not measured" in table
     assert "check: not run" in table
 
 
-def result_with(ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float, rss_mb: float, frame_s: float) -> figures.BenchResult:
+def result_with(
+    ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float, rss_mb: float, frame_s: float,
+    cpu_full: float = 30.0, key_p99_ms: float = 40.0,
+) -> figures.BenchResult:
     """A result whose figures sit where the caller puts them against each target (raw: 10,000/s)."""
     result = figures.BenchResult(figures.BenchConfig(events=300, users=20), {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
     result.phases = {
@@ -128,7 +133,9 @@ def result_with(ratio_events: int, p99_ms: float, nak_p99_ms: float, cpu: float,
         "recovery": {"killToApplied_s": 4.9},
         "dashboard": {
             "available": True, "offeredPerSecond": 1_000, "cpuPercentAtRate": cpu, "peakRssMB": rss_mb,
-            "eventsWhileRunning": 1_000, "firstFrame_s": frame_s, "keyToScreen": {"n": 3, "p50_ms": 90.0, "p99_ms": 120.0},
+            "cpuPercentFullSpeed": cpu_full, "eventsWhileRunning": 1_000, "firstFrame_s": frame_s,
+            "keyToScreen": {"n": 3, "p50_ms": 20.0, "p99_ms": key_p99_ms}, "storedAtEnd": 5_000,
+            "rssTrailMB": [[0, 80.0], [500, 81.5], [1_000, 82.0]],
         },
     }  # fmt: skip
     result.targets = report.targets(result)
@@ -145,11 +152,13 @@ def test_every_target_is_missed_at_its_limit() -> None:
         cpu=figures.TARGET_DASHBOARD_CPU,
         rss_mb=figures.TARGET_DASHBOARD_RSS_MB,
         frame_s=figures.TARGET_FIRST_FRAME_S,
+        cpu_full=figures.TARGET_DASHBOARD_CPU_FULL,
+        key_p99_ms=figures.TARGET_DASHBOARD_KEY_P99_MS,
     )
     assert [(target.name, target.verdict()) for target in result.targets] == [(name, "MISSED") for name in TARGETS]
     table = report.format_table(result)
-    assert f"targets: 0 of 6 met; missed: {', '.join(TARGETS)}" in table
-    assert table.count(": MISSED") == 6
+    assert f"targets: 0 of 8 met; missed: {', '.join(TARGETS)}" in table
+    assert table.count(": MISSED") == 8
 
 
 def test_targets_are_met_just_inside_their_limits() -> None:
@@ -160,13 +169,20 @@ def test_targets_are_met_just_inside_their_limits() -> None:
         cpu=figures.TARGET_DASHBOARD_CPU - 0.1,
         rss_mb=figures.TARGET_DASHBOARD_RSS_MB - 0.1,
         frame_s=figures.TARGET_FIRST_FRAME_S - 0.01,
+        cpu_full=figures.TARGET_DASHBOARD_CPU_FULL - 0.1,
+        key_p99_ms=figures.TARGET_DASHBOARD_KEY_P99_MS - 0.1,
     )
-    assert [target.verdict() for target in result.targets] == ["met"] * 6
-    assert "targets: 6 of 6 met\n" in report.format_table(result)
+    assert [target.verdict() for target in result.targets] == ["met"] * 8
+    assert "targets: 8 of 8 met\n" in report.format_table(result)
 
 
 def test_one_missed_target_is_named_among_the_met() -> None:
     result = result_with(5_000, 30.0, 200.0, cpu=63.4, rss_mb=133.0, frame_s=0.8)
     table = report.format_table(result)
-    assert "63.4% of one core" in table and "< 25% of a core: MISSED" in table
-    assert "targets: 5 of 6 met; missed: dashboard-cpu" in table
+    assert "63.4% of one core" in table and "< 20% of a core: MISSED" in table
+    assert "targets: 7 of 8 met; missed: dashboard-cpu" in table
+    lines = {line.split("  ")[0]: line for line in table.splitlines()}
+    assert "30.0% of one core" in lines["dashboard CPU at full speed"] and "< 40% of a core: met" in lines["dashboard CPU at full speed"]
+    assert "133 MB after 1,000 events (5,000 in the stream)" in lines["dashboard peak RSS"]
+    assert "80 MB at 0, 82 MB at 500, 82 MB at 1,000 events" in lines["dashboard RSS as the events went by"]
+    assert "p50 20 ms, p99 40 ms" in lines["dashboard key -> screen at 1,000/s"] and "p99 < 50 ms: met" in table
