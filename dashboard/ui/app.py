@@ -197,8 +197,11 @@ class NatslabApp(App[int]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        bindings = [*MainScreen.BINDINGS, *self.BINDINGS]
-        self.push_screen(HelpScreen(help_rows(bindings, EXPLANATIONS | APP_EXPLANATIONS)))  # type: ignore[arg-type]
+        if not self.is_screen_installed("help"):
+            # Composed once and kept: building its tables again at every `?` was most of a key's cost.
+            bindings = [*MainScreen.BINDINGS, *self.BINDINGS]
+            self.install_screen(HelpScreen(help_rows(bindings, EXPLANATIONS | APP_EXPLANATIONS)), "help")  # type: ignore[arg-type]
+        self.push_screen("help")
 
     async def action_quit(self) -> None:
         if self.view.phase == "stopping":

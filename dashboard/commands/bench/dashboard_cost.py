@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from dashboard.commands.bench.run import Bench
 
 # What the dashboard shows once its first full frame is up, and what `?` opens.
-FRAME_MARKERS = ("Channels", "Queue groups", "Account database", "Delivery timeline", "quit")
+FRAME_MARKERS = ("Queue groups", "Account database", "Timeline", "quit")
 HELP_MARKER = "natslab keys"
 TERMINAL_SIZE = (160, 48)
 RSS_SAMPLES = 10

@@ -9,6 +9,7 @@ from textual.widgets import Static
 from dashboard.ui.view import CHANNELS, LabView
 
 BARS = "▁▂▃▄▅▆▇█"
+USERS_SHOWN = 12
 
 
 def sparkline(rates: list[float], top: float) -> str:
@@ -40,11 +41,16 @@ class ChannelsPane(Static):
             header.append(f"stored {stats.messages} · last seq {stats.last_seq or '-'}")
             users = Text("  ", no_wrap=True, overflow="ellipsis")
             if stats.per_user:
-                for index, (user, count) in enumerate(sorted(stats.per_user.items())):
+                # Only as many users as a line can show: with thousands of users, building them all
+                # twice a second was a tenth of the dashboard's time.
+                shown = sorted(stats.per_user.items())[:USERS_SHOWN]
+                for index, (user, count) in enumerate(shown):
                     if index:
                         users.append(" · ", "dim")
                     users.append(user)  # from the network: a Text, never markup
                     users.append(f" {count}", "bold")
+                if len(stats.per_user) > len(shown):
+                    users.append(f" · +{len(stats.per_user) - len(shown)} more (h)", "dim")
             else:
                 users.append("no events yet", "dim")
             spark = Text(no_wrap=True, overflow="crop")
