@@ -74,9 +74,10 @@ def held_hint(action: Action, status: ListenerStatus, ack_wait_s: float) -> str:
             return f"it holds nothing now: it dies on the next event it commits, which comes back after {wait}"
         return f"it holds {_events(status)}; once it dies, {_verb(count, 'comes', 'come')} back after {wait}"
     if count == 0:
+        # The status is a few hundred milliseconds old at most: say what it showed, not more.
         if action == "pause":
-            return "it holds nothing, so nothing will be redelivered while it is paused"
-        return "it held nothing, so nothing will be redelivered"
+            return f"its last report held nothing; what it fetched since goes to the other listeners after {wait}"
+        return f"its last report held nothing, so likely nothing comes back; what it fetched since comes back after {wait}"
     if action == "pause":
         return f"it holds {_events(status)}; past {wait} {_verb(count, 'goes', 'go')} to the other listeners"
     return f"it held {_events(status)}; {_verb(count, 'comes', 'come')} back after {wait}"

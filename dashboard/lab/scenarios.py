@@ -119,7 +119,8 @@ async def overtaking_withdrawal(lab: Lab, say: Say, rng: random.Random | None = 
         f"Guarded: {Jim} #3 came early (the last number processed is 1), so it was not acknowledged; it comes back later."
     )
     await say(
-        f"Naive: {Jim} #3 was applied as it arrived; $100 is more than {Jim}'s $70, so the withdrawal was rejected."
+        f"Naive: {Jim} #3 was processed as it arrived, with no check of its number: $100 is more than {Jim}'s $70,"
+        " so the withdrawal was rejected."
     )
 
     await say(f"After the ack wait ({ack_wait:g} s) NATS redelivers #2; the guard applies #2, then #3.")
@@ -147,8 +148,9 @@ async def naive_vs_guarded(lab: Lab, say: Say, rng: random.Random) -> None:
     naive = report.naive
     if naive is not None:
         await say(
-            f"Naive damage: lost={naive.lost} duplicated={naive.duplicated} out_of_order={naive.out_of_order}"
-            f" wrong balances={naive.wrong_balance}; guarded: {'clean' if report.guarded.clean else 'BROKEN'}."
+            f"Naive damage since the lab started: lost {naive.lost}, applied twice {naive.duplicated},"
+            f" out of order {naive.out_of_order}, wrong balances {naive.wrong_balance};"
+            f" guarded: {'nothing wrong' if report.guarded.clean else 'BROKEN'}."
         )
 
 

@@ -27,7 +27,7 @@ from dashboard.ui import messages
 from dashboard.ui.driver import LabDriver, describe_error
 from dashboard.ui.screens.help import HelpScreen, help_rows
 from dashboard.ui.screens.main import EXPLANATIONS, MainScreen
-from dashboard.ui.view import LabView
+from dashboard.ui.view import LabView, parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,9 @@ class NatslabApp(App[int]):
 
     def on_event_published(self, message: messages.EventPublished) -> None:
         result = message.result
-        self.view.lab_event(f"published {result.event.describe()}: {result.where()}", self.clock())
+        # At the time the event was written, so it comes before the deliveries it caused.
+        at = parse_utc(result.event.created_at) or self.clock()
+        self.view.lab_event(f"published {result.event.describe()}: {result.where()}", at)
 
     def on_burst_published(self, message: messages.BurstPublished) -> None:
         self.view.lab_event(f"burst: {message.count} random events recorded; the outbox relay sends them", self.clock())

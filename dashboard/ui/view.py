@@ -147,7 +147,7 @@ class LabView:
         for member in members:
             view = self.listener(member.name, member.mode, member.group)
             if view.member != member:
-                event = member_event(view, view.member, member)
+                event = member_event(view, view.member, member, self.phase == "running")
                 if event is not None:
                     self.lab_event(event, self.now)
                 view.member = member

@@ -297,9 +297,11 @@ class AccountLine:
         return self.naive_ok is False
 
 
-def member_event(view: ListenerView, before: Member | None, after: Member) -> str | None:
+def member_event(view: ListenerView, before: Member | None, after: Member, running: bool = True) -> str | None:
     """A kill, pause, resume, restart or crash, as a timeline row: what the lab did, and what the
     listener held at that moment (what the server will hand to another member)."""
+    if before is None and running:  # added while the lab runs (a, or a scenario); not the first ones
+        return f"{after.name} added to {after.group} (a new listener process)"
     if before is None or (after.state == before.state and after.restarts == before.restarts):
         return None
     if after.restarts > before.restarts or (before.state in GONE and after.state in ("running", "restarting")):

@@ -403,10 +403,11 @@ async def test_the_first_scenario_step_by_step_reads_every_caption_and_a_timelin
             if scenario.finished:
                 break
             seen.append(scenario.steps[-1])
+
             # The bar shows the step and how to run it; earlier steps stay readable.
             def bar_shows(step: str = scenario.steps[-1]) -> bool:
                 shown = " ".join(shown_text(app.query_one(CaptionBar), 160).split())
-                return step[:60] in shown and "Space runs this step" in shown
+                return step[:60] in shown and "Space goes on" in shown
 
             await wait_for(pilot, bar_shows, 2, f"the caption bar to show step {len(seen)}")
             await pilot.press("space")

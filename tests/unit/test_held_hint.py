@@ -18,13 +18,13 @@ def holding(*numbers: int) -> ListenerStatus:
 @pytest.mark.parametrize(
     ("action", "numbers", "sentence"),
     [
-        ("kill", (), "it held nothing, so nothing will be redelivered"),
-        ("restart", (), "it held nothing, so nothing will be redelivered"),
+        ("kill", (), "its last report held nothing, so likely nothing comes back; what it fetched since comes back after the ack wait (5 s)"),
+        ("restart", (), "its last report held nothing, so likely nothing comes back; what it fetched since comes back after the ack wait (5 s)"),
         ("kill", (2,), "it held 1 event (jim #2 deposit $40); it comes back after the ack wait (5 s)"),
         ("restart", (2, 3), "it held 2 events (jim #2 deposit $40 and jim #3 deposit $40); they come back after the ack wait (5 s)"),
         ("kill", (2, 3, 4, 5, 6), "it held 5 events (jim #2 deposit $40, jim #3 deposit $40, jim #4 deposit $40 and 2 more);"
          " they come back after the ack wait (5 s)"),
-        ("pause", (), "it holds nothing, so nothing will be redelivered while it is paused"),
+        ("pause", (), "its last report held nothing; what it fetched since goes to the other listeners after the ack wait (5 s)"),
         ("pause", (2,), "it holds 1 event (jim #2 deposit $40); past the ack wait (5 s) it goes to the other listeners"),
         ("crash", (), "it holds nothing now: it dies on the next event it commits, which comes back after the ack wait (5 s)"),
         ("crash", (2,), "it holds 1 event (jim #2 deposit $40); once it dies, it comes back after the ack wait (5 s)"),

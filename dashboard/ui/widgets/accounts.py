@@ -54,17 +54,19 @@ def account_row(line: AccountLine, names: int, width: int, checked: bool) -> Tex
     row = Text(no_wrap=True, style=(SETTLING if line.settling else DIFFERS) if differs else "")
     name = line.user_id if len(line.user_id) <= names else line.user_id[: names - 1] + "…"
     row.append(f"{name:<{names}}")  # from the network: a Text, never markup
-    guarded, naive = line.guarded, line.naive
-    row.append(" ")
-    row.append(
-        _pair(guarded and guarded.last_number, guarded and guarded.balance_cents, width),
-        "bold red" if line.guarded_differs else "",
-    )
-    row.append(" ")
-    row.append(
-        _pair(naive and naive.last_number, naive and naive.balance_cents, width),
-        "bold red" if line.naive_differs else "",
-    )
+    for database, wrong in ((line.guarded, line.guarded_differs), (line.naive, line.naive_differs)):
+        row.append(" ")
+        if database is None:
+            row.append(_pair(None, None, width))
+            continue
+        # Red on the figure that is not what the stream gives; a row whose figures match but whose
+        # events were processed wrong (twice, out of order) keeps only the row's red background.
+        expected = line.expected
+        last_red = wrong and expected is not None and database.last_number != expected[0]
+        balance_red = wrong and expected is not None and database.balance_cents != expected[1]
+        row.append(f"{database.last_number:>4}", "bold red" if last_red else "")
+        row.append(" ")
+        row.append(f"{format_cents(database.balance_cents):>{width}}", "bold red" if balance_red else "")
     row.append(" ")
     if line.expected is not None:
         row.append(_pair(*line.expected, width), "cyan")

@@ -35,7 +35,7 @@ def step_lines(scenario: ScenarioLog, limit: int, width: int) -> list[Text]:
     hint = Text(no_wrap=True, overflow="ellipsis")
     if scenario.waiting:
         hint.append(" Space", "bold reverse")
-        hint.append(" runs this step · ", "")
+        hint.append(" goes on · ", "")
         hint.append("Enter", "bold reverse")
         hint.append(" runs the rest · ", "")
         hint.append("l", "bold reverse")
@@ -70,7 +70,11 @@ class CaptionBar(Static):
             self.update(Group(*step_lines(scenario, limit, max(10, self.size.width - 2))))
             return
         text = Text(view.caption, KIND_STYLES.get(view.caption_kind, ""), overflow="ellipsis")
-        text.no_wrap = view.caption_kind not in ("lesson", "error")
         if view.caption_kind == "lesson":
-            text.append("  l shows its steps", "dim")
+            text.append("  (l: the whole log)", "dim")
+        # A tall terminal has room for the whole lesson; a short one keeps a line for it, so the
+        # panes below keep theirs (l shows it whole).
+        wrap = view.caption_kind in ("lesson", "error") and self.screen.has_class("-tall")
+        if not wrap:
+            text.truncate(max(10, self.size.width - 2), overflow="ellipsis")
         self.update(text)

@@ -7,6 +7,8 @@ on a tall terminal, adds a second line with its pid and counters.
 
 from __future__ import annotations
 
+import os
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -25,6 +27,8 @@ COUNTERS = (
     ("poison", "poison"),
 )
 ALARMS = (("conflicts", "conflicts"), ("parked", "parked"))
+# Slower than this per event is no pace but a hold: a scenario slows a listener so it sits on an event.
+HOLDING_MS = 60_000
 
 
 def unaccounted(view: LabView, group: str) -> int:
@@ -53,12 +57,17 @@ def head_line(view: LabView, listener: ListenerView, number: int) -> Text:
     line.append(f" {listener.name:<4}", "bold")
     state = listener.state
     member = listener.member
-    if state == "crashed" and member is not None and member.exit_code is not None:
+    if state == "crashed" and member is not None and member.exit_code == os.EX_SOFTWARE:
+        # The crash the user armed with c: it did what it was told, nothing is wrong.
+        line.append(" crashed as asked ", "bold yellow")
+    elif state == "crashed" and member is not None and member.exit_code is not None:
         line.append(f" {state} (exit {member.exit_code}) ", state_style(state))
     else:
-        line.append(f" {state:<10}", state_style(state))
+        line.append(f" {state:<11}", state_style(state))
     stopped = listener.gone or state == "paused"
-    if listener.slow_ms and not stopped:
+    if listener.slow_ms >= HOLDING_MS and not stopped:
+        line.append("slowed to hold what it fetches ", "yellow")  # a scenario makes it sit on an event
+    elif listener.slow_ms and not stopped:
         line.append(f"slow {listener.slow_ms / 1000:g}s/event ", "yellow")
     if listener.crash_armed:
         line.append(f"crash {listener.crash_armed} ", "bold red")
@@ -75,7 +84,7 @@ def now_text(view: LabView, listener: ListenerView) -> Text:
     stopped = listener.gone or listener.state == "paused"
     if held:
         first = held[0]
-        text.append("holds ", "yellow")
+        text.append("held " if listener.gone else "holds ", "yellow")
         text.append(first.describe())  # from the network: a Text, never markup
         if first.delivery_count > 1:
             text.append(f" ×{first.delivery_count}", "bold yellow")
@@ -104,16 +113,20 @@ def now_text(view: LabView, listener: ListenerView) -> Text:
         else:
             text.append("stopped holding nothing: nothing to redeliver", "yellow")
         return text
+    if listener.state == "crashed" and member is not None and member.exit_code == os.EX_SOFTWARE:
+        text.append("after a commit, before its ack: that event comes back to the others", "yellow")
+        return text
     if listener.state == "crashed" and member is not None and member.reason:
         text.append(f"✗ {member.reason}", "red")  # its own last words: a Text, never markup
         return text
-    return last_outcome(listener.last_event if listener.fresh or listener.gone else None)
+    restarted = member is not None and member.restarts > 0
+    return last_outcome(listener.last_event if listener.fresh or listener.gone else None, restarted)
 
 
-def last_outcome(last: DeliveryReport | None) -> Text:
+def last_outcome(last: DeliveryReport | None, restarted: bool = False) -> Text:
     text = Text()
     if last is None:
-        text.append("idle, nothing processed yet", "dim")
+        text.append("idle since its restart" if restarted else "idle, nothing processed yet", "dim")
         return text
     outcome = last.outcome or "?"
     text.append("last ", "dim")

@@ -75,7 +75,7 @@ class QueueGroupsPane(Vertical):
 
     def on_mount(self) -> None:
         self.border_title = "Queue groups and their listeners"
-        self.border_subtitle = "1-9 selects · k p r c s act on the selected one"
+        self.border_subtitle = "1-9 selects (its counters show) · k p r c s act on it"
 
     def show(self, view: LabView) -> None:
         numbers = {listener.name: index for index, listener in enumerate(view.ordered_listeners(), 1)}

@@ -52,6 +52,19 @@ def check_is_current(view: LabView) -> bool:
     return view.report is not None and view.report.snapshot_seq >= last_seq(view)
 
 
+def counts_text(totals: Totals, conflicts: int, short: bool, alarm: str) -> Text:
+    """The four counts, always, in long or short words; conflicts and parked events when there are
+    any. `alarm` is the style of a count that is not zero."""
+    counts = Text()
+    for index, (name, word, short_word) in enumerate(FIELDS):
+        value = getattr(totals, name)
+        counts.append(f"{' ' if index else ''}{short_word if short else word} {value}", alarm if value else "")
+    for label, value in (("conflict", conflicts), ("parked", totals.parked)):
+        if value:
+            counts.append(f" {label} {value}", alarm)
+    return counts
+
+
 def verdict_text(view: LabView, group: str, mode: str, totals: Totals | None, short: bool) -> Text:
     text = Text(no_wrap=True)
     text.append(f"{mode} ", "bold")
@@ -59,27 +72,21 @@ def verdict_text(view: LabView, group: str, mode: str, totals: Totals | None, sh
         text.append("…", "dim")
         return text
     conflicts = view.report.conflicts if view.report is not None and mode == "guarded" else 0
-    counts = " ".join(f"{short_word if short else word} {getattr(totals, name)}" for name, word, short_word in FIELDS)
-    if conflicts:
-        counts += f" conflict {conflicts}"
-    if totals.parked:
-        counts += f" parked {totals.parked}"
     backlog_now = backlog(view, group)
     wrong = not totals.clean or conflicts > 0
-    if backlog_now:
+    if backlog_now or (not wrong and totals.pending):
         # Events the group has not finished yet: what looks wrong now may be right once they are done.
-        text.append(f"… backlog {backlog_now} ", "yellow")
-        text.append(counts, "dim")
+        text.append(f"… backlog {backlog_now or totals.pending} ", "yellow")
+        text.append_text(counts_text(totals, conflicts, short, ""))
     elif wrong and not check_is_current(view):
         text.append("⟳ checking ", "yellow")
-        text.append(counts, "dim")
+        text.append_text(counts_text(totals, conflicts, short, ""))
     elif wrong:
-        text.append(f"✗ {counts}", "bold red")
-    elif totals.pending:
-        text.append(f"… backlog {totals.pending} ", "yellow")
-        text.append(counts, "dim")
+        text.append("✗ ", "bold red")
+        text.append_text(counts_text(totals, conflicts, short, "bold red"))  # only what is not zero is red
     else:
-        text.append(f"✓ {counts}", "bold green")
+        text.append("✓ ", "bold green")
+        text.append_text(counts_text(totals, conflicts, short, ""))
     return text
 
 

@@ -16,8 +16,8 @@ from dashboard.ui.widgets.styles import outcome_style
 
 # (title, width, align) per column; an event longer than its column (a long user id) is cut.
 # A narrow pane drops the time.
-WIDE = (("time", 12, "<"), ("by", 3, "<"), ("event", 22, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("why", 34, "<"))
-NARROW = (("by", 3, "<"), ("event", 22, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("why", 34, "<"))
+WIDE = (("time", 12, "<"), ("by", 3, "<"), ("event", 25, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("why", 32, "<"))
+NARROW = (("by", 3, "<"), ("event", 25, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("why", 34, "<"))
 WIDE_FROM = sum(width + 1 for _, width, _ in WIDE)
 
 
