@@ -476,7 +476,7 @@ async def test_no_cross_for_the_guarded_group_through_the_first_scenario_and_a_b
             60,
             "the burst to drain and the guarded group to check clean",
         )
-        assert len(said) > 10
+        assert len(said) > 3  # drawn all along: at the start, through the scenario and the burst
         assert not [line for line in said if "✗" in line]
         assert any("backlog" in line for line in said)  # it did have work on the way
         await quit_app(pilot, app)
