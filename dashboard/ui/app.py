@@ -158,8 +158,11 @@ class NatslabApp(App[int]):
         self.view.lab_event(f"burst: {message.count} random events recorded; the outbox relay sends them", self.clock())
 
     def on_listener_controlled(self, message: messages.ListenerControlled) -> None:
-        # The timeline shows the state change; the caption says what it means (an idle listener held nothing).
-        if self.view.scenario is None or not self.view.scenario.running:
+        # The timeline shows the state change; the caption says what it means (an idle listener held
+        # nothing). While a scenario's steps fill the caption bar, a notification says it instead.
+        if self.view.scenario is not None and self.view.scenario.running:
+            self.notify(message.done, markup=False, timeout=6)
+        else:
             self.view.say(message.done)
 
     def on_server_restarted(self, _: messages.ServerRestarted) -> None:
