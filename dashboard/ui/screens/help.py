@@ -53,7 +53,12 @@ LEGEND = (
     ("skipped duplicates", "events whose number was already processed: acknowledged, not applied again"),
     (
         "deferred",
-        "early events: held a moment and checked again (often applied then, same delivery), or handed back to come again",
+        "early events: held a moment and checked again (often applied then, same delivery), else handed back (nak)"
+        " to come again after a short delay that grows: an early event can come many times within one ack wait",
+    ),
+    (
+        "✓ ⊘ = ↻ ☠ ≠ ‖",
+        "a card's last outcome: applied · rejected · skipped duplicate · deferred · poison · conflict · parked",
     ),
     (
         "crashed as asked",
@@ -90,7 +95,7 @@ LEGEND = (
         "the check of each group: nothing wrong · backlog N events still to process · the check is catching up · something wrong",
     ),
     (
-        "lost · applied twice · out of order · wrong balance",
+        "lost, twice, order, bal",
         "events never applied · applied more than once · applied after a later number · users whose balance is wrong (in full on a wide terminal: lost, applied twice, out of order, wrong balance)",
     ),
     ("done N", "events of the stream the group has acknowledged"),

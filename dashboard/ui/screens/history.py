@@ -33,7 +33,7 @@ def history_cells(stored: StoredEvent) -> tuple[Text, ...]:
         )
     return (
         Text(str(stored.stream_seq)),
-        Text(stored.channel, "green" if event.is_deposit else "magenta"),
+        Text(stored.channel, "green" if event.is_deposit else "blue"),
         Text(event.user_id),
         Text(str(event.number), justify="right"),
         Text(format_cents(event.amount_cents), justify="right"),

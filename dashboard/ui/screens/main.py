@@ -45,7 +45,7 @@ EXPLANATIONS = {
     "burst": f"publish {BURST_SIZE} random deposits and withdrawals for {len(BURST_USERS)} users at once",
     "trickle": f"publish {TRICKLE_RATE:g} random events a second until pressed again: time to kill a listener mid-event",
     "scenario": "pick a scenario; run it with a pause after each caption (Space steps) or straight through",
-    "step": "in a scenario run step by step: run the step its caption describes (Enter runs all the rest)",
+    "step": "in a scenario run step by step: go on to the next step (Enter runs all the rest); the lab does not wait meanwhile",
     "log": "every caption of the last scenario, and what it showed",
     "history": "every event stored in the stream, filterable by user",
 }
@@ -193,10 +193,12 @@ class MainScreen(Screen[None]):
                 worker.cancel()
             self.app.view.trickling = False
             self.app.view.mark("status")
+            self.app.view.say("Trickle stopped")
             self.notify("trickle stopped", timeout=2)
             return
         self.app.view.trickling = True
         self.app.view.mark("status")
+        self.app.view.say(f"Trickle: {TRICKLE_RATE:g} random events a second, until t is pressed again")
         self.app.work(self.app.driver.trickle(), "trickling events", "trickle", exclusive=True)
         self.notify(f"trickle: {TRICKLE_RATE:g} random events a second until t is pressed again", timeout=3)
 

@@ -39,7 +39,7 @@ def step_lines(scenario: ScenarioLog, limit: int, width: int) -> list[Text]:
         hint.append("Enter", "bold reverse")
         hint.append(" runs the rest · ", "")
         hint.append("l", "bold reverse")
-        hint.append(" shows every step", "")
+        hint.append(" every step · the lab runs on meanwhile (redeliveries come by themselves)", "dim")
     elif not steps:
         hint.append(" starting…", "dim")
     tail = [hint] if hint.plain else []

@@ -142,15 +142,14 @@ def detail_line(listener: ListenerView) -> Text:
     """`  pid 4101 · applied 3 · rejected 0 · skipped duplicates 0 · …`: its own counters, every
     process it has been summed, so they only go up."""
     line = Text("    ", no_wrap=True, overflow="ellipsis")
-    line.append(f"pid {listener.pid or '-'}", "dim")
+    line.append(f"pid {listener.pid or '-'} · over its restarts:", "dim")
     total = listener.total
     for counter, label in ALARMS:
         if total(counter):
-            line.append(f" · {label} {total(counter)}", "bold red")
-    for counter, label in COUNTERS:
+            line.append(f" {label} {total(counter)} ·", "bold red")
+    for index, (counter, label) in enumerate(COUNTERS):
         value = total(counter)
-        line.append(" · ", "dim")
-        line.append(f"{label} ", "dim")
+        line.append(f"{' ·' if index else ''} {label} ", "dim")
         line.append(str(value), "bold" if value else "dim")
     return line
 

@@ -6,7 +6,7 @@ STATE_STYLES = {
     "running": "green",
     "slow": "yellow",
     "paused": "bold yellow",
-    "killed": "bold red",
+    "killed": "bold yellow",  # what the user (or a scenario) did: not a fault
     "crashed": "bold red",
     "disconnected": "red",
     "reconnecting": "yellow",
@@ -19,7 +19,7 @@ STATE_STYLES = {
 
 OUTCOME_STYLES = {
     "applied": "green",
-    "rejected": "magenta",
+    "rejected": "blue",  # a correct outcome: the balance was too low
     "duplicate": "cyan",
     "deferred": "yellow",
     "poison": "bold red",
@@ -28,7 +28,7 @@ OUTCOME_STYLES = {
 }
 
 OUTCOME_MARKS = {
-    "applied": "✓", "rejected": "✗", "duplicate": "=", "deferred": "↻", "poison": "☠", "conflict": "≠", "parked": "‖",
+    "applied": "✓", "rejected": "⊘", "duplicate": "=", "deferred": "↻", "poison": "☠", "conflict": "≠", "parked": "‖",
 }  # fmt: skip
 
 

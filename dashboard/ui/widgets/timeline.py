@@ -17,7 +17,7 @@ from dashboard.ui.widgets.styles import outcome_style
 # (title, width, align) per column; an event longer than its column (a long user id) is cut.
 # A narrow pane drops the time.
 WIDE = (("time", 12, "<"), ("by", 3, "<"), ("event", 25, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("why", 32, "<"))
-NARROW = (("by", 3, "<"), ("event", 25, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("why", 34, "<"))
+NARROW = (("by", 3, "<"), ("event", 22, "<"), ("n", 3, ">"), ("outcome", 9, "<"), ("why", 34, "<"))
 WIDE_FROM = sum(width + 1 for _, width, _ in WIDE)
 
 
@@ -40,7 +40,7 @@ def timeline_row(entry: TimelineEntry, columns: tuple[tuple[str, int, str], ...]
     if entry.lab_event:
         if columns[0][0] == "time":
             row.append(f"{entry.clock:<12} ", "dim")
-        row.append(f"── {entry.event} ──", "bold magenta")  # what the lab did, in its own words
+        row.append(f"── {entry.event} ──", "bold cyan")  # what the lab did, in its own words
         return row
     cells = _cells(entry)
     for index, (title, width, align) in enumerate(columns):
