@@ -196,12 +196,9 @@ class LabDriver:
             raise
         self.post(ScenarioFinished(scenario.lesson))
 
-    def next_step(self) -> bool:
-        """Let a scenario in step mode run the step it shows; False when it is not waiting for one."""
-        if self._step.is_set():
-            return False
+    def next_step(self) -> None:
+        """Let a scenario in step mode go on past the caption it shows (the screen asks only while it waits)."""
         self._step.set()
-        return True
 
     def run_rest(self) -> None:
         """Leave step mode: the scenario runs its remaining steps without waiting."""
