@@ -205,6 +205,23 @@ def overtaking_captions(steps: int = len(OVERTAKING_STEPS), *, step_mode: bool =
     ]
 
 
+def a_applied_mary_and_jim_holding_jim_2(since: float) -> ListenerStatusReceived:
+    """Listener A applied Mary #1 and Jim #1 and holds Jim #2, fetched at `since`."""
+    return ListenerStatusReceived(
+        status(
+            "A",
+            4101,
+            counters={"applied": 2},
+            deliveries=[
+                delivery(1, 1, 1, "applied", "01.101", last=(0, 1), balance=(0, 4000)),
+                delivery(2, 2, 1, "applied", "01.902", last=(0, 1), balance=(0, 7000)),
+            ],
+            in_flight=[held(3)],
+            in_flight_since=since,
+        )
+    )
+
+
 # -- the states ------------------------------------------------------------------------------------
 
 
@@ -250,19 +267,7 @@ def after_overtaking(app: NatslabApp) -> None:
     started(app)
     post_all(
         app,
-        ListenerStatusReceived(
-            status(
-                "A",
-                4101,
-                counters={"applied": 2},
-                deliveries=[
-                    delivery(1, 1, 1, "applied", "01.101", last=(0, 1), balance=(0, 4000)),
-                    delivery(2, 2, 1, "applied", "01.902", last=(0, 1), balance=(0, 7000)),
-                ],
-                in_flight=[held(3)],
-                in_flight_since=held_since,
-            )
-        ),
+        a_applied_mary_and_jim_holding_jim_2(held_since),
         ListenerStatusReceived(
             status(
                 "N1",
@@ -379,23 +384,11 @@ def server_down(app: NatslabApp) -> None:
 
 
 def mid_scenario(app: NatslabApp) -> None:
-    """The first scenario run step by step, at its fifth caption, waiting for Space: A holds Jim #2."""
+    """The first scenario run step by step, at its fourth caption, waiting for Space: A holds Jim #2."""
     fresh_start(app)
     post_all(
         app,
-        ListenerStatusReceived(
-            status(
-                "A",
-                4101,
-                counters={"applied": 2},
-                deliveries=[
-                    delivery(1, 1, 1, "applied", "01.101", last=(0, 1), balance=(0, 4000)),
-                    delivery(2, 2, 1, "applied", "01.902", last=(0, 1), balance=(0, 7000)),
-                ],
-                in_flight=[held(3)],
-                in_flight_since=FROZEN_NOW - 2,
-            )
-        ),
+        a_applied_mary_and_jim_holding_jim_2(FROZEN_NOW - 2),
         ConsumerInfoFetched(consumer("account-service", (3, 3), (2, 2), ack_pending=1, waiting=1)),
         ChannelStatsFetched(channels({"jim": 2, "mary": 1}, {}, (3, 0)), FROZEN_NOW),
         AccountsRead(rows({"jim": (1, 7000), "mary": (1, 4000)}), rows({"jim": (1, 7000), "mary": (1, 4000)})),
