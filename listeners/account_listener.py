@@ -27,6 +27,7 @@ from listeners.accounts import AccountsDB, Mode, accounts_db_name
 from listeners.activity import Activity
 from listeners.batches import HOLD_RECHECK_S, BatchHandler
 from listeners.faults import Faults
+from listeners.fetching import fetch_promptly
 from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
 from listeners.guard import GAP_TIMEOUT_ACK_WAITS, SequenceGuard
 from listeners.status import STATUS_INTERVAL_S, ListenerStatus, control_subject, status_subject
@@ -215,7 +216,7 @@ class AccountListener:
                 batch = 1 if self.fault.slow_ms else self.config.batch
                 # Holding early events, come back soon to see whether their predecessors arrived.
                 timeout = HOLD_RECHECK_S if batches.holding else self.config.fetch_timeout_s
-                msgs = await sub.fetch(batch, timeout=timeout)
+                msgs = await fetch_promptly(sub, batch, timeout)
             except asyncio.TimeoutError:
                 if batches.holding:
                     await batches.handle([])

@@ -17,7 +17,7 @@ import aiosqlite
 from listeners.account_batch import AccountBatch
 from listeners.guard import SequenceGuard
 from listeners.outcomes import BatchResult, Delivery, Mode
-from publisher.sqlite import Schema, open_sqlite, write_transaction
+from publisher.sqlite import Checkpointer, Schema, open_busy_writer, write_transaction
 
 SCHEMA = Schema(
     """
@@ -103,15 +103,19 @@ class AccountRow:
 class AccountsDB:
     """Async access to one account database."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, checkpointer: Checkpointer | None, path: Path) -> None:
         self._db = db
         self.path = path
+        self._checkpointer = checkpointer
 
     @classmethod
     async def open(cls, path: Path) -> AccountsDB:
-        return cls(await open_sqlite(path, SCHEMA), path)
+        """The database, its WAL copied into the file by a `Checkpointer` rather than by a batch's commit."""
+        return cls(*await open_busy_writer(path, SCHEMA), path=path)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         await self._db.close()
 
     async def accounts(self) -> list[AccountRow]:

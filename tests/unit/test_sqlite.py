@@ -14,9 +14,10 @@ import aiosqlite
 import pytest
 from cancelling import MAX_STEPS, cancel_after
 
+from dashboard.lab.waits import wait_until
 from listeners import accounts
 from publisher import transactions
-from publisher.sqlite import DatabaseUnavailable, Schema, fetch_all, open_sqlite, write_transaction
+from publisher.sqlite import DatabaseUnavailable, Schema, fetch_all, open_busy_writer, open_sqlite, write_transaction
 
 ROWS = Schema(
     """
@@ -263,3 +264,50 @@ async def test_a_file_that_is_no_database_is_refused_and_left_as_it_was(tmp_path
     with pytest.raises(DatabaseUnavailable, match="not a database"):
         await open_sqlite(tmp_path / name, SCHEMAS[name])
     assert files(tmp_path) == before
+
+
+async def write_pages(db: aiosqlite.Connection, transactions: int, start: int = 0) -> None:
+    """`transactions` commits of 100 rows of 1 KB each: about 25 pages of 4 KB per commit."""
+    for index in range(transactions):
+        rows = [(start + index * 100 + n, os.urandom(1024)) for n in range(100)]
+        await write_transaction(db, lambda rows=rows: db.executemany("INSERT INTO rows VALUES (?, ?)", rows))
+
+
+def wal_pages(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size // 4096 if wal.exists() else 0
+
+
+async def test_a_busy_writer_never_checkpoints_in_its_own_commits(tmp_path: Path) -> None:
+    path = tmp_path / "rows.db"
+    db = await open_sqlite(path, ROWS, background_checkpoints=True)
+    try:
+        # 2,500 pages: SQLite's own threshold (1,000) would have made a commit copy the WAL back and
+        # start it over, so it would never have grown past about 1,000 pages.
+        await write_pages(db, 100)
+        assert wal_pages(path) > 2_000
+    finally:
+        await db.close()
+
+
+async def test_the_checkpointer_copies_the_wal_so_the_writer_starts_it_over(tmp_path: Path) -> None:
+    path = tmp_path / "rows.db"
+    db, checkpointer = await open_busy_writer(path, ROWS)
+    try:
+        await write_pages(db, 20)
+        await wait_until(lambda: checkpointer.passes > 0, 10, "a checkpoint")
+        grown = wal_pages(path)
+
+        async def copied() -> bool:
+            busy, frames, copied = await checkpointer.checkpoint()
+            return busy == 0 and frames == copied
+
+        await wait_until(copied, 10, "every frame to be copied into the database")
+        # Everything copied: the next commit writes the WAL from its beginning, so as many pages again
+        # reuse the file rather than double it.
+        await write_pages(db, 20, start=10_000)
+        assert wal_pages(path) < grown * 1.5
+        assert committed(path)[-1] == 10_000 + 19 * 100 + 99
+    finally:
+        await checkpointer.close()
+        await db.close()
