@@ -5,6 +5,11 @@ relay sends unpublished rows in order with `Nats-Msg-Id` set to the event id (Je
 resend inside the duplicate window), marks them published only after the PubAck, and on failure
 leaves them for the next attempt. So a crash or an outage between the write and the publish delays
 an event but never loses or duplicates it.
+
+The relay does not read back what this process just wrote: the writer hands it the committed events,
+in commit order, and the PubAcks are marked in the outbox by the writer's next transaction (or by the
+relay once nobody is writing). It reads the outbox itself when it starts, after a failed send, and
+at least every `poll_s` for rows that other processes wrote.
 """
 
 from __future__ import annotations
@@ -65,6 +70,13 @@ class Publisher:
         self.stalled_since: float | None = None
         self._queued: list[tuple[tuple[str, str, int], asyncio.Future[AccountEvent]]] = []
         self._writer: asyncio.Task | None = None
+        # Committed by this process's writer, in commit order, for the relay to send without reading them.
+        self._handed: list[AccountEvent] = []
+        # Sent and acknowledged, not yet marked published in the outbox: (event id, stream sequence).
+        self._unmarked: list[tuple[str, int]] = []
+        # Whether the next relay pass reads the outbox (at start, after a failure, and on each poll).
+        self._read_outbox = True
+        self._outbox_read_at = 0.0
         # Fault injection for the publisher-crash scenario: die between the PubAck and the outbox update.
         self.crash_after_send = False
         # The ids this publisher's relay passes sent lately, to tell its own sends from another process's.
@@ -90,15 +102,18 @@ class Publisher:
         try:
             while self._queued:
                 group, self._queued = self._queued[: self.batch], self._queued[self.batch :]
+                marks, self._unmarked = self._unmarked, []
                 try:
-                    events = await self.db.record_many([request for request, _ in group])
+                    events = await self.db.record_many([request for request, _ in group], published=marks)
                 except BaseException as exc:
+                    self._unmarked[:0] = marks
                     for _, done in group:
                         if not done.done():
                             done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("outbox writer stopped"))
                     if not isinstance(exc, Exception):
                         raise
                     continue
+                self._handed.extend(events)
                 for (_, done), event in zip(group, events):
                     if not done.done():  # a cancelled caller's transaction is still written
                         done.set_result(event)
@@ -121,6 +136,7 @@ class Publisher:
         """
         async with self._relay_lock:
             sent = await self._relay()
+            await self._mark_sent()
             if event.id in sent:
                 return PublishResult(event, sent[event.id])
             stream_seq = await self.db.stream_seq(event.id)
@@ -138,29 +154,67 @@ class Publisher:
     async def relay_once(self) -> dict[str, int]:
         """Send every unpublished transaction; returns event id -> stream sequence of those sent.
 
-        Stops at the first failure, keeping what was acknowledged before it.
+        Stops at the first failure, keeping what was acknowledged before it. Reads the whole outbox
+        and marks what it sent before it returns.
         """
         async with self._relay_lock:
-            return await self._relay()
+            self._read_outbox = True
+            sent = await self._relay()
+            await self._mark_sent()
+            return sent
+
+    async def flush_marks(self) -> None:
+        """Mark in the outbox what was sent and not yet marked (before closing the database)."""
+        async with self._relay_lock:
+            await self._mark_sent()
+
+    async def _mark_sent(self) -> None:
+        marks, self._unmarked = self._unmarked, []
+        try:
+            await self.db.mark_published(marks)
+        except BaseException:
+            self._unmarked[:0] = marks
+            raise
+
+    async def _next_to_send(self) -> list[AccountEvent]:
+        """The next events to send, oldest first: from the outbox when it must be read, else those the
+        writer handed over (less any that a read of the outbox already sent)."""
+        if self._read_outbox:
+            # Rows this relay sent and the outbox does not say so yet would be read as unsent.
+            await self._mark_sent()
+            # Whatever was handed over so far is committed, so this read has it.
+            self._handed.clear()
+            self._outbox_read_at = time.monotonic()
+            pending = await self.db.unpublished(self.batch)
+            if pending:
+                return pending
+            self._read_outbox = False
+        pending, self._handed = self._handed[: self.batch], self._handed[self.batch :]
+        # A group committed before the read above but handed over after it was sent by that read.
+        return [event for event in pending if event.id not in self._sent_recently]
 
     async def _relay(self) -> dict[str, int]:
-        """`relay_once`, for a caller that holds the relay lock."""
+        """`relay_once` without the final marking, for a caller that holds the relay lock."""
         if self.nc is None:
             return {}
         sent: dict[str, int] = {}
         while True:
-            pending = await self.db.unpublished(self.batch)
+            pending = await self._next_to_send()
             if not pending:
+                if self._handed:
+                    continue
                 self.stalled_since = None
                 return sent
             acks = await self._send(pending)
             if self.crash_after_send and acks:
                 self._crash("after publishing, before marking the outbox rows published")
-            await self.db.mark_published([(event.id, seq) for event, seq in acks])
+            self._unmarked.extend((event.id, seq) for event, seq in acks)
             sent.update((event.id, seq) for event, seq in acks)
             self._remember_sent(event.id for event, _ in acks)
             self.published_count += len(acks)
             if len(acks) < len(pending):
+                # The rest stays in the outbox, where the next pass reads it.
+                self._read_outbox = True
                 if sent:
                     self.stalled_since = None
                 elif self.stalled_since is None:
@@ -216,7 +270,10 @@ class Publisher:
         os._exit(os.EX_SOFTWARE)
 
     async def run_relay(self, poll_s: float = 1.0) -> None:
-        """Relay forever: on every new record, and every `poll_s` for rows other processes wrote."""
+        """Relay forever: on every new record, and every `poll_s` for rows other processes wrote.
+
+        The PubAcks are marked by the writer's next transaction, or here once nobody is writing.
+        """
         backoff = 0.25
         while True:
             try:
@@ -225,7 +282,12 @@ class Publisher:
                 pass
             self._wake.clear()
             try:
-                await self.relay_once()
+                async with self._relay_lock:
+                    if time.monotonic() - self._outbox_read_at >= poll_s:
+                        self._read_outbox = True
+                    await self._relay()
+                    if not self._queued and self._writer is None:
+                        await self._mark_sent()
                 backoff = 0.25
             except Exception as exc:  # a broken relay pass must not end the relay
                 self.last_error = f"relay: {exc!r}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import aiosqlite
 
 from publisher.events import AccountEvent, EventType, kind_to_type, new_event_id, utc_now_iso, validate_user_id
-from publisher.sqlite import Schema, open_sqlite, select_in, write_transaction
+from publisher.sqlite import Checkpointer, Schema, open_busy_writer, select_in, write_transaction
 
 SCHEMA = Schema(
     """
@@ -44,17 +44,21 @@ def _row_to_event(row: tuple) -> AccountEvent:
 class TransactionsDB:
     """Async access to `transactions.db`."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, checkpointer: Checkpointer | None, path: Path) -> None:
         self._db = db
+        self._checkpointer = checkpointer
         self.path = path
         # One connection, shared by the caller and the outbox relay: write transactions take turns.
         self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> TransactionsDB:
-        return cls(await open_sqlite(path, SCHEMA), path)
+        """The database, its WAL copied into the file by a `Checkpointer` rather than by a commit."""
+        return cls(*await open_busy_writer(path, SCHEMA), path=path)
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         await self._db.close()
 
     async def record(self, kind: str, user_id: str, amount_cents: int) -> AccountEvent:
@@ -62,11 +66,14 @@ class TransactionsDB:
         (event,) = await self.record_many([(kind, user_id, amount_cents)])
         return event
 
-    async def record_many(self, requests: Sequence[tuple[str, str, int]]) -> list[AccountEvent]:
+    async def record_many(
+        self, requests: Sequence[tuple[str, str, int]], published: Sequence[tuple[str, int]] = ()
+    ) -> list[AccountEvent]:
         """Write (kind, user, cents) requests in one SQLite transaction, numbered in order; their events.
 
         One commit for the lot (group commit): a durable commit per event caps the outbox at a few
-        thousand events a second, far below what JetStream takes.
+        thousand events a second, far below what JetStream takes. `published` (event id, stream
+        sequence) marks earlier events as sent in the same transaction, as `mark_published` would.
         """
         checked: list[tuple[EventType, str, int]] = []
         for kind, user_id, amount_cents in requests:
@@ -75,15 +82,18 @@ class TransactionsDB:
             # Validate the whole event before anything is written.
             AccountEvent.new(kind, user_id, amount_cents, 1)
             checked.append((event_type, user_id, amount_cents))
-        if not checked:
+        if not checked and not published:
             return []
         async with self._write_lock:
-            return await self._record_many(checked)
+            return await write_transaction(self._db, lambda: self._insert(checked, published))
 
-    async def _record_many(self, requests: list[tuple[EventType, str, int]]) -> list[AccountEvent]:
-        return await write_transaction(self._db, lambda: self._insert(requests))
-
-    async def _insert(self, requests: list[tuple[EventType, str, int]]) -> list[AccountEvent]:
+    async def _insert(
+        self, requests: list[tuple[EventType, str, int]], published: Sequence[tuple[str, int]] = ()
+    ) -> list[AccountEvent]:
+        if published:
+            await self._mark(published)
+        if not requests:
+            return []
         users = sorted({user_id for _, user_id, _ in requests})
         rows = await select_in(
             self._db, "SELECT user_id, MAX(number) FROM transactions WHERE user_id IN ({}) GROUP BY user_id", users
@@ -114,15 +124,15 @@ class TransactionsDB:
         """Record the stream sequence JetStream gave each event id."""
         if not acks:
             return
-        now = utc_now_iso()
         async with self._write_lock:
-            await write_transaction(
-                self._db,
-                lambda: self._db.executemany(
-                    "UPDATE transactions SET published_at = ?, stream_seq = ? WHERE id = ? AND published_at IS NULL",
-                    [(now, seq, event_id) for event_id, seq in acks],
-                ),
-            )
+            await write_transaction(self._db, lambda: self._mark(acks))
+
+    async def _mark(self, acks: Sequence[tuple[str, int]]) -> None:
+        now = utc_now_iso()
+        await self._db.executemany(
+            "UPDATE transactions SET published_at = ?, stream_seq = ? WHERE id = ? AND published_at IS NULL",
+            [(now, seq, event_id) for event_id, seq in acks],
+        )
 
     async def stream_seq(self, event_id: str) -> int | None:
         """The stream sequence of a published event, None while it waits in the outbox.

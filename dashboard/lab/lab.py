@@ -230,6 +230,9 @@ class Lab:
     async def _stop_relay(self) -> None:
         task, self._relay_task = self._relay_task, None
         await cancel(task)
+        if task is not None and self.publisher is not None:
+            # What the relay sent is marked in the outbox now, not resent by the next lab.
+            await self.publisher.flush_marks()
 
     async def _close_nats(self) -> None:
         nc, self.nc = self.nc, None

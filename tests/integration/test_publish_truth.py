@@ -117,3 +117,65 @@ async def test_natslab_publish_says_in_the_outbox_and_why_when_the_server_went_d
     assert capsys.readouterr().out == (
         f"jim #1 deposit $7 id={event.id} in the outbox: NATS not connected; it goes out with the next relay\n"
     )
+
+
+async def test_the_relay_sends_what_the_writer_hands_over_once_in_commit_order_without_reading_it_back(
+    publishers: PublisherFactory,
+) -> None:
+    publisher = await publishers()
+    reads = 0
+    read_outbox = publisher.db.unpublished
+
+    async def counted(limit: int = 500) -> list[AccountEvent]:
+        nonlocal reads
+        reads += 1
+        return await read_outbox(limit)
+
+    publisher.db.unpublished = counted  # type: ignore[method-assign]
+    relay = asyncio.create_task(publisher.run_relay(poll_s=600), name="outbox-relay")
+
+    async def all_marked() -> bool:
+        return await publisher.db.count_unpublished() == 0
+
+    try:
+        # The relay reads the outbox once as it starts, for rows an earlier process left.
+        events = [await publisher.record("deposit", "user0", 100)]
+        await wait_until(all_marked, 20, "the relay to send and mark the first event")
+        started_with = reads
+        events += await asyncio.gather(*(publisher.record("deposit", f"user{n % 7}", 100 + n) for n in range(1_500)))
+        await wait_until(all_marked, 20, "the relay to send and mark every event")
+    finally:
+        await cancel(relay)
+    assert publisher.nc is not None
+    info = await publisher.nc.jetstream().stream_info(STREAM_NAME)
+    assert info.state.messages == len(events)
+    stored = [await stored_id(publisher, seq) for seq in range(1, len(events) + 1)]
+    # Commit order is the order `record` was called in (group commit keeps it), so the stream has it too.
+    assert stored == [event.id for event in events]
+    # Every event after the start came from the writer, none from a read of the outbox.
+    assert started_with >= 1 and reads == started_with
+
+
+async def test_rows_another_process_wrote_go_out_while_this_one_keeps_writing(publishers: PublisherFactory) -> None:
+    mine, other = await publishers(), await publishers()
+    relay = asyncio.create_task(mine.run_relay(poll_s=0.2), name="outbox-relay")
+
+    async def keep_writing() -> None:
+        while True:
+            await mine.record("deposit", "mary", 100)
+            await asyncio.sleep(0.01)
+
+    writing = asyncio.create_task(keep_writing(), name="writer")
+    try:
+        foreign = await other.record("deposit", "jim", 700)
+
+        async def sent() -> bool:
+            return await mine.db.stream_seq(foreign.id) is not None
+
+        # The relay wakes for every record of its own, so only its poll of the outbox finds this row.
+        await wait_until(sent, 10, "the busy relay to send a row another process wrote")
+    finally:
+        await cancel(writing)
+        await cancel(relay)
+    seq = await mine.db.stream_seq(foreign.id)
+    assert seq is not None and await stored_id(mine, seq) == foreign.id

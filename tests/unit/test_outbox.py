@@ -76,7 +76,7 @@ async def test_a_cancelled_mark_published_marks_all_or_nothing_and_leaves_the_ou
 async def test_a_full_disk_is_the_error_the_recorder_gets(tmp_path: Path) -> None:
     path = tmp_path / "transactions.db"
     db = await open_sqlite(path, SCHEMA)
-    outbox = TransactionsDB(db, path)
+    outbox = TransactionsDB(db, None, path)
     try:
         (pages,) = (await fetch_all(db, "PRAGMA page_count"))[0]
         await db.execute(f"PRAGMA max_page_count = {pages}")
