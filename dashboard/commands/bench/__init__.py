@@ -2,15 +2,18 @@
 
 One run, on a fresh embedded server in a temporary data dir, phase by phase:
 
-1. raw transport: the same events published with `publish_async` to a stream of their own and
-   consumed by L processes through a pull consumer configured like the guarded group, acked, no work;
-2. durability: the same number of events published alone with each sync mode (`always`,
-   `interval`), each on a fresh server of its own, in a burst and one at a time: what an fsync
-   before every PubAck costs (the other phases run with `--sync`);
-3. guarded pipeline: the publisher with its outbox, JetStream, L guarded listeners, `accounts.db`;
-4. publish-to-applied latency at a fixed offered rate, open loop (each request at its time, whether
-   or not earlier ones are done): from the request to the time its listener reported it committed
-   and acknowledged, with where the time went (outbox, relay, delivery, apply);
+1. durability: events published alone with each sync mode (`always`, `interval`), each on a fresh
+   server of its own, in a burst and one at a time: what an fsync before every PubAck costs (the
+   other phases run with `--sync`);
+2. throughput, `--repeat` rounds of two phases of `--phase-seconds` each, in alternating order
+   (`throughput.py`): the raw transport (events published with `publish_async` to a stream of their
+   own, consumed by L processes through a pull consumer configured like the guarded group, acked, no
+   work) and the guarded pipeline (the publisher with its outbox, JetStream, L guarded listeners,
+   `accounts.db`); the verdict takes the median round;
+3. scaling: one pipeline phase per `--scale-listeners` count and per `--scale-users` count;
+4. publish-to-applied latency at each of `--rates`, open loop (each request at its time, whether or
+   not earlier ones are done): from the time the request was due to the time its listener reported
+   it committed and acknowledged, with where the time went (outbox, relay, delivery, apply);
 5. out-of-order resolution with `--defer nak`: early events (#2 before #1) published straight to the
    subjects, their predecessors once every early event has been deferred;
 6. recovery: SIGKILL of a listener holding an event, until another listener applied it;
@@ -36,11 +39,16 @@ from dashboard.commands.args import UsageError, add_ack_wait, add_sync, positive
 from dashboard.commands.bench.figures import (
     DEFAULT_DASHBOARD_CPU_S,
     DEFAULT_DASHBOARD_EVENTS,
+    DEFAULT_DASHBOARD_RATE,
     DEFAULT_EVENTS,
     DEFAULT_LATENCY_S,
     DEFAULT_LISTENERS,
     DEFAULT_PAIRS,
-    DEFAULT_RATE,
+    DEFAULT_PHASE_S,
+    DEFAULT_RATES,
+    DEFAULT_REPEAT,
+    DEFAULT_SCALE_LISTENERS,
+    DEFAULT_SCALE_USERS,
     DEFAULT_USERS,
     BenchConfig,
 )
@@ -53,22 +61,42 @@ HELP = "measure the pipeline against the raw transport, then check"
 _duration_seconds = seconds(0.1, 3600)
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    """`1,2,4`: positive whole numbers, comma-separated."""
+    try:
+        values = tuple(positive_int(part.strip()) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of positive integers") from None
+    return values
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `natslab bench`; the run always uses a fresh embedded server and a temp data dir."""
     add = parser.add_argument
-    add("--events", type=positive_int, default=DEFAULT_EVENTS,
-        help=f"events for the raw transport and the guarded pipeline (default {DEFAULT_EVENTS:,})")
+    add("--repeat", type=positive_int, default=DEFAULT_REPEAT,
+        help=f"rounds of raw transport and guarded pipeline, interleaved; the verdict takes the median"
+             f" (default {DEFAULT_REPEAT})")
+    add("--phase-seconds", type=_duration_seconds, default=DEFAULT_PHASE_S,
+        help=f"how long each throughput phase offers events (default {DEFAULT_PHASE_S:g})")
     add("--users", type=positive_int, default=DEFAULT_USERS,
         help=f"users the events are spread over (default {DEFAULT_USERS:,}); few users means many deferrals")
     add("--listeners", type=positive_int, default=DEFAULT_LISTENERS,
         help=f"guarded listeners, and raw consumers (default {DEFAULT_LISTENERS})")
+    add("--scale-listeners", type=int_list, default=DEFAULT_SCALE_LISTENERS, metavar="N,N,...",
+        help=f"listener counts of the scaling rows (default {','.join(map(str, DEFAULT_SCALE_LISTENERS))})")
+    add("--scale-users", type=int_list, default=DEFAULT_SCALE_USERS, metavar="N,N,...",
+        help=f"user counts of the scaling rows (default {','.join(map(str, DEFAULT_SCALE_USERS))})")
     add("--batch", type=positive_int, default=None, help="events fetched per pull (default: the listeners' default)")
     add_ack_wait(parser)
     add_sync(parser)
-    add("--rate", type=positive_int, default=DEFAULT_RATE,
-        help=f"offered events/s while measuring latency and the dashboard (default {DEFAULT_RATE:,})")
+    add("--rates", type=int_list, default=DEFAULT_RATES, metavar="N,N,...",
+        help=f"offered events/s of the latency runs (default {','.join(map(str, DEFAULT_RATES))})")
     add("--latency-seconds", type=_duration_seconds, default=DEFAULT_LATENCY_S,
-        help=f"length of the fixed-rate latency run (default {DEFAULT_LATENCY_S:g})")
+        help=f"length of each fixed-rate latency run (default {DEFAULT_LATENCY_S:g})")
+    add("--events", type=positive_int, default=DEFAULT_EVENTS,
+        help=f"events of the publish-alone runs, one per sync mode (default {DEFAULT_EVENTS:,})")
+    add("--dashboard-rate", type=positive_int, default=DEFAULT_DASHBOARD_RATE,
+        help=f"offered events/s while the dashboard's CPU and keys are measured (default {DEFAULT_DASHBOARD_RATE:,})")
     add("--pairs", type=positive_int, default=DEFAULT_PAIRS,
         help=f"out-of-order pairs (#2 before #1) per defer mode (default {DEFAULT_PAIRS})")
     add("--dashboard-events", type=positive_int, default=DEFAULT_DASHBOARD_EVENTS,
@@ -92,8 +120,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         users=args.users,
         listeners=args.listeners,
         batch=args.batch or settings.batch,
-        rate=args.rate,
+        repeat=args.repeat,
+        phase_s=args.phase_seconds,
+        scale_listeners=args.scale_listeners,
+        scale_users=args.scale_users,
+        rates=args.rates,
         latency_s=args.latency_seconds,
+        dashboard_rate=args.dashboard_rate,
         pairs=args.pairs,
         dashboard=not args.no_dashboard,
         dashboard_events=args.dashboard_events,
@@ -102,8 +135,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         sync=settings.sync,
         profile_dir=args.profile.resolve() if args.profile else None,
     )
-    if config.listeners > 26:
-        raise UsageError("--listeners must be at most 26")
+    if max(config.listeners, *config.scale_listeners) > 26:
+        raise UsageError("--listeners and --scale-listeners must be at most 26")
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

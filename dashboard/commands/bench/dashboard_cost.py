@@ -76,21 +76,21 @@ async def _dashboard_under_load(bench: Bench, pid: int, terminal: TmuxTerminal) 
     help screen opening and closing costs CPU of its own, kept out of the CPU figure); then the rest of
     the events at full speed, CPU and RSS."""
     config = bench.config
-    per_window = max(1, round(config.rate * config.dashboard_cpu_s))
+    per_window = max(1, round(config.dashboard_rate * config.dashboard_cpu_s))
     cpu_count = min(config.dashboard_events, per_window)
     steady_count = min(config.dashboard_events, 2 * per_window)
     requests = traffic(config.users, config.dashboard_events, seed=4)
     mark = await bench.reader.mark()
     profilers = await bench.profile({"dashboard": pid})
     cpu_before, wall_before = proc_cpu_seconds(pid), time.monotonic()
-    await bench.offer_at_rate(requests[:cpu_count], config.rate)
+    await bench.offer_at_rate(requests[:cpu_count], config.dashboard_rate)
     elapsed = time.monotonic() - wall_before
     cpu_steady = (proc_cpu_seconds(pid) - cpu_before) / elapsed * 100
     await bench.stop_profile(profilers)
     keys: list[float] = []
     enough = asyncio.Event()
     pressing = asyncio.create_task(_key_latency(terminal, keys, enough))
-    await bench.offer_at_rate(requests[cpu_count:steady_count], config.rate)
+    await bench.offer_at_rate(requests[cpu_count:steady_count], config.dashboard_rate)
     enough.set()
     await pressing  # finishes the round it is in, so there is at least one
     rest = requests[steady_count:]

@@ -3,91 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
-import os
-import signal
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from dashboard.commands.bench.figures import AppliedRow, numbered, parse_iso, spread, traffic
+from dashboard.commands.bench.figures import numbered, parse_iso, spread, traffic
+from dashboard.commands.bench.throughput import PUBLISH_WINDOW
 from dashboard.lab.history import read_history
-from dashboard.lab.natsserver import SYNC_MODES, EmbeddedServer, die_with_parent
+from dashboard.lab.natsserver import SYNC_MODES, EmbeddedServer
 from dashboard.lab.probes import HOLD_MS, drained, holder_of, wait_listeners_ready
-from dashboard.lab.waits import LabError, close_quietly, connect_with_retry, wait_until
-from listeners.groups import GUARDED_GROUP, consumer_config
+from dashboard.lab.waits import close_quietly, connect_with_retry, wait_until
 from publisher.events import AccountEvent
-from publisher.jetstream import ensure_stream, stream_config
+from publisher.jetstream import ensure_stream
 
 if TYPE_CHECKING:
     from dashboard.commands.bench.run import Bench
 
-RAW_STREAM = "NATSLAB_BENCH_RAW"
-RAW_SUBJECT_PREFIX = "natslab.bench"
-RAW_CONSUMER = "bench-raw"
-# Like the publisher's relay: this many publishes in flight, then wait for their PubAcks.
-PUBLISH_WINDOW = 500
 # Publishes made one at a time (each waits for its PubAck) per sync mode: what one event costs.
 SYNC_ONE_AT_A_TIME = 300
 
-
-async def raw_transport(bench: Bench) -> dict[str, Any]:
-    config = bench.config
-    assert bench.lab.nc is not None
-    js = bench.lab.nc.jetstream()
-    await js.add_stream(
-        dataclasses.replace(stream_config(), name=RAW_STREAM, subjects=[f"{RAW_SUBJECT_PREFIX}.>"])
-    )
-    await js.add_consumer(
-        RAW_STREAM,
-        dataclasses.replace(
-            consumer_config(GUARDED_GROUP, config.ack_wait_s), name=RAW_CONSUMER, durable_name=RAW_CONSUMER
-        ),
-    )
-    events = numbered(traffic(config.users, config.events, seed=1))
-    consumers = [await _start_raw_consumer(bench) for _ in range(config.listeners)]
-    try:
-        started = time.time()
-        acks = 0
-        for offset in range(0, len(events), PUBLISH_WINDOW):
-            futures = [
-                await js.publish_async(
-                    f"{RAW_SUBJECT_PREFIX}.{event.subject}",
-                    event.to_json(),
-                    headers={"Nats-Msg-Id": event.id},
-                    wait_stall=5.0,
-                )
-                for event in events[offset : offset + PUBLISH_WINDOW]
-            ]
-            acks += len(await asyncio.gather(*futures))
-        published = time.time()
-
-        async def consumed() -> bool:
-            info = await js.consumer_info(RAW_STREAM, RAW_CONSUMER)
-            return info.num_pending == 0 and info.num_ack_pending == 0 and info.ack_floor.stream_seq >= acks
-
-        await wait_until(consumed, 120, "the raw consumers to ack every event", interval=0.05)
-        reports = [await _stop_raw_consumer(process) for process in consumers]
-    finally:
-        for process in consumers:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        await js.delete_stream(RAW_STREAM)
-    finished = max(report["lastAck"] for report in reports if report.get("lastAck"))
-    rate = len(events) / (finished - started)
-    bench.progress(f"    {rate:,.0f} events/s end to end; publish alone {len(events) / (published - started):,.0f}/s")
-    return {
-        "events": len(events),
-        "consumers": len(consumers),
-        "eventsPerSecond": round(rate),
-        "publishPerSecond": round(len(events) / (published - started)),
-        "seconds": round(finished - started, 3),
-        # Deliveries acked per consumer; a delivery past the ack wait comes again (counted in both).
-        "perConsumer": [report.get("count", 0) for report in reports],
-        "redelivered": sum(report.get("redelivered", 0) for report in reports),
-    }
 
 async def durability(bench: Bench) -> dict[str, Any]:
     """Publishing to the event stream with each sync mode, on a fresh server of its own: the cost of
@@ -128,71 +61,23 @@ async def durability(bench: Bench) -> dict[str, Any]:
     return {"events": len(events), "oneAtATime": len(one_at_a_time), "modes": modes}
 
 
-async def _start_raw_consumer(bench: Bench) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "dashboard.commands.bench", "raw-consumer",
-        bench.lab.url, RAW_STREAM, RAW_CONSUMER, str(bench.config.batch),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        preexec_fn=lambda: die_with_parent(signal.SIGKILL),
-    )  # fmt: skip
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-    if line.strip() != b"ready":
-        raise LabError(f"the raw consumer did not start: {line!r}")
-    return process
+async def latency(bench: Bench, rate: int) -> dict[str, Any]:
+    """Publish -> applied at a fixed offered `rate`, open loop, for `--latency-seconds`.
 
-async def _stop_raw_consumer(process: asyncio.subprocess.Process) -> dict[str, Any]:
-    process.send_signal(signal.SIGTERM)
-    assert process.stdout is not None
-    out = await asyncio.wait_for(process.stdout.read(), timeout=30)
-    await asyncio.wait_for(process.wait(), timeout=30)
-    return json.loads(out.decode().strip().splitlines()[-1])
-
-async def guarded_pipeline(bench: Bench) -> dict[str, Any]:
+    Each request's latency runs from the time it was due, not from when its task got to run: a
+    stalled offer loop must show as latency, not thin out the requests it measures. It ends when the
+    listener reported the event committed and acknowledged. An event whose report was crowded out
+    has no such time: it is left out and counted (`coverage`), never given its batch's start.
+    """
     config = bench.config
     await bench.ensure_listeners("nak")
-    requests = traffic(config.users, config.events, seed=2)
-    mark = await bench.reader.mark()
-    before = bench.lab.counts.totals(mode="guarded")
-    assert bench.lab.supervisor is not None
-    pids = {f"listener-{e.name}": e.pid for e in bench.lab.supervisor.members("guarded") if e.pid is not None}
-    profilers = await bench.profile({"bench": os.getpid(), **pids})
-    started = time.time()
-    await bench.offer(requests)
-    recorded = time.time()
-    await bench.reader.wait_count(mark, len(requests), 120 + config.events / 500, "the pipeline to apply every event")
-    await bench.stop_profile(profilers)
-    # Drained, the last status reports are in too.
-    await wait_until(lambda: drained(bench.lab, ("guarded",)), 30, "the guarded group to drain", interval=0.1)
-    rows = await bench.reader.rows_since(mark)
-    # The end is the last commit: applied_at is stamped as a batch's transaction begins, the
-    # listeners' reports after its commit and acks (when a report is not crowded out).
-    settled = bench.deliveries.settled
-    finished = max([row.applied_at for row in rows] + [settled[row.event_id] for row in rows if row.event_id in settled])
-    rate = len(requests) / (finished - started)
-    bench.progress(f"    {rate:,.0f} events/s end to end; outbox writes {len(requests) / (recorded - started):,.0f}/s")
-    return {
-        "events": len(requests),
-        "listeners": config.listeners,
-        "eventsPerSecond": round(rate),
-        "outboxPerSecond": round(len(requests) / (recorded - started)),
-        "seconds": round(finished - started, 3),
-        "deferrals": bench.lab.counts.total("deferred", mode="guarded") - before.deferred,
-        "redeliveries": bench.lab.counts.total("redelivered", mode="guarded") - before.redelivered,
-        "perListener": _per_listener(rows),
-    }
-
-async def latency(bench: Bench) -> dict[str, Any]:
-    config = bench.config
-    await bench.ensure_listeners("nak")
-    count = max(1, round(config.rate * config.latency_s))
+    count = max(1, round(rate * config.latency_s))
     requests = traffic(config.users, count, seed=3)
     mark = await bench.reader.mark()
     assert bench.lab.nc is not None
     first_seq = (await bench.lab.stream_info()).state.last_seq + 1
     started = time.monotonic()
-    asked = await bench.offer_at_rate(requests, config.rate)
+    asked = await bench.offer_at_rate(requests, rate)
     offered = count / (time.monotonic() - started)
     await bench.reader.wait_count(mark, count, 120, "the latency events to be applied")
     await wait_until(lambda: drained(bench.lab, ("guarded",)), 30, "the guarded group to drain", interval=0.1)
@@ -202,30 +87,44 @@ async def latency(bench: Bench) -> dict[str, Any]:
         for stored in await read_history(bench.lab.nc, start_seq=first_seq)
         if stored.event is not None
     }
-    # Where the time goes: request -> createdAt (waiting for the outbox transaction) -> stored in the
+    # Where the time goes: due -> createdAt (waiting for the outbox transaction) -> stored in the
     # stream (commit, relay, PubAck) -> the listener's batch begins -> committed and acked.
     stages: dict[str, list[float]] = {"outbox": [], "relay": [], "delivery": [], "apply": []}
     total: list[float] = []
+    settled_at = bench.deliveries.settled
     for row in rows:
-        at, created = asked[row.event_id]
-        settled = bench.deliveries.settled.get(row.event_id, row.applied_at)
-        total.append(settled - at)
+        settled = settled_at.get(row.event_id)
+        if settled is None:
+            continue
+        due, created = asked[row.event_id]
+        total.append(settled - due)
         if row.event_id in stored:
-            stages["outbox"].append(created - at)
+            stages["outbox"].append(created - due)
             stages["relay"].append(stored[row.event_id] - created)
             stages["delivery"].append(row.applied_at - stored[row.event_id])
             stages["apply"].append(settled - row.applied_at)
-    coverage = sum(1 for row in rows if row.event_id in bench.deliveries.settled) / max(1, len(rows))
     figures = spread(total)
-    bench.progress(f"    p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms at {offered:,.0f} events/s")
+    missing = len(rows) - len(total)
+    bench.progress(
+        f"    {offered:,.0f}/s offered: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms"
+        f" ({len(total):,} of {len(rows):,} events reported)"
+    )
     return {
+        "rate": rate,
         "offeredPerSecond": round(offered),
         "events": count,
         "publishToApplied": figures,
         "stages": {name: spread(values) for name, values in stages.items()},
-        # The share of events whose commit-and-ack time the listeners reported; the rest use applied_at.
-        "statusCoverage": round(coverage, 4),
+        # The share of events whose commit-and-ack time a listener reported; only those are measured.
+        "statusCoverage": round(len(total) / max(1, len(rows)), 4),
+        "unreported": missing,
     }
+
+
+async def latencies(bench: Bench) -> dict[str, Any]:
+    """The latency run at each of `--rates`."""
+    return {"runs": [await latency(bench, rate) for rate in bench.config.rates]}
+
 
 async def out_of_order(bench: Bench, defer: str) -> dict[str, Any]:
     config = bench.config
@@ -322,9 +221,3 @@ async def recovery(bench: Bench) -> dict[str, Any]:
         "deliveryCount": row.delivery_count,
     }
 
-
-def _per_listener(rows: list[AppliedRow]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row.listener] = counts.get(row.listener, 0) + 1
-    return dict(sorted(counts.items()))

@@ -8,6 +8,7 @@ import signal
 import time
 
 from dashboard.lab.waits import connect_with_retry
+from listeners.fetching import fetch_promptly
 from publisher.events import utc_now_iso
 
 
@@ -23,7 +24,7 @@ async def raw_consume(url: str, stream: str, durable: str, batch: int) -> None:
     fetching: asyncio.Task | None = None
     stopping = asyncio.ensure_future(stop.wait())
     while not stop.is_set():
-        fetching = asyncio.ensure_future(sub.fetch(batch, timeout=1.0))
+        fetching = asyncio.ensure_future(fetch_promptly(sub, batch, timeout=1.0))
         await asyncio.wait([fetching, stopping], return_when=asyncio.FIRST_COMPLETED)
         if not fetching.done():
             fetching.cancel()

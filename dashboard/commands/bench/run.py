@@ -21,17 +21,15 @@ from dashboard.commands.bench.figures import (
     machine_info,
     parse_iso,
 )
-from dashboard.commands.bench.phases import durability, guarded_pipeline, latency, out_of_order, raw_transport, recovery
+from dashboard.commands.bench.phases import durability, latencies, out_of_order, recovery
 from dashboard.commands.bench.report import targets
+from dashboard.commands.bench.throughput import OFFER_WINDOW, rounds, scaling
 from dashboard.lab.lab import Lab
 from dashboard.lab.probes import wait_drained, wait_listeners_ready
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import Request
 from listeners.accounts import ACCOUNTS_DB
 from publisher.service import Publisher
-
-# Requests in flight at once when the benchmark offers as much as the publisher takes.
-OFFER_WINDOW = 2_000
 
 
 class Bench:
@@ -68,10 +66,10 @@ class Bench:
         self.lab.on_status.append(self.deliveries.on_status)
         try:
             phases: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
-                ("raw", "raw transport", lambda: raw_transport(self)),
                 ("durability", "publishing with each sync mode", lambda: durability(self)),
-                ("pipeline", "guarded pipeline", lambda: guarded_pipeline(self)),
-                ("latency", "publish-to-applied latency", lambda: latency(self)),
+                ("throughput", "raw transport and guarded pipeline, interleaved", lambda: rounds(self)),
+                ("scaling", "the pipeline with other listener and user counts", lambda: scaling(self)),
+                ("latency", "publish-to-applied latency", lambda: latencies(self)),
                 ("nak", "out-of-order resolution, --defer nak", lambda: out_of_order(self, "nak")),
                 ("recovery", "recovery after SIGKILL", lambda: recovery(self)),
                 ("ackWait", "out-of-order resolution, --defer ack-wait", lambda: out_of_order(self, "ack-wait")),
@@ -95,14 +93,15 @@ class Bench:
         self.result.targets = targets(self.result)
         return self.result
 
-    async def ensure_listeners(self, defer: str) -> None:
-        """L guarded listeners running with `defer`, each fetching."""
+    async def ensure_listeners(self, defer: str, count: int | None = None) -> None:
+        """`count` (by default L) guarded listeners running with `defer`, each fetching."""
         supervisor = self.lab.supervisor
         assert supervisor is not None
-        if supervisor.defer != defer or len([e for e in supervisor.members("guarded") if e.alive]) != self.config.listeners:
+        count = self.config.listeners if count is None else count
+        if supervisor.defer != defer or len([e for e in supervisor.members("guarded") if e.alive]) != count:
             await supervisor.stop_all()
             supervisor.defer = defer
-            names = [chr(ord("A") + index) for index in range(self.config.listeners)]
+            names = [chr(ord("A") + index) for index in range(count)]
             for name in names:
                 supervisor.spawn("guarded", name)
         await wait_listeners_ready(self.lab, timeout=30)
@@ -121,21 +120,23 @@ class Bench:
     async def offer_at_rate(self, requests: list[Request], rate: float) -> dict[str, tuple[float, float]]:
         """Open loop: each request is made at its time whether or not earlier ones are done.
 
-        Returns event id -> (when the request was made, the event's `createdAt`), both wall clock.
+        Returns event id -> (when the request was due, the event's `createdAt`), both wall clock. The
+        due time, not the moment the loop got round to it: a request made late because the loop was
+        busy was late for its caller too (no coordinated omission).
         """
         asked: dict[str, tuple[float, float]] = {}
 
-        async def one(at: float, kind: str, user: str, cents: int) -> None:
+        async def one(due: float, kind: str, user: str, cents: int) -> None:
             event = await self.publisher.record(kind, user, cents)
-            asked[event.id] = (at, parse_iso(event.created_at))
+            asked[event.id] = (due, parse_iso(event.created_at))
 
         tasks = []
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         for index, (kind, user, cents) in enumerate(requests):
             delay = started + index / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(time.time(), kind, user, cents)))
+            tasks.append(asyncio.create_task(one(wall + index / rate, kind, user, cents)))
         await asyncio.gather(*tasks)
         return asked
 
