@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 from urllib.parse import urlsplit
 
+from dashboard.commands.loops import LOOP_VARIABLE, default_loop, loop_name
 from dashboard.lab.natsserver import DEFAULT_SYNC, SYNC_INTERVAL, SYNC_MODES
 from dashboard.lab.settings import Settings, default_data_dir, unwritable_reason
 from listeners.groups import DEFAULT_ACK_WAIT_S
@@ -201,6 +202,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         defer=getattr(args, "dashboard_defer", "nak"),
         nats_timeout_s=_option(args, "nats_timeout", "NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S),
         sync=_option(args, "sync", "NATSLAB_SYNC", sync_mode, DEFAULT_SYNC),
+        loop=_from_env(LOOP_VARIABLE, loop_name, default_loop()),
         gap_timeout_s=getattr(args, "gap_timeout", None),
     )
 

@@ -7,10 +7,10 @@ Exits 1 when the guarded group lost, duplicated or reordered anything.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
+from dashboard.commands import loops
 from dashboard.commands.args import UsageError, add_sync, seconds, whole_number
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.chaos import ChaosConfig, run_chaos
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with scratch_data_dir("chaos", settings) as scratch:
         try:
-            result = asyncio.run(run_chaos(config, settings, progress))
+            result = loops.run(run_chaos(config, settings, progress), settings.loop)
         finally:
             sys.stderr.write("\n")
         assert result.report is not None

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 
+from dashboard.commands import loops
 from dashboard.commands.args import add_common, require_url, seconds
 from dashboard.lab.checker import format_report
 from dashboard.lab.history import HistoryError
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(check(args, settings))
+    return loops.run(check(args, settings), settings.loop)
 
 
 async def check(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,10 +7,10 @@ is in docs/design.md, "Listener process".
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 
+from dashboard.commands import loops
 from dashboard.commands.args import add_ack_wait, add_common, add_gap_timeout, listener_name, positive_int, require_url
 from dashboard.lab.logs import listener_log, log_to_file
 from dashboard.lab.settings import Settings
@@ -59,10 +59,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     log_to_file(listener_log(settings.data_dir, args.name))
     log = logging.getLogger(__name__)
-    log.info("listener %s starting (%s, %s)", config.name, config.mode, nats_url)
+    log.info("listener %s starting (%s, %s, %s loop)", config.name, config.mode, nats_url, settings.loop)
     listener = AccountListener(config)
     try:
-        asyncio.run(listener.run())
+        loops.run(listener.run(), settings.loop)
     except KeyboardInterrupt:
         return 0
     except Exception as exc:

@@ -16,6 +16,7 @@ import random
 import sys
 import time
 
+from dashboard.commands import loops
 from dashboard.commands.args import UsageError, add_common, positive_int, require_url
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import random_requests, user_names
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(publish(args, settings))
+    return loops.run(publish(args, settings), settings.loop)
 
 
 def _one_request(args: argparse.Namespace) -> tuple[str, str, int] | None:

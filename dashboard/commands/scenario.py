@@ -8,11 +8,11 @@ A scenario's older name (`slides`) still runs it.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import random
 from typing import Any
 
+from dashboard.commands import loops
 from dashboard.commands.args import UsageError, add_ack_wait, add_sync
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.checker import format_report
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"[{len(steps)}] {caption}", flush=True)
 
     with scratch_data_dir("scenario", settings) as scratch:
-        guarded, naive, report = asyncio.run(run_scenario(scenario, settings, say, random.Random(args.seed)))
+        guarded, naive, report = loops.run(run_scenario(scenario, settings, say, random.Random(args.seed)), settings.loop)
         if args.json:
             result = {
                 "scenario": scenario.name,

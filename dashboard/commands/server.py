@@ -7,6 +7,7 @@ import asyncio
 import signal
 import sys
 
+from dashboard.commands import loops
 from dashboard.commands.args import add_common, add_sync, port
 from dashboard.lab.natsserver import EmbeddedServer, PortInUse, ServerError, sync_label
 from dashboard.lab.settings import Settings
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(serve(settings, args.port))
+    return loops.run(serve(settings, args.port), settings.loop)
 
 
 async def serve(settings: Settings, client_port: int | None) -> int:

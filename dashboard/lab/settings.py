@@ -53,6 +53,8 @@ class Settings:
     env_nats_url: str | None = None
     # How the embedded server flushes JetStream to disk: "always" or "interval" (see natsserver.py).
     sync: str = DEFAULT_SYNC
+    # The event loop of the headless processes: "uvloop" or "asyncio" (see dashboard/commands/loops.py).
+    loop: str = "asyncio"
 
     @property
     def transactions_db(self) -> Path:

@@ -10,6 +10,7 @@ import sqlite3
 import pytest
 
 from dashboard.lab.lab import Lab
+from dashboard.lab.logs import listener_log
 from dashboard.lab.probes import holder_of, wait_drained, wait_listeners_ready
 from dashboard.lab.waits import wait_until
 from publisher.events import AccountEvent
@@ -28,8 +29,15 @@ async def balances(lab: Lab, mode: str = "guarded") -> dict[str, tuple[int, int]
     return {row.user_id: (row.last_number, row.balance_cents) for row in await lab.accounts(mode)}
 
 
-async def test_published_events_are_applied(make_lab) -> None:
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+async def test_published_events_are_applied(make_lab, monkeypatch: pytest.MonkeyPatch, loop: str) -> None:
+    # The listeners run on the loop NATSLAB_LOOP names (uvloop where it is installed, by default).
+    monkeypatch.setenv("NATSLAB_LOOP", loop)
     lab = await make_lab(listeners=2, naive=1)
+    await wait_listeners_ready(lab)
+    for name in ("A", "B", "N1"):
+        log = listener_log(lab.settings.data_dir, name).read_text()
+        assert f"listener {name} starting (" in log and log.split("\n")[0].endswith(f", {loop} loop)")
     result = await lab.publisher.publish("deposit", "mary", 4000)
     assert result.event.number == 1 and result.stream_seq == 1
     await lab.publisher.publish("deposit", "jim", 7000)

@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from dashboard.commands import loops
 from dashboard.commands.args import UsageError, nats_url, settings_from
 from dashboard.commands.main import build_parser, misplaced
 from dashboard.lab.natsserver import DEFAULT_SYNC
 from dashboard.lab.settings import unwritable_reason
 from listeners.groups import DEFAULT_ACK_WAIT_S
 
-VARIABLES = ("NATSLAB_ACK_WAIT", "NATSLAB_NATS_TIMEOUT", "NATSLAB_SYNC", "NATSLAB_NATS_URL", "NATSLAB_DATA_DIR")
+VARIABLES = (
+    "NATSLAB_ACK_WAIT", "NATSLAB_NATS_TIMEOUT", "NATSLAB_SYNC", "NATSLAB_NATS_URL", "NATSLAB_DATA_DIR", "NATSLAB_LOOP",
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -64,6 +68,22 @@ def test_variables_fill_in_for_flags_that_are_not_given(monkeypatch: pytest.Monk
     assert settings_from(parsed("listener", "--name", "A", "--ack-wait", "2")).ack_wait_s == 2.0
 
 
+@pytest.mark.parametrize("name", ["uvloop", "asyncio"])
+def test_the_headless_processes_run_on_the_loop_natslab_loop_names(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv("NATSLAB_LOOP", name)
+    settings = settings_from(parsed("listener", "--name", "A"))
+    assert settings.loop == name
+
+    async def running() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert loops.run(running(), settings.loop).split(".")[0] == name
+
+
+def test_uvloop_is_the_default_where_it_is_installed() -> None:
+    assert settings_from(parsed()).loop == "uvloop"
+
+
 def test_empty_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in VARIABLES:
         monkeypatch.setenv(name, "")
@@ -79,6 +99,7 @@ def test_empty_variables_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         ("NATSLAB_ACK_WAIT", "0.1", "must be between 0.5 and 3600 seconds"),
         ("NATSLAB_NATS_TIMEOUT", "soon", "'soon' is not a number of seconds"),
         ("NATSLAB_SYNC", "sometimes", "'sometimes' is not a sync mode; use always or interval"),
+        ("NATSLAB_LOOP", "trio", "'trio' is not one of uvloop, asyncio"),
         ("NATSLAB_NATS_URL", "localhost:4222", "is not a NATS URL like nats://127.0.0.1:4222"),
         ("NATSLAB_NATS_URL", "http://127.0.0.1:4222", "is not a NATS URL"),
         ("NATSLAB_NATS_URL", "nats://127.0.0.1:99999", "is not a NATS URL"),

@@ -30,11 +30,11 @@ never in timed test assertions.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
 
+from dashboard.commands import loops
 from dashboard.commands.args import UsageError, add_ack_wait, add_sync, positive_int, seconds
 from dashboard.commands.bench.figures import (
     DEFAULT_DASHBOARD_CPU_S,
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(line, file=sys.stderr, flush=True)
 
     with scratch_data_dir("bench", settings, keep=args.keep) as scratch:
-        result = asyncio.run(Bench(config, scratch.data_dir, progress).run())
+        result = loops.run(Bench(config, scratch.data_dir, progress).run(), settings.loop)
         if args.json:
             print(json.dumps(result.to_json(), indent=2, default=str))
         else:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -176,14 +177,20 @@ class TmuxTerminal:
         self._watchdog: asyncio.subprocess.Process | None = None
 
     async def _tmux(self, *args: str, check: bool = True) -> str:
-        process = await asyncio.create_subprocess_exec(
-            "tmux", "-L", self.socket, "-f", "/dev/null", *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(process.communicate(), timeout=10)
+        """Run a tmux command; its output. The output goes through files, not pipes: the tmux server
+        that `new-session` starts can inherit a pipe from uvloop's spawn and keep it open for good."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            process = await asyncio.create_subprocess_exec(
+                "tmux", "-L", self.socket, "-f", "/dev/null", *args,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+            )  # fmt: skip
+            await asyncio.wait_for(process.wait(), timeout=10)
+            out.seek(0)
+            err.seek(0)
+            text, problem = out.read().decode(), err.read().decode()
         if check and process.returncode != 0:
-            raise LabError(f"tmux {args[0]}: {err.decode().strip()}")
-        return out.decode()
+            raise LabError(f"tmux {args[0]}: {problem.strip()}")
+        return text
 
     async def start(self, command: list[str], size: tuple[int, int]) -> int:
         columns, rows = size
