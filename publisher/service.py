@@ -88,7 +88,14 @@ class Publisher:
         Returns once the transaction is committed. Calls that overlap share one SQLite transaction
         (group commit), in call order, so many concurrent callers cost one durable commit, not one each.
         """
-        # Refuse a bad request here, so it never fails the other requests of its group.
+        return await self.submit(kind, user_id, amount_cents)
+
+    def submit(self, kind: str, user_id: str, amount_cents: int) -> asyncio.Future[AccountEvent]:
+        """`record` without a coroutine: the future of the committed event, for a caller that makes
+        thousands of requests at once (the benchmark) and would otherwise pay for a task each.
+
+        A bad request raises here, so it never fails the other requests of its group.
+        """
         kind_to_type(kind)
         validate_user_id(user_id, "user")
         AccountEvent.new(kind, user_id, amount_cents, 1)
@@ -96,7 +103,7 @@ class Publisher:
         self._queued.append(((kind, user_id, amount_cents), done))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_queued(), name="outbox-writer")
-        return await done
+        return done
 
     async def _write_queued(self) -> None:
         try:

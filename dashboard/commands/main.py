@@ -116,5 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (DataDirError, LabError, ServerError, DatabaseUnavailable, OSError) as exc:
-        print(f"natslab: {exc}", file=sys.stderr)
+        # A bare timeout (asyncio's is an OSError) says nothing by itself: name it at least.
+        print(f"natslab: {str(exc) or type(exc).__name__}", file=sys.stderr)
         return 1

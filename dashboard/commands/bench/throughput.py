@@ -38,8 +38,13 @@ RAW_SUBJECT_PREFIX = "natslab.bench"
 RAW_CONSUMER = "bench-raw"
 # Like the publisher's relay: this many publishes in flight, then wait for their PubAcks.
 PUBLISH_WINDOW = 500
-# Requests offered at once to the transactions service; overlapping calls share a commit.
+# Requests offered at once to the transactions service by `Bench.offer`; overlapping calls share a commit.
 OFFER_WINDOW = 1_000
+# Callers of the transactions service during a pipeline phase: each makes its next request as soon as
+# its last is committed, so there are always requests waiting for the outbox's next group commit.
+CALLERS = 2_000
+# How often a phase looks at how far the listeners are behind what was offered.
+BACKLOG_POLL_S = 0.05
 # Offered and not yet consumed: enough to keep every stage busy, few enough that the phase ends
 # soon after its offering does (a backlog of a minute would measure the drain, not the pace).
 MAX_BACKLOG = 5_000
@@ -128,19 +133,41 @@ async def raw_phase(bench: Bench, seconds: float, consumers: int, users: int, se
 
 
 async def pipeline_phase(bench: Bench, seconds: float, listeners: int, users: int, seed: int) -> dict[str, Any]:
-    """Record through the transactions service for `seconds` (OFFER_WINDOW callers at once, at most
-    MAX_BACKLOG not yet applied): its outbox, the relay, JetStream, `listeners` guarded listeners."""
+    """Record through the transactions service for `seconds` (CALLERS callers, each waiting for its
+    last request's commit; none while MAX_BACKLOG are not yet applied): its outbox, the relay,
+    JetStream, `listeners` guarded listeners."""
     await bench.ensure_listeners("nak", listeners)
     requests = endless_requests(users, seed)
     mark = await bench.reader.mark()
     before = bench.lab.counts.totals(mode="guarded")
     recorded = 0
+    flowing = asyncio.Event()
+    flowing.set()
     started = time.time()
-    while time.time() - started < seconds:
-        await bench.offer([next(requests) for _ in range(OFFER_WINDOW)])
-        recorded += OFFER_WINDOW
-        if recorded - await bench.reader.count_since(mark) > MAX_BACKLOG:
-            await bench.reader.wait_count(mark, recorded - MAX_BACKLOG // 2, 60, "the pipeline to catch up")
+    deadline = started + seconds
+
+    async def caller() -> None:
+        nonlocal recorded
+        while time.time() < deadline:
+            await flowing.wait()
+            await bench.publisher.submit(*next(requests))
+            recorded += 1
+
+    async def bound_backlog() -> None:
+        while True:
+            behind = recorded - await bench.reader.count_since(mark)
+            if behind > MAX_BACKLOG:
+                flowing.clear()
+            elif behind < MAX_BACKLOG // 2:
+                flowing.set()
+            await asyncio.sleep(BACKLOG_POLL_S)
+
+    bounding = asyncio.create_task(bound_backlog(), name="backlog")
+    try:
+        await asyncio.gather(*(caller() for _ in range(CALLERS)))
+    finally:
+        bounding.cancel()
+        await asyncio.gather(bounding, return_exceptions=True)
     offered_for = time.time() - started
     await bench.reader.wait_count(mark, recorded, 120 + recorded / 500, "the pipeline to apply every event")
     # Drained, the last status reports are in too.
