@@ -5,22 +5,22 @@ One run, on a fresh embedded server in a temporary data dir, phase by phase:
 1. durability: events published alone with each sync mode (`always`, `interval`), each on a fresh
    server of its own, in a burst and one at a time: what an fsync before every PubAck costs (the
    other phases run with `--sync`);
-2. throughput, `--repeat` rounds of two phases of `--phase-seconds` each, in alternating order
+2. out-of-order resolution with `--defer nak`: early events (#2 before #1) published straight to the
+   subjects, their predecessors once every early event has been deferred;
+3. recovery: SIGKILL of a listener holding an event, until another listener applied it;
+4. the same out-of-order round with `--defer ack-wait`;
+5. the dashboard's cost, measured from outside: it runs as its own process in a private tmux server
+   (this module never imports Textual), watching this run's server and data dir; CPU and RSS come
+   from /proc, the screen from `capture-pane` (first full frame; `?` both ways while events flow);
+6. throughput, `--repeat` rounds of two phases of `--phase-seconds` each, in alternating order
    (`throughput.py`): the raw transport (events published with `publish_async` to a stream of their
    own, consumed by L processes through a pull consumer configured like the guarded group, acked, no
    work) and the guarded pipeline (the publisher with its outbox, JetStream, L guarded listeners,
    `accounts.db`); the verdict takes the median round;
-3. scaling: one pipeline phase per `--scale-listeners` count and per `--scale-users` count;
-4. publish-to-applied latency at each of `--rates`, open loop (each request at its time, whether or
+7. scaling: one pipeline phase per `--scale-listeners` count and per `--scale-users` count;
+8. publish-to-applied latency at each of `--rates`, open loop (each request at its time, whether or
    not earlier ones are done): from the time the request was due to the time its listener reported
-   it committed and acknowledged, with where the time went (outbox, relay, delivery, apply);
-5. out-of-order resolution with `--defer nak`: early events (#2 before #1) published straight to the
-   subjects, their predecessors once every early event has been deferred;
-6. recovery: SIGKILL of a listener holding an event, until another listener applied it;
-7. the same out-of-order round with `--defer ack-wait`;
-8. the dashboard's cost, measured from outside: it runs as its own process in a private tmux server
-   (this module never imports Textual), watching this run's server and data dir; CPU and RSS come
-   from /proc, the screen from `capture-pane` (first full frame; `?` and Esc while events flow).
+   it committed and acknowledged, with where the time went (outbox, relay, delivery, apply).
 
 It ends with the checker: a fast run that loses events is no result. Progress goes to stderr, the
 table (or `--json`) to stdout. Timings are wall-clock figures on a shared machine; they belong here,
