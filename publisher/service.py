@@ -61,6 +61,11 @@ class Publisher:
     def __init__(self, db: TransactionsDB, nc: NATS | None, *, batch: int = 500) -> None:
         self.db = db
         self.nc = nc
+        # One JetStream context for good: nats-py gives each context an inbox subscription of its own
+        # for PubAcks the first time it publishes, and keeps it. A context per relay pass left one
+        # subscription, with its task and queue, behind per pass: thousands in a minute, slowing the
+        # process with garbage-collector pauses of a third of a second.
+        self._js = nc.jetstream() if nc is not None else None
         self.batch = batch
         self._relay_lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -240,8 +245,8 @@ class Publisher:
 
     async def _send(self, events: list[AccountEvent]) -> list[tuple[AccountEvent, int]]:
         """Publish a batch pipelined; return the acknowledged prefix, in order."""
-        assert self.nc is not None
-        js = self.nc.jetstream()
+        assert self._js is not None
+        js = self._js
         futures: list[asyncio.Future] = []
         acks: list[tuple[AccountEvent, int]] = []
         try:

@@ -5,6 +5,8 @@ is "in the outbox" only while its row is unpublished, with the reason."""
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -179,3 +181,25 @@ async def test_rows_another_process_wrote_go_out_while_this_one_keeps_writing(pu
         await cancel(relay)
     seq = await mine.db.stream_seq(foreign.id)
     assert seq is not None and await stored_id(mine, seq) == foreign.id
+
+
+async def test_relay_passes_leave_no_subscription_behind(nats_server: EmbeddedServer, publishers: PublisherFactory) -> None:
+    publisher = await publishers()
+    assert nats_server.monitor_url is not None and publisher.nc is not None
+    await publisher.nc.flush()
+
+    def subscriptions() -> int:
+        with urllib.request.urlopen(f"{nats_server.monitor_url}/connz?subs=1", timeout=5) as reply:
+            connections = json.load(reply)["connections"]
+        (mine,) = [c for c in connections if c.get("cid") == publisher.nc.client_id]  # type: ignore[union-attr]
+        return len(mine.get("subscriptions_list", []))
+
+    await publisher.publish("deposit", "jim", 100)  # the first pass makes the PubAck inbox
+    await publisher.nc.flush()
+    before = subscriptions()
+    for _ in range(30):
+        result = await publisher.publish("deposit", "jim", 100)
+        assert result.stream_seq is not None
+    await publisher.nc.flush()
+    # Thirty more relay passes, the same subscriptions (a new JetStream context each pass added one).
+    assert subscriptions() == before

@@ -198,10 +198,12 @@ class TmuxTerminal:
         # COLUMNS and LINES, when the environment has them (a detached tmux under pytest sets 80x24),
         # would override the pane's real size; `env` execs, so the pane's pid stays the dashboard's.
         unset = ["env", "-u", "COLUMNS", "-u", "LINES"]
+        # Before the command: one that fails or times out may still have started the server, which
+        # `stop` must then end (its kill-server hangs up on the dashboard).
+        self.started = True
         await self._tmux(
             "new-session", "-d", "-s", "bench", "-x", str(columns), "-y", str(rows), *env, *unset, *command
         )  # fmt: skip
-        self.started = True
         self.pid = int((await self._tmux("display-message", "-p", "-t", "bench", "#{pane_pid}")).strip())
         # tmux daemonizes, so the dashboard is not our child and would outlive a killed benchmark: a
         # watchdog that dies with us (and is told so by the kernel) ends it and this tmux server.
