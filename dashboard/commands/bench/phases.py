@@ -137,7 +137,7 @@ async def out_of_order(bench: Bench, defer: str) -> dict[str, Any]:
     config = bench.config
     await bench.ensure_listeners(defer)
     assert bench.lab.nc is not None
-    js = bench.lab.nc.jetstream()
+    js = bench.jetstream()
     tag = "nak" if defer == "nak" else "ackwait"
     users = [f"ooo-{tag}-{index + 1}" for index in range(config.pairs)]
     first = {user: AccountEvent.new("deposit", user, 1000, 1) for user in users}

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from nats.js.client import JetStreamContext
+
 from dashboard.commands.bench.dashboard_cost import dashboard_cost
 from dashboard.commands.bench.figures import (
     AccountsReader,
@@ -53,6 +55,14 @@ class Bench:
         self.deliveries = Deliveries()
         self.reader = AccountsReader(data_dir / ACCOUNTS_DB)
         self.result = BenchResult(config, machine_info())
+        self._js: JetStreamContext | None = None
+
+    def jetstream(self) -> JetStreamContext:
+        """The run's one JetStream context: each new one that publishes keeps a PubAck inbox of its own."""
+        if self._js is None:
+            assert self.lab.nc is not None
+            self._js = self.lab.nc.jetstream()
+        return self._js
 
     @property
     def publisher(self) -> Publisher:

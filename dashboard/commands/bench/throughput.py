@@ -71,8 +71,7 @@ async def raw_phase(bench: Bench, seconds: float, consumers: int, users: int, se
     """Publish straight to a stream of its own for `seconds` (PUBLISH_WINDOW in flight, PubAcks
     awaited) while `consumers` processes fetch and ack with the listeners' loop; its own stream, so
     each phase starts from nothing."""
-    assert bench.lab.nc is not None
-    js = bench.lab.nc.jetstream()
+    js = bench.jetstream()
     await js.add_stream(dataclasses.replace(stream_config(), name=RAW_STREAM, subjects=[f"{RAW_SUBJECT_PREFIX}.>"]))
     await js.add_consumer(
         RAW_STREAM,
