@@ -123,7 +123,8 @@ class Publisher:
                     if not isinstance(exc, Exception):
                         raise
                     continue
-                self._handed.extend(events)
+                if self.nc is not None:  # no relay, nothing to hand over
+                    self._handed.extend(events)
                 for (_, done), event in zip(group, events):
                     if not done.done():  # a cancelled caller's transaction is still written
                         done.set_result(event)
