@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import random
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -149,22 +150,30 @@ def machine_info() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "loadavg": load, "python": sys.version.split()[0]}
 
 
-def traffic(users: int, count: int, seed: int) -> list[Request]:
-    """`count` random requests over `users` users, the same for the same seed.
+def endless_requests(users: int, seed: int) -> Iterator[Request]:
+    """Random requests over `users` users, as many as asked for, the same for the same seed.
 
     Every phase draws from the same users, so the checker has few users to go through.
     """
-    return list(random_requests(random.Random(seed), user_names(users), count))
+    rng, names = random.Random(seed), user_names(users)
+    while True:
+        yield from random_requests(rng, names, 10_000)
 
 
-def numbered(requests: list[Request]) -> list[AccountEvent]:
-    """The events the transactions service would make of `requests`: each user numbered 1, 2, 3, ..."""
+def traffic(users: int, count: int, seed: int) -> list[Request]:
+    """The first `count` of `endless_requests`."""
+    return list(itertools.islice(endless_requests(users, seed), count))
+
+
+def numbered(requests: Iterable[Request], prefix: str = "") -> Iterator[AccountEvent]:
+    """The events the transactions service would make of `requests`, each user numbered 1, 2, ...;
+    users are renamed `<prefix><user>`, so that phases with a prefix of their own never share a
+    user's numbers."""
     last: dict[str, int] = {}
-    events = []
     for kind, user, cents in requests:
-        last[user] = last.get(user, 0) + 1
-        events.append(AccountEvent.new(kind, user, cents, last[user]))
-    return events
+        name = prefix + user
+        last[name] = last.get(name, 0) + 1
+        yield AccountEvent.new(kind, name, cents, last[name])
 
 
 class Deliveries:

@@ -26,7 +26,7 @@ async def durability(bench: Bench) -> dict[str, Any]:
     """Publishing to the event stream with each sync mode, on a fresh server of its own: the cost of
     an fsync before every PubAck, in a burst (PUBLISH_WINDOW in flight) and one event at a time."""
     config = bench.config
-    events = numbered(traffic(config.users, config.events, seed=4))
+    events = list(numbered(traffic(config.users, config.events, seed=4)))
     one_at_a_time = [AccountEvent.new("deposit", "sync-probe", 100, number) for number in range(1, SYNC_ONE_AT_A_TIME + 1)]
     modes: dict[str, Any] = {}
     for mode in SYNC_MODES:

@@ -25,13 +25,16 @@ from dashboard.commands.bench.figures import (
 )
 from dashboard.commands.bench.phases import durability, latencies, out_of_order, recovery
 from dashboard.commands.bench.report import targets
-from dashboard.commands.bench.throughput import OFFER_WINDOW, rounds, scaling
+from dashboard.commands.bench.throughput import rounds, scaling
 from dashboard.lab.lab import Lab
 from dashboard.lab.probes import wait_drained, wait_listeners_ready
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import Request
 from listeners.accounts import ACCOUNTS_DB
 from publisher.service import Publisher
+
+# Requests offered at once to the transactions service by `Bench.offer`; overlapping calls share a commit.
+OFFER_WINDOW = 1_000
 
 
 class Bench:

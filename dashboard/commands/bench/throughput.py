@@ -14,20 +14,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import random
 import signal
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from dashboard.commands.bench.figures import endless_requests, numbered
 from dashboard.lab.natsserver import die_with_parent
 from dashboard.lab.probes import drained
-from dashboard.lab.traffic import Request, random_requests, user_names
 from dashboard.lab.waits import LabError, wait_until
 from listeners.groups import GUARDED_GROUP, consumer_config
-from publisher.events import AccountEvent
 from publisher.jetstream import stream_config
 
 if TYPE_CHECKING:
@@ -38,33 +35,15 @@ RAW_SUBJECT_PREFIX = "natslab.bench"
 RAW_CONSUMER = "bench-raw"
 # Like the publisher's relay: this many publishes in flight, then wait for their PubAcks.
 PUBLISH_WINDOW = 500
-# Requests offered at once to the transactions service by `Bench.offer`; overlapping calls share a commit.
-OFFER_WINDOW = 1_000
 # Callers of the transactions service during a pipeline phase: each makes its next request as soon as
 # its last is committed, so there are always requests waiting for the outbox's next group commit.
 CALLERS = 2_000
-# How often a phase looks at how far the listeners are behind what was offered.
+# How often a pipeline phase looks at how far the listeners are behind what was offered (from the
+# counters of their status messages: no database is opened for it).
 BACKLOG_POLL_S = 0.05
 # Offered and not yet consumed: enough to keep every stage busy, few enough that the phase ends
 # soon after its offering does (a backlog of a minute would measure the drain, not the pace).
 MAX_BACKLOG = 5_000
-
-
-def endless_requests(users: int, seed: int) -> Iterator[Request]:
-    """Random requests over `users` users, as many as asked for, the same for the same seed."""
-    rng, names = random.Random(seed), user_names(users)
-    while True:
-        yield from random_requests(rng, names, 10_000)
-
-
-def numbered(requests: Iterator[Request], prefix: str) -> Iterator[AccountEvent]:
-    """The events the transactions service would make of `requests`, each user numbered 1, 2, ...;
-    users are renamed `<prefix><user>` so that two phases never share a user's numbers."""
-    last: dict[str, int] = {}
-    for kind, user, cents in requests:
-        name = prefix + user
-        last[name] = last.get(name, 0) + 1
-        yield AccountEvent.new(kind, name, cents, last[name])
 
 
 async def raw_phase(bench: Bench, seconds: float, consumers: int, users: int, seed: int) -> dict[str, Any]:
@@ -152,9 +131,13 @@ async def pipeline_phase(bench: Bench, seconds: float, listeners: int, users: in
             await bench.publisher.submit(*next(requests))
             recorded += 1
 
+    def settled_so_far() -> int:
+        now = bench.lab.counts.totals(mode="guarded")
+        return now.applied + now.rejected - before.applied - before.rejected
+
     async def bound_backlog() -> None:
         while True:
-            behind = recorded - await bench.reader.count_since(mark)
+            behind = recorded - settled_so_far()
             if behind > MAX_BACKLOG:
                 flowing.clear()
             elif behind < MAX_BACKLOG // 2:
