@@ -22,17 +22,15 @@ import asyncio
 import logging
 import os
 import sqlite3
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
-from nats.js import api
 from nats.js.errors import NotFoundError
 
 from dashboard.lab.checker import CheckReport, ParkedRow
-from dashboard.lab.history import HistoryError, StoredEvent, parse_stored
+from dashboard.lab.history import HistoryError, StoredEvent, parse_stored, stream_reader
 from dashboard.lab.live_state import GUARDED, NAIVE, AccountsSnapshot, Key, LiveState, Outbox, Restart, build_report
 from dashboard.lab.snapshot import account_rows, ack_floors, checked_tables
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, AccountRow
@@ -313,19 +311,8 @@ class LiveChecker:
 async def _consume(js, start: int, last: int, fold: Callable[[list[StoredEvent]], Awaitable[None]]) -> None:
     """Every stored message from `start` up to `last`, folded a fetched batch at a time, complete or
     HistoryError (the batches folded so far stay folded)."""
-    name = f"natslab-live-{uuid.uuid4().hex[:12]}"
-    config = api.ConsumerConfig(
-        name=name,
-        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-        opt_start_seq=start,
-        ack_policy=api.AckPolicy.NONE,
-        inactive_threshold=30.0,
-        mem_storage=True,
-    )
-    await js.add_consumer(STREAM_NAME, config)
-    sub = await js.pull_subscribe_bind(consumer=name, stream=STREAM_NAME)
     read_to = start - 1
-    try:
+    async with stream_reader(js, start, "live") as sub:
         done = False
         while not done:
             try:
@@ -346,12 +333,6 @@ async def _consume(js, start: int, last: int, fold: Callable[[list[StoredEvent]]
             if chunk:
                 await fold(chunk)
                 read_to = chunk[-1].stream_seq
-    finally:
-        try:
-            await sub.unsubscribe()
-            await js.delete_consumer(STREAM_NAME, name)
-        except Exception as exc:  # an ephemeral consumer also expires by itself
-            log.debug("live checker consumer cleanup: %r", exc)
 
 
 async def _new_rows(db, table: str, column: str, marks: _Marks, mark: str) -> list:
