@@ -169,6 +169,26 @@ def add_sync(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_lab_options(parser: argparse.ArgumentParser) -> None:
+    """What a lab is started with: the dashboard's options, and `natslab up`'s. Their dests are the
+    dashboard's own (`dashboard_listeners`...), so `misplaced` can tell them from a command's."""
+    parser.add_argument(
+        "--listeners", dest="dashboard_listeners", type=whole_number, default=argparse.SUPPRESS, metavar="N",
+        help="guarded listeners to start (default 2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--naive", dest="dashboard_naive", type=whole_number, default=argparse.SUPPRESS, metavar="N",
+        help="naive listeners to start (default 1)",
+    )  # fmt: skip
+    add_ack_wait(parser)
+    add_gap_timeout(parser)
+    parser.add_argument(
+        "--defer", dest="dashboard_defer", choices=("nak", "ack-wait"), default=argparse.SUPPRESS,
+        help="how guarded listeners defer early events (default nak)",
+    )  # fmt: skip
+    add_sync(parser)
+
+
 def _from_env(name: str, parse: Callable[[str], T], default: T) -> T:
     """A `NATSLAB_*` variable through its flag's type; unset or empty is the default."""
     text = os.environ.get(name, "")
@@ -204,6 +224,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         sync=_option(args, "sync", "NATSLAB_SYNC", sync_mode, DEFAULT_SYNC),
         loop=_from_env(LOOP_VARIABLE, loop_name, default_loop()),
         gap_timeout_s=getattr(args, "gap_timeout", None),
+        attach=getattr(args, "attach", False),
     )
 
 

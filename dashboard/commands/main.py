@@ -13,25 +13,25 @@ import logging
 import sys
 from types import ModuleType
 
-from dashboard.commands import bench, chaos, check, listener, publish, scenario, server
+from dashboard.commands import bench, chaos, check, down, listener, publish, scenario, server, up, web
 from dashboard.commands.args import (
     EXIT_USAGE,
     DataDirError,
     Parser,
     UsageError,
-    add_ack_wait,
     add_common,
-    add_gap_timeout,
-    add_sync,
+    add_lab_options,
     require_writable,
     settings_from,
-    whole_number,
 )
 from dashboard.lab.natsserver import ServerError
 from dashboard.lab.waits import LabError
 from publisher.sqlite import DatabaseUnavailable
 
 COMMANDS: dict[str, ModuleType] = {
+    "up": up,
+    "down": down,
+    "web": web,
     "server": server,
     "listener": listener,
     "publish": publish,
@@ -41,7 +41,7 @@ COMMANDS: dict[str, ModuleType] = {
     "check": check,
 }
 # The commands that write in the data dir (None: the dashboard); each refuses one it cannot write.
-WRITERS = (None, "server", "listener", "publish")
+WRITERS = (None, "up", "web", "server", "listener", "publish")
 
 
 def build_parser() -> Parser:
@@ -50,21 +50,11 @@ def build_parser() -> Parser:
     dashboard's own (`--listeners`, `--naive`, `--defer`) have dests no command shares."""
     parser = Parser(prog="natslab", description="A lab for concurrency in event-based services on NATS JetStream.")
     add_common(parser)
+    add_lab_options(parser)
     parser.add_argument(
-        "--listeners", dest="dashboard_listeners", type=whole_number, default=argparse.SUPPRESS, metavar="N",
-        help="guarded listeners to start (default 2)",
+        "--attach", action="store_true", default=argparse.SUPPRESS,
+        help="attach to the lab running on the data dir (or at --nats-url) and never start one; wait for it",
     )  # fmt: skip
-    parser.add_argument(
-        "--naive", dest="dashboard_naive", type=whole_number, default=argparse.SUPPRESS, metavar="N",
-        help="naive listeners to start (default 1)",
-    )  # fmt: skip
-    add_ack_wait(parser)
-    add_gap_timeout(parser)
-    parser.add_argument(
-        "--defer", dest="dashboard_defer", choices=("nak", "ack-wait"), default=argparse.SUPPRESS,
-        help="how guarded listeners defer early events (default nak)",
-    )  # fmt: skip
-    add_sync(parser)
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
     for name, module in COMMANDS.items():
         command = sub.add_parser(name, help=module.HELP)
@@ -103,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         problem = misplaced(parser, args)
         if problem is not None:
             raise UsageError(problem)
-        if args.command is None and hasattr(args, "sync") and hasattr(args, "nats_url"):
+        if args.command in (None, "up", "web") and hasattr(args, "sync") and hasattr(args, "nats_url"):
             raise UsageError("--sync sets natslab's own server; with --nats-url that server's configuration decides")
         settings = settings_from(args)
         if args.command in WRITERS:

@@ -55,6 +55,8 @@ class Settings:
     sync: str = DEFAULT_SYNC
     # The event loop of the headless processes: "uvloop" or "asyncio" (see dashboard/commands/loops.py).
     loop: str = "asyncio"
+    # The dashboard only attaches to a running lab and never starts one (`natslab --attach`).
+    attach: bool = False
 
     @property
     def transactions_db(self) -> Path:
