@@ -17,13 +17,13 @@ from typing import Any
 from textual import on
 from textual.app import App
 from textual.binding import Binding
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
 from dashboard.lab.lab import Lab
 from dashboard.lab.logs import listener_log
 from dashboard.lab.settings import Settings
-from dashboard.lab.waits import wait_until
 from dashboard.ui import messages
+from dashboard.ui.attachment import LabAttachment
 from dashboard.ui.driver import LabDriver, describe_error
 from dashboard.ui.screens.help import HelpScreen, help_rows
 from dashboard.ui.screens.main import EXPLANATIONS, MainScreen
@@ -31,13 +31,14 @@ from dashboard.ui.view import LabView, parse_utc
 
 log = logging.getLogger(__name__)
 
+
 APP_EXPLANATIONS = {
     "help": "this screen",
-    "quit": "stop the listeners, the publisher and the server, then leave",
+    "quit": "leave; a lab this dashboard started stops with it (listeners, publisher, server), one it attached to goes on",
 }
 
 
-class NatslabApp(App[int]):
+class NatslabApp(LabAttachment, App[int]):
     """The dashboard: the lab's state folded into a view, drawn by the main screen."""
 
     CSS_PATH = "app.tcss"
@@ -73,10 +74,13 @@ class NatslabApp(App[int]):
 
     def on_mount(self) -> None:
         settings = self.settings
-        where = f"NATS at {settings.nats_url}" if settings.nats_url else "the embedded NATS server"
-        self.view.say(
-            f"Starting {where}, the publisher, {settings.listeners} guarded and {settings.naive} naive listeners…"
-        )
+        if settings.attach:
+            self.view.say(f"Looking for the lab on {settings.data_dir}…")
+        else:
+            self.view.say(
+                f"Looking for a lab on {settings.data_dir}; if none runs, starting one: NATS, the publisher,"
+                f" {settings.listeners} guarded and {settings.naive} naive listeners…"
+            )
         if self.autostart:
             self.call_after_refresh(self.work, self.driver.start_lab(), "starting the lab", "lab", exclusive=True)
 
@@ -88,18 +92,6 @@ class NatslabApp(App[int]):
         return self.run_worker(job, name=name, group=group, exclusive=exclusive, exit_on_error=False)
 
     # -- what the workers and the lab report -------------------------------------------------------
-
-    def on_lab_started(self, message: messages.LabStarted) -> None:
-        log.info("lab started: NATS at %s, data in %s", message.url, self.settings.data_dir)
-        view = self.view
-        view.phase, view.url = "running", message.url
-        view.say("Ready. d deposits, w withdraws, x runs a scenario, ? lists every key.")
-        self.work(self.driver.poll_server(), "polling the server", "poll-server", exclusive=True)
-        self.work(self.driver.run_checker(), "running the checker", "poll-checker", exclusive=True)
-
-    def on_lab_unreachable(self, message: messages.LabUnreachable) -> None:
-        self.view.set_server(self.view.url, "unreachable", False, self.view.embedded)
-        self.view.say(f"{message.error}; trying again…", "error")
 
     def on_lab_changed(self, message: messages.LabChanged) -> None:
         self.view.now = self.clock()  # what the lab did goes on the timeline at this time
@@ -175,16 +167,27 @@ class NatslabApp(App[int]):
     def on_caption_said(self, message: messages.CaptionSaid) -> None:
         self.view.scenario_step(message.caption, message.waiting)
 
+    def on_scenario_resumed(self, message: messages.ScenarioResumed) -> None:
+        scenario = self.view.scenario
+        if scenario is not None and message.run_rest:
+            scenario.step_mode = False
+        self.view.scenario_step(None)
+
     def on_scenario_finished(self, message: messages.ScenarioFinished) -> None:
         self.view.scenario_ended(message.lesson)
+
+    def on_scenario_failed(self, message: messages.ScenarioFailed) -> None:
+        self.view.scenario_ended(error=message.error)
+        self.notify(f"the scenario failed: {message.error}", severity="error", markup=False, timeout=8)
+
+    def on_job_failed(self, message: messages.JobFailed) -> None:
+        self.view.say(f"{message.what} failed: {message.error}", "error")
+        self.notify(f"{message.what} failed: {message.error}", severity="error", markup=False, timeout=8)
 
     @on(Worker.StateChanged)
     def worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Every worker's failure ends up here, and in front of the user."""
         worker = event.worker
-        if worker.group == "trickle" and worker.is_finished:
-            self.view.trickling = False  # stopped by t, by an error or by quitting
-            self.view.mark("status")
         if event.state is not WorkerState.ERROR:
             return
         error = worker.error
@@ -193,8 +196,6 @@ class NatslabApp(App[int]):
         if worker.group == "lab":
             self.view.phase = "failed"
             self.view.say(f"natslab could not start: {describe_error(error)}", "error")
-        elif worker.group == "scenario":
-            self.view.scenario_ended(error=describe_error(error))
         self.notify(f"{worker.name} failed: {describe_error(error)}", severity="error", markup=False, timeout=8)
 
     # -- help and quitting -------------------------------------------------------------------------
@@ -207,41 +208,3 @@ class NatslabApp(App[int]):
             bindings = [*MainScreen.BINDINGS, *self.BINDINGS]
             self.install_screen(HelpScreen(help_rows(bindings, EXPLANATIONS | APP_EXPLANATIONS)), "help")  # type: ignore[arg-type]
         self.push_screen("help")
-
-    async def action_quit(self) -> None:
-        if self.view.phase == "stopping":
-            return
-        self.view.phase = "stopping"
-        self.view.say("Stopping the listeners, the publisher and the NATS server…", "warning")
-        self.redraw()
-        self.work(self.shutdown(), "shutting down", "shutdown")
-
-    async def shutdown(self) -> None:
-        me = get_current_worker()
-        others = [worker for worker in self.workers if worker is not me]
-        for worker in others:
-            worker.cancel()
-        try:
-            # A worker cancelled before it started stays pending: nothing to wait for.
-            await wait_until(
-                lambda: all(worker.is_finished or worker.state is WorkerState.PENDING for worker in others),
-                5.0,
-                "the workers to stop",
-            )
-        except TimeoutError:  # stop the lab anyway: that is what must not be skipped
-            log.warning("still running at shutdown: %s", [w.name for w in others if not w.is_finished])
-        code = 0
-        log.info("stopping the lab")
-        if self.lab is not None:
-            try:
-                await self.lab.stop()
-            except Exception:
-                log.exception("stopping the lab failed")
-                code = 1
-        self.exit(code)
-
-    async def on_unmount(self) -> None:
-        # However the app ends (q, ctrl+q, an exception, a test leaving run_test), the lab goes with
-        # it; stopping twice is harmless, so after `q` this finds nothing left to do.
-        if self.lab is not None:
-            await self.lab.stop()

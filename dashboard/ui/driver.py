@@ -1,15 +1,16 @@
 """The dashboard's work on the lab: the bodies of the app's async workers.
 
-Each method runs as a Textual worker (the app starts it with `run_worker`), talks to the lab over NATS
-and SQLite, and reports what happened as a past-tense message (`dashboard.ui.messages`). Nothing here
-touches a widget: the app's handlers fold the messages into the view and the main screen draws it.
+The dashboard attaches to the lab that runs on its data dir, and starts one (and serves it, see
+`dashboard.lab.service`) only when there is none. Either way it talks to the lab the same way: over
+NATS, through a `LabClient`. Each method runs as a Textual worker (the app starts it with
+`run_worker`) and reports what happened as a past-tense message (`dashboard.ui.messages`). Nothing
+here touches a widget: the app's handlers fold the messages into the view and the main screen draws it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,14 +18,16 @@ from collections.abc import Callable
 from nats.errors import Error as NatsError
 from textual.message import Message
 
-from dashboard.lab.history import HistoryError
-from dashboard.lab.lab import Action, Lab, LabError
+from dashboard.lab.client import LabClient, NoLab
+from dashboard.lab.history import HistoryError, StoredEvent, read_history
+from dashboard.lab.host import Hosted, open_lab
+from dashboard.lab.lab import Action, Lab, LabError, LabState
 from dashboard.lab.live_check import LiveChecker
-from dashboard.lab.observe import ChannelStats
-from dashboard.lab.scenarios import SCENARIOS
+from dashboard.lab.observe import ChannelStats, channel_stats
+from dashboard.lab.protocol import HostState, Notice
+from dashboard.lab.service import BURST_USERS, describe_error
 from dashboard.lab.settings import Settings
-from dashboard.lab.traffic import TRICKLE_RATE, record_random, trickle, user_names
-from dashboard.lab.waits import nats_reachable
+from dashboard.lab.traffic import TRICKLE_RATE
 from dashboard.ui.messages import (
     AccountsRead,
     BurstPublished,
@@ -34,20 +37,28 @@ from dashboard.ui.messages import (
     CheckStarted,
     ConsumerInfoFetched,
     EventPublished,
+    HostChanged,
+    JobFailed,
+    LabAttached,
     LabChanged,
-    LabStarted,
+    LabLost,
     LabUnreachable,
     ListenerControlled,
     ListenerEnded,
     ListenerStatusReceived,
     PollFailed,
+    ScenarioFailed,
     ScenarioFinished,
+    ScenarioResumed,
     ScenarioStarted,
     ServerRestarted,
 )
 from dashboard.ui.view import ConsumerView
 from listeners.groups import GROUPS
+from publisher.events import STREAM_NAME
 from publisher.sqlite import DatabaseUnavailable
+
+__all__ = ["BURST_USERS", "TRICKLE_RATE", "LabDriver", "describe_error"]
 
 log = logging.getLogger(__name__)
 
@@ -55,69 +66,114 @@ POLL_INTERVAL_S = 0.5
 CHECK_INTERVAL_S = 1.0  # a pass reads every new event; once a second keeps it a small share of a core
 START_RETRY_S = 2.0
 START_TIMEOUT_S = 30.0
-BURST_USERS = tuple(user_names(5))
+# How often the dashboard looks whether its lab's host is still there.
+HOST_CHECK_S = 0.5
 # Errors a poll can meet while the server restarts or a database is busy or unreadable: shown, and the poll goes on.
 POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error, DatabaseUnavailable, HistoryError)
 
 
-def describe_error(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+def lab_state(state: HostState) -> LabState:
+    return LabState(state.members, state.server_state, state.connected, state.outbox_error)
 
 
 class LabDriver:
-    """Starts the lab, polls it, checks it, and carries out what the keys ask of it."""
+    """Finds (or starts) the lab, attaches to it, polls it, checks it, and asks its host for what the
+    keys want."""
 
     def __init__(self, settings: Settings, post: Callable[[Message], object], clock: Callable[[], float]) -> None:
         self.settings = settings
         self.post = post
         self.clock = clock
-        self.lab: Lab | None = None
-        # A scenario caption stays this long before the next step, so a person can read it.
+        self.client: LabClient | None = None
+        self.hosted: Hosted | None = None  # the lab this dashboard started, if it did
+        # How long a scenario caption stays before the next step, on a lab this dashboard starts.
         self.caption_read_s = min(1.0, settings.ack_wait_s / 4)
-        # In step mode, a scenario waits on this after each caption until Space sets it.
-        self._step = asyncio.Event()
-        self._step_mode = False
+        self._trickling = False
 
-    def ready(self) -> Lab:
-        assert self.lab is not None, "the lab has not been started"
-        return self.lab
+    @property
+    def lab(self) -> Lab | None:
+        """The lab this dashboard started and hosts; None when it is attached to another's."""
+        return self.hosted.lab if self.hosted is not None else None
 
-    async def start_lab(self) -> None:
-        """Start the lab, trying again while NATS cannot be reached; the lab's callbacks become messages."""
-        url = self.settings.nats_url
+    def ready(self) -> LabClient:
+        if self.client is None:
+            raise LabError("not attached to a lab yet")
+        return self.client
+
+    async def start_lab(self, attach_only: bool | None = None) -> None:
+        """Attach to the lab on the data dir, starting one first when there is none (and this dashboard
+        may); while neither works, say why and try again. The client's news become messages."""
+        attach_only = self.settings.attach if attach_only is None else attach_only
         while True:
-            if url is not None and not await nats_reachable(url):
-                self.post(LabUnreachable(f"cannot reach NATS at {url}"))
+            try:
+                url, hosted = await asyncio.wait_for(
+                    open_lab(self.settings, "the dashboard", attach_only=attach_only, caption_read_s=self.caption_read_s),
+                    START_TIMEOUT_S,
+                )
+            except (TimeoutError, LabError) as exc:
+                log.info("no lab yet: %r", exc)
+                self.post(LabUnreachable(describe_error(exc), waiting=isinstance(exc, NoLab)))
                 await asyncio.sleep(START_RETRY_S)
                 continue
-            lab = Lab(self.settings)
-            lab.on_status.append(lambda status: self.post(ListenerStatusReceived(status)))
-            lab.on_change.append(lambda state: self.post(LabChanged(state)))
-            lab.on_ended.append(lambda member: self.post(ListenerEnded(member)))
-            self.lab = lab
+            client = LabClient(url)
             try:
-                await asyncio.wait_for(lab.start(), START_TIMEOUT_S)
-            except (TimeoutError, LabError) as exc:  # NATS went away meanwhile: say so, try again
-                log.warning("lab start failed: %r", exc)
-                await lab.stop()
+                state = await client.attach(timeout=min(10.0, self.settings.nats_timeout_s))
+            except (TimeoutError, LabError) as exc:
+                if hosted is not None:
+                    await hosted.stop(f"the dashboard that started it could not attach: {describe_error(exc)}")
                 self.post(LabUnreachable(describe_error(exc)))
                 await asyncio.sleep(START_RETRY_S)
                 continue
-            self.post(LabStarted(lab.url))
+            self.hosted, self.client = hosted, client
+            client.on_status.append(lambda status: self.post(ListenerStatusReceived(status)))
+            client.on_state.append(self._on_state)
+            client.on_notice.append(self._on_notice)
+            self._trickling = state.trickling
+            self.post(LabAttached(state, hosting=hosted is not None))
             return
+
+    async def detach(self, reason: str) -> None:
+        """Leave the lab: stop it when this dashboard started it, else only close the connection."""
+        client, self.client = self.client, None
+        hosted, self.hosted = self.hosted, None
+        if client is not None:
+            await client.close()
+        if hosted is not None:
+            await hosted.stop(reason)
+
+    async def watch_host(self) -> None:
+        """Notice the lab's host going away (it stopped, or fell silent) and say so."""
+        client = self.ready()
+        while self.client is client:
+            why = client.gone()
+            if why is not None:
+                self.post(LabLost(why))
+                return
+            await asyncio.sleep(HOST_CHECK_S)
+
+    def _on_state(self, state: HostState) -> None:
+        self.post(LabChanged(lab_state(state)))
+        self.post(HostChanged(state))
+
+    def _on_notice(self, notice: Notice) -> None:
+        message = notice_message(notice)
+        if message is not None:
+            self.post(message)
 
     async def poll_server(self) -> None:
         """Consumer info and channel stats, one round at a time. The account rows come with the checker's
         passes (`run_checker`), from the same read as the verdicts they are shown beside."""
-        lab = self.ready()
+        client = self.ready()
         channels: dict[str, ChannelStats] | None = None
-        while True:
+        while self.client is client:
             started = time.monotonic()
             try:
-                if lab.connected:
+                if client.connected and client.nc is not None:
+                    js = client.nc.jetstream()
                     for group in GROUPS:
-                        self.post(ConsumerInfoFetched(ConsumerView.from_info(await lab.consumer_info(group))))
-                    channels = await lab.channel_stats(channels)
+                        info = await js.consumer_info(STREAM_NAME, group.name)
+                        self.post(ConsumerInfoFetched(ConsumerView.from_info(info)))
+                    channels = await channel_stats(client.nc, channels)
                     self.post(ChannelStatsFetched(channels, self.clock()))
             except POLL_ERRORS as exc:
                 log.info("poll failed: %r", exc)
@@ -128,13 +184,13 @@ class LabDriver:
         """The live checker, a pass about once a second and never two at once. Each pass reads only
         what is new, and posts the account rows it read and then its report: the account pane never
         shows a row newer than the expectation it is compared with."""
-        lab = self.ready()
+        client = self.ready()
         checker: LiveChecker | None = None
-        while True:
+        while self.client is client:
             started = time.monotonic()
-            if lab.connected and lab.nc is not None:
-                if checker is None or checker.nc is not lab.nc:
-                    checker = LiveChecker(lab.nc, lab.settings.data_dir)
+            if client.connected and client.nc is not None:
+                if checker is None or checker.nc is not client.nc:
+                    checker = LiveChecker(client.nc, self.settings.data_dir)
                 if checker.reads_all:  # a pass over the whole history takes a while: say it runs
                     self.post(CheckStarted())
                 try:
@@ -148,68 +204,67 @@ class LabDriver:
                     self.post(CheckFinished(result.report))
             await asyncio.sleep(max(0.05, CHECK_INTERVAL_S - (time.monotonic() - started)))
 
+    async def history(self) -> list[StoredEvent]:
+        client = self.ready()
+        if client.nc is None:
+            raise LabError("not attached to a lab")
+        return await read_history(client.nc)
+
+    # -- what the keys ask of the lab's host (what it did comes back as notices, to every dashboard) --
+
     async def publish(self, kind: str, user_id: str, amount_cents: int) -> None:
-        lab = self.ready()
-        assert lab.publisher is not None
-        self.post(EventPublished(await lab.publisher.publish(kind, user_id, amount_cents)))
+        await self.ready().request("publish", kind=kind, user=user_id, amount_cents=amount_cents)
 
     async def publish_burst(self, count: int) -> None:
-        lab = self.ready()
-        assert lab.publisher is not None
-        await record_random(lab.publisher, random.Random(), BURST_USERS, count)
-        self.post(BurstPublished(count))
+        await self.ready().request("burst", count=count)
 
     async def control(self, action: Action, name: str) -> None:
-        self.post(ListenerControlled(await self.ready().control(action, name)))
+        await self.ready().request("control", action=action, name=name)
 
     async def restart_server(self) -> None:
-        await self.ready().restart_server()
-        self.post(ServerRestarted())
+        await self.ready().request("restart-server")
 
-    async def trickle(self) -> None:
-        """Random events at a steady, visible pace until the worker is cancelled."""
-        lab = self.ready()
-        assert lab.publisher is not None
-        await trickle(lab.publisher, random.Random(), BURST_USERS, TRICKLE_RATE)
+    async def set_trickle(self, on: bool) -> None:
+        await self.ready().request("trickle", on=on)
 
     async def run_scenario(self, name: str, *, step_mode: bool = False) -> None:
-        """Run a scenario on the lab; each caption is a step, and in step mode the step waits for Space."""
-        lab = self.ready()
-        scenario = SCENARIOS[name]
-        self._step_mode = step_mode
-        self._step.clear()
-        self.post(ScenarioStarted(scenario.name, scenario.summary, step_mode))
+        await self.ready().request("scenario", name=name, step_mode=step_mode)
 
-        async def say(caption: str) -> None:
-            if self._step_mode:
-                self.post(CaptionSaid(caption, waiting=True))
-                await self._step.wait()
-                self._step.clear()
-            else:
-                self.post(CaptionSaid(caption))
-                await asyncio.sleep(self.caption_read_s)
+    async def next_step(self) -> None:
+        """Let a scenario in step mode go on past the caption it shows."""
+        await self.ready().request("step")
 
-        try:
-            await scenario.run(lab, say, random.Random())
-        except Exception:
-            await self.restore_speed(lab)  # a failed step may leave listeners slowed down
-            raise
-        self.post(ScenarioFinished(scenario.lesson))
-
-    def next_step(self) -> None:
-        """Let a scenario in step mode go on past the caption it shows (the screen asks only while it waits)."""
-        self._step.set()
-
-    def run_rest(self) -> None:
+    async def run_rest(self) -> None:
         """Leave step mode: the scenario runs its remaining steps without waiting."""
-        self._step_mode = False
-        self._step.set()
+        await self.ready().request("run-rest")
 
-    @staticmethod
-    async def restore_speed(lab: Lab) -> None:
-        for entry in lab.supervisor.listeners.values() if lab.supervisor is not None else ():
-            if entry.alive and entry.state != "paused":
-                try:
-                    await lab.control("normal", entry.name)
-                except LabError as exc:
-                    log.warning("could not restore %s to normal speed: %s", entry.name, exc)
+
+def notice_message(notice: Notice) -> Message | None:
+    """The app's message for what the lab's host says it did; None for what needs no message."""
+    fields, kind = notice.fields, notice.kind
+    text = str(fields.get("text", ""))
+    if kind == "published":
+        return EventPublished(notice.result())
+    if kind == "burst":
+        return BurstPublished(int(fields.get("count", 0)))
+    if kind == "controlled":
+        return ListenerControlled(text)
+    if kind == "ended":
+        return ListenerEnded(notice.member())
+    if kind == "server-restarted":
+        return ServerRestarted()
+    if kind == "scenario-started":
+        return ScenarioStarted(str(fields.get("name")), str(fields.get("summary")), bool(fields.get("step_mode")))
+    if kind == "caption":
+        return CaptionSaid(text, waiting=bool(fields.get("waiting")))
+    if kind in ("resumed", "run-rest"):
+        return ScenarioResumed(run_rest=kind == "run-rest")
+    if kind == "scenario-finished":
+        return ScenarioFinished(text)
+    if kind == "scenario-failed":
+        return ScenarioFailed(text)
+    if kind == "failed":
+        return JobFailed(str(fields.get("what", "a job")), text)
+    if kind == "stopping":
+        return LabLost(text)
+    return None  # trickle: the state says it too

@@ -13,6 +13,7 @@ from textual.message import Message
 from dashboard.lab.checker import CheckReport
 from dashboard.lab.lab import LabState
 from dashboard.lab.observe import ChannelStats
+from dashboard.lab.protocol import HostState
 from dashboard.lab.supervisor import Member
 from dashboard.ui.view import ConsumerView
 from listeners.accounts import AccountRow
@@ -21,15 +22,37 @@ from publisher.service import PublishResult
 
 
 @dataclass
-class LabStarted(Message):
-    url: str
+class LabAttached(Message):
+    """The dashboard is attached to a lab: one it started (`hosting`), or another's."""
+
+    state: HostState
+    hosting: bool
 
 
 @dataclass
 class LabUnreachable(Message):
-    """Starting failed because NATS cannot be reached; the start worker tries again."""
+    """No lab to attach to yet (none runs, NATS cannot be reached); the start worker tries again.
+    `waiting`: only no lab answers yet (one may be starting), nothing is wrong."""
 
     error: str
+    waiting: bool = False
+
+
+@dataclass
+class LabLost(Message):
+    """The lab's host stopped, or fell silent: the dashboard waits for a lab again."""
+
+    reason: str
+
+
+@dataclass
+class HostChanged(Message, bubble=False):
+    """The host's own state (its trickle, its scenario); only the latest counts."""
+
+    state: HostState
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HostChanged)
 
 
 @dataclass
@@ -132,7 +155,29 @@ class CaptionSaid(Message):
 
 
 @dataclass
+class ScenarioResumed(Message):
+    """A step of a scenario run step by step goes on; with `run_rest`, all the remaining ones do."""
+
+    run_rest: bool = False
+
+
+@dataclass
 class ScenarioFinished(Message):
     """The scenario ran to its end; `lesson` says what it showed."""
 
     lesson: str
+
+
+@dataclass
+class ScenarioFailed(Message):
+    """The scenario stopped before its end; `error` says why."""
+
+    error: str
+
+
+@dataclass
+class JobFailed(Message):
+    """Something the lab's host started for a key failed (a server restart, the trickle)."""
+
+    what: str
+    error: str

@@ -24,7 +24,6 @@ from dashboard.ui.view_items import (
     SECTIONS,
     SERVER_EVENTS,
     TIMELINE_LIMIT,
-    WAITING_SHOWN_AFTER_S,
     AccountLine,
     ChannelView,
     ConsumerView,
@@ -32,6 +31,7 @@ from dashboard.ui.view_items import (
     ListenerView,
     ScenarioLog,
     TimelineEntry,
+    guard_waiting,
     iso_utc,
     member_event,
     parse_utc,
@@ -54,7 +54,8 @@ class LabView:
     embedded: bool = True
     server_state: str = "starting"
     connected: bool = False
-    phase: str = "starting"  # starting, running, stopping, failed
+    phase: str = "starting"  # starting, running, lost (the lab's host went away), stopping, failed
+    host: str | None = None  # who hosts the lab this dashboard is attached to; None: this dashboard
     ack_wait_s: float = 5.0
     sync: str | None = None  # the embedded server's sync mode; None when the server is external
     outbox_error: str | None = None
@@ -249,7 +250,7 @@ class LabView:
         lines = []
         for name in sorted(set(guarded) | set(naive) | set(verdicts)):
             user = verdicts.get(name)
-            waiting, stuck = self._waiting(guarded.get(name))
+            waiting, stuck = guard_waiting(guarded.get(name), self.now)
             if user is None:
                 lines.append(AccountLine(name, guarded.get(name), naive.get(name), None, waiting=waiting, stuck=stuck))
                 continue
@@ -268,20 +269,6 @@ class LabView:
                 )  # fmt: skip
             )
         return lines
-
-    def _waiting(self, row: AccountRow | None) -> tuple[str, bool]:
-        """What the guard waits for, when a user's next number has been missing for a while (a
-        moment is normal: the predecessor is usually a few milliseconds behind)."""
-        if row is None or row.waiting_since is None:
-            return "", False
-        since = parse_utc(row.waiting_since)
-        if not row.parked and (since is None or self.now - since < WAITING_SHOWN_AFTER_S):
-            return "", False
-        clock = row.waiting_since.partition("T")[2][:8]
-        text = f"missing #{row.last_number + 1} since {clock}"
-        if row.parked:
-            text += f" · {row.parked} parked"
-        return text, row.parked > 0
 
     def published(self) -> int:
         """Events stored in the stream, on both channels."""

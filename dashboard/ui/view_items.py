@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from nats.js import api
 
 from dashboard.lab.observe import ChannelStats
+from dashboard.lab.protocol import ScenarioState
 from dashboard.lab.supervisor import Member
 from listeners.accounts import AccountRow
 from listeners.status import CounterFold, DeliveryReport, ListenerStatus
@@ -256,6 +257,14 @@ class ScenarioLog:
     def running(self) -> bool:
         return not self.finished
 
+    @classmethod
+    def from_state(cls, state: ScenarioState) -> ScenarioLog:
+        """The scenario the lab's host runs (or ran last), as a dashboard attaching midway finds it."""
+        return cls(
+            state.name, state.summary, state.step_mode, list(state.steps), state.waiting, state.finished,
+            state.lesson, state.error,
+        )  # fmt: skip
+
 
 # A user whose next number has been missing this long is shown as waiting for it.
 WAITING_SHOWN_AFTER_S = 1.0
@@ -323,3 +332,18 @@ def member_event(view: ListenerView, before: Member | None, after: Member, runni
         else:
             text += " holding nothing"
     return text
+
+
+def guard_waiting(row: AccountRow | None, now: float) -> tuple[str, bool]:
+    """What the guard waits for, when a user's next number has been missing for a while (a
+    moment is normal: the predecessor is usually a few milliseconds behind)."""
+    if row is None or row.waiting_since is None:
+        return "", False
+    since = parse_utc(row.waiting_since)
+    if not row.parked and (since is None or now - since < WAITING_SHOWN_AFTER_S):
+        return "", False
+    clock = row.waiting_since.partition("T")[2][:8]
+    text = f"missing #{row.last_number + 1} since {clock}"
+    if row.parked:
+        text += f" · {row.parked} parked"
+    return text, row.parked > 0

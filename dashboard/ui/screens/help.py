@@ -99,6 +99,11 @@ LEGEND = (
         "events never applied · applied more than once · applied after a later number · users whose balance is wrong (in full on a wide terminal: lost, applied twice, out of order, wrong balance)",
     ),
     ("done N", "events of the stream the group has acknowledged"),
+    (
+        "attached to natslab up, pid N",
+        "the lab runs in another process (natslab up, natslab web, another dashboard): every key here is a request to"
+        " it, every dashboard attached sees the same lab, and q leaves it running; without this, this dashboard started the lab",
+    ),
     ("outbox", "the publisher's table of events written but not yet sent to NATS; a relay sends them"),
     ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),
     ("sync always", "the embedded server writes each event to disk before acknowledging it"),

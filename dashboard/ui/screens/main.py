@@ -124,8 +124,9 @@ class MainScreen(Screen[None]):
         return self.app.screen is self
 
     def lab_ready(self) -> bool:
-        if self.app.driver.lab is None or self.app.view.phase != "running":
-            self.notify("natslab is still starting", severity="warning", timeout=2)
+        if self.app.driver.client is None or self.app.view.phase != "running":
+            waiting = "there is no lab to act on: waiting for one" if self.app.view.phase == "lost" else "natslab is still starting"
+            self.notify(waiting, severity="warning", timeout=2)
             return False
         return True
 
@@ -185,25 +186,24 @@ class MainScreen(Screen[None]):
             self.app.work(self.app.driver.publish_burst(BURST_SIZE), "publishing a burst", "publish")
 
     def action_trickle(self) -> None:
+        """Start or stop the lab's trickle (it runs on the lab's host, for every dashboard attached)."""
         if not self.lab_ready():
             return
-        running = [worker for worker in self.app.workers if worker.group == "trickle" and worker.is_running]
-        if running:
-            for worker in running:
-                worker.cancel()
-            self.app.view.trickling = False
-            self.app.view.mark("status")
-            self.app.view.say("Trickle stopped")
+        view = self.app.view
+        on = not view.trickling
+        view.trickling = on
+        view.mark("status")
+        if on:
+            view.say(f"Trickle: {TRICKLE_RATE:g} random events a second, until t is pressed again")
+            self.notify(f"trickle: {TRICKLE_RATE:g} random events a second until t is pressed again", timeout=3)
+        else:
+            view.say("Trickle stopped")
             self.notify("trickle stopped", timeout=2)
-            return
-        self.app.view.trickling = True
-        self.app.view.mark("status")
-        self.app.view.say(f"Trickle: {TRICKLE_RATE:g} random events a second, until t is pressed again")
-        self.app.work(self.app.driver.trickle(), "trickling events", "trickle", exclusive=True)
-        self.notify(f"trickle: {TRICKLE_RATE:g} random events a second until t is pressed again", timeout=3)
+        self.app.work(self.app.driver.set_trickle(on), "the trickle", "trickle")
 
     def scenario_running(self) -> bool:
-        return any(worker.group == "scenario" and worker.is_running for worker in self.app.workers)
+        scenario = self.app.view.scenario
+        return scenario is not None and scenario.running
 
     def action_scenario(self) -> None:
         if not self.lab_ready():
@@ -217,8 +217,8 @@ class MainScreen(Screen[None]):
     def scenario_chosen(self, choice: ScenarioChoice | None) -> None:
         if choice is not None and self.lab_ready():
             self.app.work(
-                self.app.driver.run_scenario(choice.name, step_mode=choice.step_mode), "the scenario", "scenario",
-                exclusive=True,
+                self.app.driver.run_scenario(choice.name, step_mode=choice.step_mode), "starting the scenario",
+                "scenario",
             )  # fmt: skip
 
     def action_step(self) -> None:
@@ -230,14 +230,14 @@ class MainScreen(Screen[None]):
             self.notify("the step is still running", timeout=2)
             return
         self.app.view.scenario_step(None)
-        self.app.driver.next_step()
+        self.app.work(self.app.driver.next_step(), "the next step", "scenario")
 
     def action_run_rest(self) -> None:
         scenario = self.app.view.scenario
         if scenario is not None and scenario.running and scenario.step_mode:
             scenario.step_mode = False
             self.app.view.scenario_step(None)
-            self.app.driver.run_rest()
+            self.app.work(self.app.driver.run_rest(), "the rest of the scenario", "scenario")
 
     def action_log(self) -> None:
         scenario = self.app.view.scenario
@@ -247,6 +247,5 @@ class MainScreen(Screen[None]):
         self.app.push_screen(ScenarioLogScreen(scenario))
 
     def action_history(self) -> None:
-        lab = self.app.driver.lab
-        if self.lab_ready() and lab is not None and lab.nc is not None:
-            self.app.push_screen(HistoryScreen(lab.history))
+        if self.lab_ready():
+            self.app.push_screen(HistoryScreen(self.app.driver.history))

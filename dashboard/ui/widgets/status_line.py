@@ -106,7 +106,9 @@ class StatusLine(Widget):
 
     def show(self, view: LabView) -> None:
         server = Text(no_wrap=True, overflow="ellipsis")
-        if view.phase == "starting" and view.connected is False and view.server_state != "unreachable":
+        if view.phase == "lost":
+            server.append("● lab stopped, waiting for the next one", "bold yellow")
+        elif view.phase == "starting" and view.connected is False and view.server_state != "unreachable":
             server.append("● starting", "bold cyan")
         elif view.server_state in ("restarting", "down") and view.phase == "running":
             server.append(f"● NATS {view.server_state}", "bold yellow")
@@ -115,7 +117,10 @@ class StatusLine(Widget):
         else:
             server.append("●", "bold green")
             server.append(f" NATS {view.server_state}" if view.embedded else " NATS external", "dim")
-        server.append(f" {view.url or 'nats://…'}")
+        if view.phase != "lost":
+            server.append(f" {view.url or 'nats://…'}")
+        if view.host is not None:
+            server.append(f" · attached to {view.host}", "cyan")
         server.append(*SEPARATOR)
         server.append(f"ack wait {view.ack_wait_s:g}s")
         if view.sync is not None:

@@ -1,0 +1,94 @@
+"""Dashboards attached to a lab another process hosts: the keys act on that lab, two dashboards see
+the same state, quitting leaves the lab running, and a lab that goes away is said so."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import wait_for
+
+from dashboard.lab.client import ping
+from dashboard.lab.host import Hosted, open_lab
+from dashboard.lab.probes import wait_listeners_ready
+from dashboard.lab.settings import Settings
+from dashboard.ui.app import NatslabApp
+from dashboard.ui.widgets.caption import CaptionBar
+from dashboard.ui.widgets.status_line import StatusLine
+
+SIZE = (120, 40)
+
+
+@pytest.fixture
+async def hosted(settings: Settings) -> AsyncIterator[Hosted]:
+    url, lab = await open_lab(settings, "the test")
+    assert lab is not None, f"a lab already answered at {url}"
+    try:
+        await wait_listeners_ready(lab.lab)
+        yield lab
+    finally:
+        await lab.stop("the test ended")
+
+
+def attached(app: NatslabApp) -> bool:
+    return app.view.phase == "running" and app.view.listeners.keys() >= {"A", "B", "N1"}
+
+
+async def test_two_attached_dashboards_act_on_one_lab_and_leave_it_running(hosted: Hosted, settings: Settings) -> None:
+    first, second = NatslabApp(settings), NatslabApp(settings)
+    async with first.run_test(size=SIZE) as one, second.run_test(size=SIZE) as two:
+        await wait_for(one, lambda: attached(first), 20, "the first dashboard to attach")
+        await wait_for(two, lambda: attached(second), 20, "the second dashboard to attach")
+        assert first.driver.hosted is None and first.lab is None  # attached, not started here
+        assert first.view.host == f"the test, pid {os.getpid()}"
+        await wait_for(
+            one, lambda: "attached to the test" in str(first.query_one(StatusLine).render()), 5, "the status line"
+        )
+
+        await one.press("1", "k")  # A is the first card
+        await wait_for(two, lambda: second.view.listeners["A"].state == "killed", 10, "the other dashboard to see A killed")
+        assert hosted.lab.supervisor is not None and not hosted.lab.supervisor.listeners["A"].alive
+        await wait_for(two, lambda: "A killed (SIGKILL)" in second.view.caption, 5, "the other caption to say so")
+
+        await two.press("r")  # the second dashboard's selection is A too: restart it from there
+        await wait_for(one, lambda: first.view.listeners["A"].state == "running", 10, "the first to see A again")
+
+        await one.press("q")
+        await wait_for(one, lambda: first.return_code is not None, 10, "the first dashboard to leave")
+        assert first.return_code == 0
+        assert await ping(hosted.lab.url) is not None  # the lab goes on
+        assert hosted.lab.supervisor.listeners["A"].alive
+        await two.press("q")
+        await wait_for(two, lambda: second.return_code is not None, 10, "the second dashboard to leave")
+
+
+async def test_an_attached_dashboard_says_when_its_lab_stops_and_attaches_to_the_next(settings: Settings) -> None:
+    url, hosted = await open_lab(settings, "the first host")
+    assert hosted is not None
+    app = NatslabApp(settings)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: attached(app), 20, "the dashboard to attach")
+            await hosted.stop("the first host stopped")
+            await wait_for(pilot, lambda: app.view.phase == "lost", 10, "the dashboard to notice")
+            await wait_for(
+                pilot, lambda: "The lab stopped: the first host stopped" in str(app.query_one(CaptionBar).render()),
+                5, "the caption to say so",
+            )  # fmt: skip
+            assert app.view.caption_kind == "warning"
+            await wait_for(
+                pilot, lambda: "lab stopped, waiting" in str(app.query_one(StatusLine).render()), 5, "the status line"
+            )
+            await pilot.press("k")  # no lab to act on: said, nothing raised
+            url, hosted = await open_lab(settings, "the next host")
+            assert hosted is not None
+            await wait_for(
+                pilot, lambda: app.view.phase == "running" and app.view.host is not None and "the next host" in app.view.host,
+                30, "the dashboard to attach to the next lab",
+            )  # fmt: skip
+            await pilot.press("q")
+            await wait_for(pilot, lambda: app.return_code is not None, 10, "the dashboard to leave")
+        assert await ping(url) is not None
+    finally:
+        await hosted.stop("the test ended")
