@@ -169,6 +169,17 @@ def add_sync(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# dest -> flag of the options that only set up a new lab.
+LAB_OPTIONS = (
+    ("dashboard_listeners", "--listeners"),
+    ("dashboard_naive", "--naive"),
+    ("dashboard_defer", "--defer"),
+    ("ack_wait", "--ack-wait"),
+    ("gap_timeout", "--gap-timeout"),
+    ("sync", "--sync"),
+)
+
+
 def add_lab_options(parser: argparse.ArgumentParser) -> None:
     """What a lab is started with: the dashboard's options, and `natslab up`'s. Their dests are the
     dashboard's own (`dashboard_listeners`...), so `misplaced` can tell them from a command's."""
@@ -225,6 +236,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         loop=_from_env(LOOP_VARIABLE, loop_name, default_loop()),
         gap_timeout_s=getattr(args, "gap_timeout", None),
         attach=getattr(args, "attach", False),
+        lab_options=tuple(flag for dest, flag in LAB_OPTIONS if getattr(args, dest, None) is not None),
     )
 
 

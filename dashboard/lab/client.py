@@ -90,6 +90,7 @@ class LabClient:
         self.on_notice: list[Callable[[Notice], object]] = []
         self.on_connection: list[Callable[[bool], object]] = []
         self._last_heard = time.monotonic()
+        self._disconnected_at: float | None = None
 
     async def attach(self, timeout: float = 10.0) -> HostState:
         """Connect, hear everything, and ping the host; its state (NoLab when none answers)."""
@@ -124,13 +125,17 @@ class LabClient:
         return await ask(self.nc, self.url, op, timeout, **fields)
 
     def gone(self) -> str | None:
-        """Why the host is taken for gone, or None while it answers."""
+        """Why the host is taken for gone, or None while it answers (or may: a server restarting)."""
         if self.stopped is not None:
             return self.stopped
         silent = time.monotonic() - self._last_heard
         if self.connected and silent > LOST_AFTER_S:
             return f"the lab's host has not been heard from for {silent:.0f} s"
         return None
+
+    def disconnected_for(self) -> float:
+        """How long the connection has been down (0 while it is up)."""
+        return 0.0 if self._disconnected_at is None else time.monotonic() - self._disconnected_at
 
     # -- what arrives ------------------------------------------------------------------------------
 
@@ -169,11 +174,13 @@ class LabClient:
 
     async def _on_disconnect(self) -> None:
         self.connected = False
+        self._disconnected_at = time.monotonic()
         for callback in self.on_connection:
             callback(False)
 
     async def _on_reconnect(self) -> None:
         self.connected = True
+        self._disconnected_at = None
         self._last_heard = time.monotonic()  # the host's heartbeats resume now; silence before does not count
         for callback in self.on_connection:
             callback(True)

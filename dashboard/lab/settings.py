@@ -57,6 +57,8 @@ class Settings:
     loop: str = "asyncio"
     # The dashboard only attaches to a running lab and never starts one (`natslab --attach`).
     attach: bool = False
+    # The options given that set up a new lab (`--listeners`...): an attached dashboard says it did not use them.
+    lab_options: tuple[str, ...] = ()
 
     @property
     def transactions_db(self) -> Path:

@@ -53,6 +53,12 @@ class LabAttachment(_Base):
             self.driver.hosted.service.on_stop = lambda reason: self.call_later(self.stop_requested, reason)
         if message.hosting:
             view.say(READY)
+        elif self.settings.lab_options:
+            view.say(
+                f"Attached to the lab of {view.host}, which was already running: {', '.join(self.settings.lab_options)}"
+                " set up only a lab this dashboard starts, so they were not used. q leaves the lab running.",
+                "warning",
+            )
         else:
             view.say(f"Attached to the lab of {view.host} (q leaves it running). {READY}")
         self.work(self.driver.poll_server(), "polling the server", "poll-server", exclusive=True)

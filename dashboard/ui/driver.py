@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from nats.errors import Error as NatsError
 from textual.message import Message
 
 from dashboard.lab.client import LabClient, NoLab
 from dashboard.lab.history import HistoryError, StoredEvent, read_history
-from dashboard.lab.host import Hosted, open_lab
+from dashboard.lab.host import Hosted, lock_holder, open_lab
 from dashboard.lab.lab import Action, Lab, LabError, LabState
 from dashboard.lab.live_check import LiveChecker
 from dashboard.lab.observe import ChannelStats, channel_stats
-from dashboard.lab.protocol import HostState, Notice
+from dashboard.lab.protocol import LOST_AFTER_S, HostState, Notice
 from dashboard.lab.service import BURST_USERS, describe_error
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import TRICKLE_RATE
@@ -145,11 +147,22 @@ class LabDriver:
         """Notice the lab's host going away (it stopped, or fell silent) and say so."""
         client = self.ready()
         while self.client is client:
-            why = client.gone()
+            why = client.gone() or self.host_ended(client)
             if why is not None:
                 self.post(LabLost(why))
                 return
             await asyncio.sleep(HOST_CHECK_S)
+
+    def host_ended(self, client: LabClient) -> str | None:
+        """A host on this machine that died without a word (SIGKILL) took its embedded server along:
+        the connection stays down and its lock on the data dir is gone."""
+        host = client.state.host if client.state is not None else None
+        if host is None or client.disconnected_for() < LOST_AFTER_S or host.hostname != socket.gethostname():
+            return None
+        holder = lock_holder(Path(host.data_dir))
+        if holder is not None and holder.get("pid") == host.pid:
+            return None
+        return f"its host ({host.command}, pid {host.pid}) ended without stopping it"
 
     def _on_state(self, state: HostState) -> None:
         self.post(LabChanged(lab_state(state)))

@@ -3,12 +3,16 @@ the same state, quitting leaves the lab running, and a lab that goes away is sai
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
 from conftest import wait_for
 
+from dashboard.commands.down import down
 from dashboard.lab.client import ping
 from dashboard.lab.host import Hosted, open_lab
 from dashboard.lab.probes import wait_listeners_ready
@@ -92,3 +96,39 @@ async def test_an_attached_dashboard_says_when_its_lab_stops_and_attaches_to_the
         assert await ping(url) is not None
     finally:
         await hosted.stop("the test ended")
+
+
+async def test_natslab_down_stops_the_lab_a_dashboard_started_and_the_dashboard_with_it(settings: Settings) -> None:
+    app = NatslabApp(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: attached(app), 30, "the dashboard to start its lab")
+        assert app.driver.hosted is not None and app.view.host is None
+        url = app.driver.hosted.lab.url
+        assert await down(settings, 30) == 0
+        await wait_for(pilot, lambda: app.return_code is not None, 20, "the dashboard to stop with its lab")
+    assert app.return_code == 0
+    assert await ping(url) is None
+
+
+async def test_a_host_killed_outright_is_noticed_by_its_server_going_and_its_lock(settings: Settings) -> None:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "dashboard.commands", "up", "--data-dir", str(settings.data_dir), "--naive", "0"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        url = (await asyncio.wait_for(asyncio.to_thread(up.stdout.readline), 60)).strip()
+        assert url.startswith("nats://")
+        app = NatslabApp(settings)
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_for(pilot, lambda: app.view.phase == "running", 20, "the dashboard to attach")
+            up.kill()  # SIGKILL: no word to the dashboards; its server and listeners die with it
+            up.wait()
+            await wait_for(pilot, lambda: app.view.phase == "lost", 20, "the dashboard to notice")
+            assert f"its host (natslab up, pid {up.pid}) ended without stopping it" in app.view.caption
+            await pilot.press("q")
+            await wait_for(pilot, lambda: app.return_code is not None, 10, "the dashboard to leave")
+    finally:
+        if up.poll() is None:
+            up.kill()
+        up.wait()
