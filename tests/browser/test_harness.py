@@ -93,7 +93,7 @@ async def test_the_browser_runs_a_scenario_on_the_served_dashboard(tmp_path: Pat
             assert narrower < columns, f"the terminal should have narrowed from {columns} columns"
             await page.wait_for_text(drawn_at_width(narrower), 30)
             await page.wait_for_text(JIM_ENDS_AT_10, 30)
-            print(f"requests kept from leaving the machine: {page.blocked}")
+            print(f"terminal {columns}x{lines}, then {narrower} columns; requests aborted: {page.blocked}")
         await served.wait_for_no_apps()
 
 
