@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import os
 import shlex
 import signal
 import socket
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from dashboard.commands.args import add_common, add_lab_options, port
 from dashboard.lab.client import ping
-from dashboard.lab.host import lab_url, lock_holder
+from dashboard.lab.host import WEB_PID_VARIABLE, lab_url, lock_holder
 from dashboard.lab.logs import LOGS
 from dashboard.lab.natsserver import die_with_parent
 from dashboard.lab.settings import Settings
@@ -165,6 +166,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
             flush=True,
         )
+        # The tabs' dashboards inherit it, and end if this process is killed outright.
+        os.environ[WEB_PID_VARIABLE] = str(os.getpid())
         Server(dashboard_command(settings), host=host, port=number, title="natslab").serve()
     finally:
         stop_lab(started)

@@ -27,6 +27,8 @@ from dashboard.lab.waits import nats_reachable
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "lab.lock"
+# Set by `natslab web` for the dashboards of its browser tabs: the pid they end with (dashboard/ui/run.py).
+WEB_PID_VARIABLE = "NATSLAB_WEB_PID"
 
 
 class HostLock:

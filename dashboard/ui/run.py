@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 
+from dashboard.lab.host import WEB_PID_VARIABLE
 from dashboard.lab.logs import log_path, log_to_file
 from dashboard.lab.settings import Settings
 from dashboard.ui.app import NatslabApp
@@ -39,6 +40,25 @@ def end_when_the_terminal_hangs_up(fd: int, interval: float = TERMINAL_CHECK_S) 
             os._exit(128 + signal.SIGHUP)
 
 
+def end_with_process(pid: int, interval: float = TERMINAL_CHECK_S) -> None:
+    """End this process once process `pid` is gone (run in a daemon thread).
+
+    A dashboard in a browser tab is started by textual-serve inside `natslab web`, through a shell.
+    Killed outright, `web` cannot tell it to quit, and a Textual app under textual-serve does not end
+    when its input does: without this it would stay, attached to the lab, for good.
+    """
+    while True:
+        time.sleep(interval)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log.warning("natslab web (pid %d) is gone; ending this dashboard", pid)
+            logging.shutdown()
+            os._exit(128 + signal.SIGHUP)
+        except PermissionError:  # alive, another user's: not ours to watch
+            return
+
+
 def run_dashboard(settings: Settings) -> int:
     """Run the dashboard until `q`; logs go to `logs/dashboard.log` in the data dir, never to the terminal."""
     handler = log_to_file(log_path(settings.data_dir, "dashboard"))
@@ -50,6 +70,9 @@ def run_dashboard(settings: Settings) -> int:
         threading.Thread(
             target=end_when_the_terminal_hangs_up, args=(sys.__stdout__.fileno(),), name="terminal-watch", daemon=True
         ).start()
+    web_pid = os.environ.get(WEB_PID_VARIABLE, "")
+    if web_pid.isdigit():
+        threading.Thread(target=end_with_process, args=(int(web_pid),), name="web-watch", daemon=True).start()
     try:
         code = NatslabApp(settings).run()
     finally:

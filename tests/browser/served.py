@@ -1,11 +1,10 @@
-"""The dashboard served by textual-serve, in a subprocess of the test, on a free loopback port.
+"""`natslab web` in a subprocess of the test, on a free loopback port.
 
-textual-serve starts one app process per websocket (through `/bin/sh -c COMMAND`) and tells it to
-quit when that websocket closes; the app then stops its lab (embedded NATS server and listeners).
-Closing every client first and then the server is the order in which all of it ends by itself. A
-server that is killed instead leaves its app processes running (a Textual app under textual-serve does
-not end when its input reaches end-of-file, and one whose output is gone does not finish quitting), so
-the teardown here also ends, by pid, whatever the server started and left.
+textual-serve (inside `natslab web`) starts one dashboard per websocket (through `/bin/sh -c
+COMMAND`, the command being `natslab --attach`) and tells it to quit when that websocket closes; an
+attached dashboard then only disconnects. `natslab web` starts a lab (`natslab up`) when none runs on
+the data dir and stops it when it ends. Closing every client first and then `natslab web` is the
+order in which all of it ends by itself; the teardown here also ends, by pid, whatever is left.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -33,12 +31,7 @@ SERVER_END_S = 10.0
 # How long a process left behind may take to end on SIGTERM before it is killed.
 LEFTOVER_END_S = 5.0
 
-SERVE_SCRIPT = """
-import sys
-from textual_serve.server import Server
-command, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-Server(command, host=host, port=port, title="natslab").serve()
-"""
+NATSLAB = [sys.executable, "-m", "dashboard.commands"]
 
 
 def free_port() -> int:
@@ -46,13 +39,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
-
-
-def dashboard_command(data_dir: Path, ack_wait_s: float = 2.0) -> str:
-    """The shell command textual-serve runs per websocket: this interpreter's dashboard on `data_dir`."""
-    return shlex.join(
-        [sys.executable, "-m", "dashboard.commands", "--data-dir", str(data_dir), "--ack-wait", f"{ack_wait_s:g}"]
-    )
 
 
 def _parent_of(pid: int) -> int | None:
@@ -122,8 +108,8 @@ class ServedDashboard:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def apps(self) -> dict[int, str]:
-        """The processes the server started and that still run (app shells, apps, their labs)."""
-        return descendants(self.process.pid)
+        """The dashboards the server started for its clients that still run (and their shells)."""
+        return {pid: command for pid, command in descendants(self.process.pid).items() if "--attach" in command}
 
     async def wait_for_no_apps(self, timeout: float = APPS_END_S) -> None:
         """Wait until every app process (and its lab) has ended; AssertionError naming those left."""
@@ -132,9 +118,10 @@ class ServedDashboard:
             raise AssertionError(f"the served apps still run {timeout:g} s after their clients closed:\n  {left}")
 
     async def stop(self) -> None:
-        """Let the apps end (their clients are closed by now), then end the server, then anything left."""
+        """Let the apps end (their clients are closed by now), then end the server (and the lab it
+        started), then anything left."""
         await _until(lambda: not self.apps(), APPS_END_S)
-        left = self.apps()
+        left = descendants(self.process.pid)
         self.process.terminate()
         if not await _until(lambda: self.process.poll() is not None, SERVER_END_S):
             self.process.kill()
@@ -156,8 +143,9 @@ async def _answers_http(url: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def serve(command: str, log_path: Path, startup_timeout: float = 60.0) -> AsyncIterator[ServedDashboard]:
-    """Run textual-serve for `command` until the block ends; its output goes to `log_path`.
+async def serve(data_dir: Path, log_path: Path, startup_timeout: float = 60.0) -> AsyncIterator[ServedDashboard]:
+    """Run `natslab web` on `data_dir` (ack wait 2 s for a lab it starts) until the block ends; its
+    output goes to `log_path`.
 
     Yields once the page answers HTTP. On the way out, whether the block passed or failed, the apps
     are given time to end, then the server and whatever it left are ended by pid.
@@ -165,7 +153,7 @@ async def serve(command: str, log_path: Path, startup_timeout: float = 60.0) -> 
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", SERVE_SCRIPT, command, HOST, str(port)],
+            [*NATSLAB, "web", "--data-dir", str(data_dir), "--port", str(port), "--ack-wait", "2"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     served = ServedDashboard(process, port, log_path)
@@ -173,9 +161,9 @@ async def serve(command: str, log_path: Path, startup_timeout: float = 60.0) -> 
         deadline = time.monotonic() + startup_timeout
         while not await _answers_http(served.url):
             if process.poll() is not None:
-                raise AssertionError(f"textual-serve exited with {process.returncode}:\n{served.log_text()}")
+                raise AssertionError(f"natslab web exited with {process.returncode}:\n{served.log_text()}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"textual-serve did not answer within {startup_timeout:g} s:\n{served.log_text()}")
+                raise AssertionError(f"natslab web did not answer within {startup_timeout:g} s:\n{served.log_text()}")
             await asyncio.sleep(0.1)
         yield served
     finally:
