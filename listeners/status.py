@@ -9,6 +9,7 @@ Fault-injection commands arrive on `natslab.control.<name>`.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -360,3 +361,12 @@ class CounterFold:
 
     def total(self, counter: str, *, name: str | None = None, mode: str | None = None) -> int:
         return getattr(self.totals(name=name, mode=mode), counter)
+
+
+def read_status(payload: bytes, subject: str) -> ListenerStatus | None:
+    """A status message as its subscribers take it: None, with a warning in the log, when malformed."""
+    try:
+        return ListenerStatus.from_json(payload)
+    except ValueError as exc:
+        logging.getLogger(__name__).warning("malformed status on %s: %s", subject, exc)
+        return None

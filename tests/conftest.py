@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 from leftovers import PROCESS_MARK, processes_marked
 
+from dashboard.lab.host import Hosted, open_lab
 from dashboard.lab.lab import Lab
 from dashboard.lab.natsserver import EmbeddedServer
+from dashboard.lab.probes import wait_listeners_ready
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import connect_with_retry
 
@@ -125,3 +127,15 @@ async def make_lab(settings: Settings) -> AsyncIterator[LabFactory]:
     finally:
         for lab in labs:
             await lab.stop()
+
+
+@pytest.fixture
+async def hosted(settings: Settings) -> AsyncIterator[Hosted]:
+    """A lab hosted by the test process as a service (`open_lab`), its listeners ready; stopped afterwards."""
+    url, lab = await open_lab(settings, "the test")
+    assert lab is not None, f"a lab already answered at {url}"
+    try:
+        await wait_listeners_ready(lab.lab)
+        yield lab
+    finally:
+        await lab.stop("the test ended")

@@ -31,7 +31,7 @@ from dashboard.lab.protocol import (
     request,
 )
 from dashboard.lab.waits import LabError, close_quietly, connect_with_retry, nats_reachable
-from listeners.status import STATUS_SUBJECT_PREFIX, ListenerStatus
+from listeners.status import STATUS_SUBJECT_PREFIX, ListenerStatus, read_status
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,8 @@ class LabClient:
             callback(notice)
 
     async def _on_status(self, msg: Msg) -> None:
-        try:
-            status = ListenerStatus.from_json(msg.data)
-        except ValueError as exc:
-            log.warning("malformed status on %s: %s", msg.subject, exc)
+        status = read_status(msg.data, msg.subject)
+        if status is None:
             return
         for callback in self.on_status:
             callback(status)

@@ -33,7 +33,7 @@ from dashboard.lab.supervisor import Member, Supervisor
 from dashboard.lab.waits import LabError, cancel, connect_with_retry
 from listeners.accounts import AccountRow, Mode, accounts_db_name
 from listeners.groups import GROUPS, QueueGroup, ensure_consumer
-from listeners.status import STATUS_SUBJECT_PREFIX, CounterFold, ListenerStatus
+from listeners.status import STATUS_SUBJECT_PREFIX, CounterFold, ListenerStatus, read_status
 from publisher.events import STREAM_NAME
 from publisher.jetstream import ensure_stream
 from publisher.service import Publisher
@@ -312,10 +312,8 @@ class Lab:
     # -- status and control ------------------------------------------------------------------------
 
     async def _on_status(self, msg: Msg) -> None:
-        try:
-            status = ListenerStatus.from_json(msg.data)
-        except ValueError as exc:
-            log.warning("malformed status on %s: %s", msg.subject, exc)
+        status = read_status(msg.data, msg.subject)
+        if status is None:
             return
         self.statuses[status.name] = status
         self.counts.add(status)

@@ -64,7 +64,12 @@ class HostInfo:
 
 @dataclass(slots=True)
 class ScenarioState:
-    """The scenario the host runs (or ran last): enough for a dashboard that attaches midway."""
+    """The scenario the host runs (or ran last): every caption it said, kept so each step stays
+    readable, and enough for a dashboard that attaches midway.
+
+    In step mode the scenario waits after each caption until a dashboard asks for the step
+    (`waiting`); when it ends, `lesson` says what it showed, or `error` why it stopped.
+    """
 
     name: str
     summary: str
@@ -74,6 +79,10 @@ class ScenarioState:
     finished: bool = False
     lesson: str = ""
     error: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return not self.finished
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ lab it started itself.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from textual.worker import WorkerState, get_current_worker
@@ -16,7 +17,6 @@ from textual.worker import WorkerState, get_current_worker
 from dashboard.lab.waits import wait_until
 from dashboard.ui import messages
 from dashboard.ui.driver import lab_state
-from dashboard.ui.view import ScenarioLog
 
 if TYPE_CHECKING:
     from dashboard.ui.app import NatslabApp
@@ -47,7 +47,7 @@ class LabAttachment(_Base):
         view.host = None if message.hosting else f"{host.command}, pid {host.pid}"
         view.trickling = state.trickling
         if state.scenario is not None:
-            view.scenario = ScenarioLog.from_state(state.scenario)
+            view.scenario = replace(state.scenario, steps=list(state.scenario.steps))
         view.mark("status", "caption")
         if self.driver.hosted is not None:
             self.driver.hosted.service.on_stop = lambda reason: self.call_later(self.stop_requested, reason)

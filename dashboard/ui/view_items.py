@@ -236,34 +236,8 @@ class ChannelView:
     sampled_at: float | None = None
 
 
-@dataclass(slots=True)
-class ScenarioLog:
-    """The running (or last) scenario: every caption it said, kept so each step stays readable.
-
-    In step mode the scenario waits after each caption until the user asks for the step (`waiting`);
-    when it ends, `lesson` says what it showed, or `error` why it stopped.
-    """
-
-    name: str
-    summary: str
-    step_mode: bool
-    steps: list[str] = field(default_factory=list)
-    waiting: bool = False
-    finished: bool = False
-    lesson: str = ""
-    error: str | None = None
-
-    @property
-    def running(self) -> bool:
-        return not self.finished
-
-    @classmethod
-    def from_state(cls, state: ScenarioState) -> ScenarioLog:
-        """The scenario the lab's host runs (or ran last), as a dashboard attaching midway finds it."""
-        return cls(
-            state.name, state.summary, state.step_mode, list(state.steps), state.waiting, state.finished,
-            state.lesson, state.error,
-        )  # fmt: skip
+# The running (or last) scenario, as the lab's host reports it and the caption bar shows it.
+ScenarioLog = ScenarioState
 
 
 # A user whose next number has been missing this long is shown as waiting for it.

@@ -7,32 +7,18 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
-import pytest
 from conftest import wait_for
 
 from dashboard.commands.down import down
 from dashboard.lab.client import ping
 from dashboard.lab.host import Hosted, open_lab
-from dashboard.lab.probes import wait_listeners_ready
 from dashboard.lab.settings import Settings
 from dashboard.ui.app import NatslabApp
 from dashboard.ui.widgets.caption import CaptionBar
 from dashboard.ui.widgets.status_line import StatusLine
 
 SIZE = (120, 40)
-
-
-@pytest.fixture
-async def hosted(settings: Settings) -> AsyncIterator[Hosted]:
-    url, lab = await open_lab(settings, "the test")
-    assert lab is not None, f"a lab already answered at {url}"
-    try:
-        await wait_listeners_ready(lab.lab)
-        yield lab
-    finally:
-        await lab.stop("the test ended")
 
 
 def attached(app: NatslabApp) -> bool:

@@ -8,30 +8,17 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from dashboard.lab.client import LabClient, NoLab, ping
 from dashboard.lab.host import Hosted, lock_holder, open_lab
-from dashboard.lab.probes import wait_listeners_ready
 from dashboard.lab.protocol import Notice
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import LabError, wait_until
 
 NATSLAB = [sys.executable, "-m", "dashboard.commands"]
-
-
-@pytest.fixture
-async def hosted(settings: Settings) -> AsyncIterator[Hosted]:
-    url, lab = await open_lab(settings, "the test")
-    assert lab is not None, f"a lab already answered at {url}"
-    try:
-        await wait_listeners_ready(lab.lab)
-        yield lab
-    finally:
-        await lab.stop("the test ended")
 
 
 async def attached(url: str) -> tuple[LabClient, list[Notice]]:
