@@ -352,6 +352,14 @@ class CounterFold:
     def add(self, status: ListenerStatus) -> None:
         self._last[(status.name, status.pid)] = (status.mode, status.counters)
 
+    def entries(self) -> list[tuple[str, int, str, Counts]]:
+        """(name, pid, mode, counts) of every process seen: what a late observer needs to fold too."""
+        return [(name, pid, mode, counts) for (name, pid), (mode, counts) in self._last.items()]
+
+    def learn(self, name: str, pid: int, mode: str, counts: Counts) -> None:
+        """Counts of a process seen by someone else; a status of its own seen here is newer and stays."""
+        self._last.setdefault((name, pid), (mode, counts))
+
     def totals(self, *, name: str | None = None, mode: str | None = None) -> Counts:
         total = Counts()
         for (listener, _pid), (listener_mode, counts) in self._last.items():

@@ -29,10 +29,13 @@ WATCH_S = 0.5
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser)
     add_lab_options(parser)
+    # Who started this `up`, for the dashboards to say (`natslab web` passes itself); not for people.
+    parser.add_argument("--started-by", default=None, help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    return loops.run(serve(settings), settings.loop)
+    command = f"{COMMAND} (for {args.started_by})" if args.started_by else COMMAND
+    return loops.run(serve(settings, command), settings.loop)
 
 
 async def serve(settings: Settings, command: str = COMMAND) -> int:
@@ -41,7 +44,7 @@ async def serve(settings: Settings, command: str = COMMAND) -> int:
     if not lock.acquire(command):
         raise LabError(
             f"a lab already runs on {settings.data_dir} ({describe_holder(settings)}):"
-            f" `natslab --data-dir {settings.data_dir}` attaches to it, `natslab down` stops it"
+            f" `natslab{settings.data_dir_option()}` attaches to it, `natslab down{settings.data_dir_option()}` stops it"
         )
     try:
         url = await server_to_host_on(settings)
@@ -70,10 +73,11 @@ async def serve(settings: Settings, command: str = COMMAND) -> int:
     print(lab.url, flush=True)
     members = lab.state().members
     guarded = sum(1 for member in members if member.mode == "guarded")
+    option = settings.data_dir_option()
     print(
         f"natslab up: the lab on {settings.data_dir} runs ({guarded} guarded and {len(members) - guarded} naive"
-        f" listeners); `natslab --data-dir {settings.data_dir}` attaches a dashboard, `natslab web` one in a"
-        " browser; `natslab down` or Ctrl-C stops it",
+        f" listeners); `natslab{option}` attaches a dashboard, `natslab web{option}` one in a browser;"
+        f" `natslab down{option}` or Ctrl-C stops it",
         file=sys.stderr,
         flush=True,
     )

@@ -77,6 +77,7 @@ def up_command(settings: Settings) -> list[str]:
     """`natslab up` with the lab options this command was given."""
     command = [
         sys.executable, "-m", "dashboard.commands", "up",
+        "--started-by", "natslab web",
         "--data-dir", str(settings.data_dir.absolute()),
         "--listeners", str(settings.listeners),
         "--naive", str(settings.naive),

@@ -54,7 +54,7 @@ class HostInfo:
 
     pid: int
     hostname: str
-    command: str  # `natslab up`, `natslab web`, `the dashboard`
+    command: str  # `natslab up`, `natslab up (for natslab web)`, `a natslab dashboard`
     data_dir: str
     url: str
     embedded: bool  # the host started the NATS server (so `n` can restart it)
@@ -96,6 +96,9 @@ class HostState:
     outbox_error: str | None
     trickling: bool
     scenario: ScenarioState | None
+    # Every listener process's last counters, as the host folded them (`CounterFold.entries`), so a
+    # dashboard that attaches late sums a listener over the processes it never saw: [name, pid, mode, counts].
+    counters: tuple[tuple[str, int, str, dict[str, int]], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,8 +122,9 @@ class HostState:
                 data["outbox_error"],
                 data["trickling"],
                 ScenarioState(**scenario) if scenario is not None else None,
+                tuple((str(name), int(pid), str(mode), dict(counts)) for name, pid, mode, counts in data.get("counters", ())),
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ProtocolError(f"not a lab state: {exc!r}") from None
 
 

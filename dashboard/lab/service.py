@@ -141,6 +141,7 @@ class LabService:
             lab_state.outbox_error,
             self.trickling,
             self.scenarios.state,
+            tuple((name, pid, mode, counts.to_json()) for name, pid, mode, counts in self.lab.counts.entries()),
         )
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,12 @@ class Settings:
     def url_file(self) -> Path:
         """Where a running embedded server leaves its URL, so other commands can find it."""
         return self.data_dir / URL_FILE
+
+    def data_dir_option(self) -> str:
+        """` --data-dir D` for a command a person is told to run, unless D is the default (then nothing)."""
+        if self.data_dir.absolute() == default_data_dir().absolute():
+            return ""
+        return f" --data-dir {shlex.quote(str(self.data_dir))}"
 
     def discovered_nats_url(self) -> str | None:
         """`--nats-url`, else `NATSLAB_NATS_URL`, else the URL of an embedded server running on this data dir."""

@@ -39,12 +39,15 @@ class LabAttachment(_Base):
         state, host = message.state, message.state.host
         log.info("attached to the lab of %s (pid %d): NATS at %s", host.command, host.pid, host.url)
         view = self.view
+        if view.listeners:  # attached again, to another lab: none of the last one's processes is in it
+            view.new_lab()
         view.url, view.embedded, view.sync = host.url, host.embedded, host.sync
         # The lab as it is now, before the phase says running: nothing in it is news for the timeline.
         view.apply_state(lab_state(state))
+        view.learn_counters(state.counters)
         view.phase = "running"
         view.ack_wait_s = host.ack_wait_s
-        view.host = None if message.hosting else f"{host.command}, pid {host.pid}"
+        view.host = None if message.hosting else f"{host.command} (pid {host.pid})"
         view.trickling = state.trickling
         if state.scenario is not None:
             view.scenario = replace(state.scenario, steps=list(state.scenario.steps))
@@ -55,12 +58,12 @@ class LabAttachment(_Base):
             view.say(READY)
         elif self.settings.lab_options:
             view.say(
-                f"Attached to the lab of {view.host}, which was already running: {', '.join(self.settings.lab_options)}"
+                f"Attached to the lab of {view.host}, already running: {', '.join(self.settings.lab_options)}"
                 " set up only a lab this dashboard starts, so they were not used. q leaves the lab running.",
                 "warning",
             )
         else:
-            view.say(f"Attached to the lab of {view.host} (q leaves it running). {READY}")
+            view.say(f"Attached to the lab of {view.host}; q leaves it running. {READY}")
         self.work(self.driver.poll_server(), "polling the server", "poll-server", exclusive=True)
         self.work(self.driver.run_checker(), "running the checker", "poll-checker", exclusive=True)
         self.work(self.driver.watch_host(), "watching the lab's host", "watch-host", exclusive=True)
@@ -69,12 +72,20 @@ class LabAttachment(_Base):
         view = self.view
         if view.phase == "lost":  # the caption says the lab stopped and what happens next
             return
+        if message.waiting:  # no lab yet: nothing is wrong
+            view.phase = "waiting"
+            view.mark("status")
+            if "no lab runs" in message.error:
+                view.say(
+                    f"Waiting for a lab on {self.settings.data_dir}: `natslab up{self.settings.data_dir_option()}`"
+                    " starts one, and this dashboard attaches to it by itself. q leaves.",
+                    "warning",
+                )
+            else:
+                view.say(f"Waiting: {message.error}…", "warning")
+            return
         view.set_server(view.url, "unreachable", False, view.embedded)
-        if message.waiting:
-            hint = " (`natslab up` starts one; this dashboard attaches once it runs)" if "no lab runs" in message.error else ""
-            view.say(f"Waiting: {message.error}{hint}…", "warning")
-        else:
-            view.say(f"{message.error}; trying again…", "error")
+        view.say(f"{message.error}; trying again…", "error")
 
     def on_lab_lost(self, message: messages.LabLost) -> None:
         """The lab's host went away: wait for a lab again (never start one behind the user's back)."""
@@ -82,13 +93,13 @@ class LabAttachment(_Base):
             return
         log.info("the lab is gone: %s", message.reason)
         view = self.view
-        view.phase, view.host = "lost", None
+        view.phase, view.host, view.poll_error = "lost", None, None
         view.mark("status")
         if view.scenario is not None and view.scenario.running:
             view.scenario_ended(error="the lab stopped")
         view.say(
-            f"The lab stopped: {message.reason}. The panes show it as it was last; this dashboard attaches"
-            f" to the next lab on {self.settings.data_dir} by itself (`natslab up` starts one); q leaves.",
+            f"The lab stopped ({message.reason}). Waiting for the next: `natslab up{self.settings.data_dir_option()}`"
+            " starts one, and this dashboard attaches to it by itself; q leaves. The panes show the last lab.",
             "warning",
         )
         self.work(self.reattach(), "attaching again", "lab", exclusive=True)
@@ -103,6 +114,7 @@ class LabAttachment(_Base):
         await self.driver.start_lab(attach_only=True)
 
     def on_host_changed(self, message: messages.HostChanged) -> None:
+        self.view.learn_counters(message.state.counters)
         if self.view.trickling != message.state.trickling:
             self.view.trickling = message.state.trickling
             self.view.mark("status")

@@ -64,6 +64,8 @@ __all__ = ["BURST_USERS", "TRICKLE_RATE", "LabDriver", "describe_error"]
 
 log = logging.getLogger(__name__)
 
+# How a dashboard that hosts its lab is named to the others.
+DASHBOARD_HOST = "a natslab dashboard"
 POLL_INTERVAL_S = 0.5
 CHECK_INTERVAL_S = 1.0  # a pass reads every new event; once a second keeps it a small share of a core
 START_RETRY_S = 2.0
@@ -109,7 +111,7 @@ class LabDriver:
         while True:
             try:
                 url, hosted = await asyncio.wait_for(
-                    open_lab(self.settings, "the dashboard", attach_only=attach_only, caption_read_s=self.caption_read_s),
+                    open_lab(self.settings, DASHBOARD_HOST, attach_only=attach_only, caption_read_s=self.caption_read_s),
                     START_TIMEOUT_S,
                 )
             except (TimeoutError, LabError) as exc:

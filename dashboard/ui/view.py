@@ -38,7 +38,7 @@ from dashboard.ui.view_items import (
 )
 from listeners.accounts import AccountRow, Mode
 from listeners.groups import GROUPS
-from listeners.status import DeliveryReport, ListenerStatus
+from listeners.status import Counts, DeliveryReport, ListenerStatus
 
 __all__ = [
     "CHANNELS", "GONE", "LAB", "RATE_SAMPLES", "SECTIONS", "TIMELINE_LIMIT", "AccountLine", "ChannelView",
@@ -54,7 +54,8 @@ class LabView:
     embedded: bool = True
     server_state: str = "starting"
     connected: bool = False
-    phase: str = "starting"  # starting, running, lost (the lab's host went away), stopping, failed
+    # starting, waiting (no lab to attach to yet), running, lost (the lab's host went away), stopping, failed
+    phase: str = "starting"
     host: str | None = None  # who hosts the lab this dashboard is attached to; None: this dashboard
     ack_wait_s: float = 5.0
     sync: str | None = None  # the embedded server's sync mode; None when the server is external
@@ -134,6 +135,19 @@ class LabView:
             self.outbox_error = state.outbox_error
             self.mark("status")
         self.apply_members(state.members)
+
+    def new_lab(self) -> None:
+        """Attached to another lab: its processes are not the last one's (its data is, until read again)."""
+        self.listeners.clear()
+        self.consumers.clear()
+        self.selected = None
+        self.mark(*SECTIONS)
+
+    def learn_counters(self, entries: tuple[tuple[str, int, str, dict[str, int]], ...]) -> None:
+        """The host's counts of listener processes this dashboard may not have seen (it attached later)."""
+        for name, pid, mode, counts in entries:
+            if name in self.listeners:
+                self.listeners[name].counts.learn(name, pid, mode, Counts.from_json(counts))
 
     def listener(self, name: str, mode: str, group: str) -> ListenerView:
         view = self.listeners.get(name)

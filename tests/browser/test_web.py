@@ -104,7 +104,7 @@ async def test_up_web_a_browser_tab_and_a_terminal_dashboard_run_on_one_lab(tmp_
             async with terminal.run_test(size=(120, 40)) as pilot:
                 async with open_page(served.url, chromium, failure_screenshot=artifacts / "browser-failure.png") as page:
                     await wait_until_ready(page)
-                    await page.wait_for_text(f"attached to natslab up, pid {up.pid}", 30)
+                    await page.wait_for_text(f"lab of natslab up (pid {up.pid})", 30)
                     columns, lines = page.screen.size
                     assert (columns, lines) != (80, 24), "the page should have fitted its terminal to the window"
                     await page.focus()

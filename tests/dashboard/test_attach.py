@@ -31,9 +31,9 @@ async def test_two_attached_dashboards_act_on_one_lab_and_leave_it_running(hoste
         await wait_for(one, lambda: attached(first), 20, "the first dashboard to attach")
         await wait_for(two, lambda: attached(second), 20, "the second dashboard to attach")
         assert first.driver.hosted is None and first.lab is None  # attached, not started here
-        assert first.view.host == f"the test, pid {os.getpid()}"
+        assert first.view.host == f"the test (pid {os.getpid()})"
         await wait_for(
-            one, lambda: "attached to the test" in str(first.query_one(StatusLine).render()), 5, "the status line"
+            one, lambda: "lab of the test (pid" in str(first.query_one(StatusLine).render()), 5, "the status line"
         )
 
         await one.press("1", "k")  # A is the first card
@@ -60,10 +60,12 @@ async def test_an_attached_dashboard_says_when_its_lab_stops_and_attaches_to_the
     try:
         async with app.run_test(size=SIZE) as pilot:
             await wait_for(pilot, lambda: attached(app), 20, "the dashboard to attach")
+            await pilot.press("a")  # a listener C that the next lab will not have
+            await wait_for(pilot, lambda: "C" in app.view.listeners, 10, "C to be added")
             await hosted.stop("the first host stopped")
             await wait_for(pilot, lambda: app.view.phase == "lost", 10, "the dashboard to notice")
             await wait_for(
-                pilot, lambda: "The lab stopped: the first host stopped" in str(app.query_one(CaptionBar).render()),
+                pilot, lambda: "The lab stopped (the first host stopped)" in str(app.query_one(CaptionBar).render()),
                 5, "the caption to say so",
             )  # fmt: skip
             assert app.view.caption_kind == "warning"
@@ -77,6 +79,7 @@ async def test_an_attached_dashboard_says_when_its_lab_stops_and_attaches_to_the
                 pilot, lambda: app.view.phase == "running" and app.view.host is not None and "the next host" in app.view.host,
                 30, "the dashboard to attach to the next lab",
             )  # fmt: skip
+            assert "C" not in app.view.listeners  # the last lab's listener is not shown as this one's
             await pilot.press("q")
             await wait_for(pilot, lambda: app.return_code is not None, 10, "the dashboard to leave")
         assert await ping(url) is not None

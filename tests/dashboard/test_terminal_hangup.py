@@ -45,7 +45,7 @@ def test_the_dashboard_ends_with_its_lab_when_its_terminal_hangs_up(tmp_path: Pa
     log = data_dir / "logs" / "dashboard.log"
     try:
         deadline = time.monotonic() + 60
-        while not (log.exists() and "attached to the lab of the dashboard" in log.read_text()):
+        while not (log.exists() and "attached to the lab of a natslab dashboard" in log.read_text()):
             assert time.monotonic() < deadline, "the dashboard did not start its lab within 60 s"
             if select.select([master], [], [], 0.1)[0]:
                 os.read(master, 65536)  # what the dashboard draws; read, or its writes would block

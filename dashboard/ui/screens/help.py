@@ -100,9 +100,13 @@ LEGEND = (
     ),
     ("done N", "events of the stream the group has acknowledged"),
     (
-        "attached to natslab up, pid N",
+        "lab of natslab up (pid N)",
         "the lab runs in another process (natslab up, natslab web, another dashboard): every key here is a request to"
-        " it, every dashboard attached sees the same lab, and q leaves it running; without this, this dashboard started the lab",
+        " it, every dashboard attached sees the same lab, and q leaves it running",
+    ),
+    (
+        "lab started here",
+        "this dashboard started the lab (none ran on its data dir): other dashboards may attach to it, and q stops it",
     ),
     ("outbox", "the publisher's table of events written but not yet sent to NATS; a relay sends them"),
     ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),

@@ -124,9 +124,12 @@ class MainScreen(Screen[None]):
         return self.app.screen is self
 
     def lab_ready(self) -> bool:
-        if self.app.driver.client is None or self.app.view.phase != "running":
-            waiting = "there is no lab to act on: waiting for one" if self.app.view.phase == "lost" else "natslab is still starting"
-            self.notify(waiting, severity="warning", timeout=2)
+        phase = self.app.view.phase
+        if self.app.driver.client is None or phase != "running":
+            if phase in ("lost", "waiting"):
+                self.notify("no lab to act on: this dashboard waits for one (see the top line)", severity="warning", timeout=4)
+            else:
+                self.notify("natslab is still starting", severity="warning", timeout=2)
             return False
         return True
 

@@ -108,6 +108,8 @@ class StatusLine(Widget):
         server = Text(no_wrap=True, overflow="ellipsis")
         if view.phase == "lost":
             server.append("● lab stopped, waiting for the next one", "bold yellow")
+        elif view.phase == "waiting":
+            server.append("● waiting for a lab", "bold yellow")
         elif view.phase == "starting" and view.connected is False and view.server_state != "unreachable":
             server.append("● starting", "bold cyan")
         elif view.server_state in ("restarting", "down") and view.phase == "running":
@@ -117,10 +119,12 @@ class StatusLine(Widget):
         else:
             server.append("●", "bold green")
             server.append(f" NATS {view.server_state}" if view.embedded else " NATS external", "dim")
-        if view.phase != "lost":
+        if view.phase not in ("lost", "waiting"):
             server.append(f" {view.url or 'nats://…'}")
-        if view.host is not None:
-            server.append(f" · attached to {view.host}", "cyan")
+            if view.host is not None:
+                server.append(f" · lab of {view.host}", "cyan")
+            elif view.phase == "running":
+                server.append(" · lab started here", "dim")
         server.append(*SEPARATOR)
         server.append(f"ack wait {view.ack_wait_s:g}s")
         if view.sync is not None:
