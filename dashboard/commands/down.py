@@ -44,7 +44,7 @@ async def down(settings: Settings, timeout: float) -> int:
     host = state.host
     nc = await connect_with_retry(url, "natslab-down", timeout=min(timeout, settings.nats_timeout_s))
     try:
-        await ask(nc, url, "stop", reason=f"natslab down (pid {os.getpid()})")
+        await ask(nc, url, "stop", reason=f"natslab down (pid {os.getpid()}) asked it to")
     except NoLab:
         pass  # it stopped meanwhile
     finally:

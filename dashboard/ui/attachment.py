@@ -98,8 +98,8 @@ class LabAttachment(_Base):
         if view.scenario is not None and view.scenario.running:
             view.scenario_ended(error="the lab stopped")
         view.say(
-            f"The lab stopped ({message.reason}). Waiting for the next: `natslab up{self.settings.data_dir_option()}`"
-            " starts one, and this dashboard attaches to it by itself; q leaves. The panes show the last lab.",
+            f"The lab stopped: {message.reason}. `natslab up{self.settings.data_dir_option()}` starts another,"
+            " and this dashboard attaches by itself; q leaves.",
             "warning",
         )
         self.work(self.reattach(), "attaching again", "lab", exclusive=True)

@@ -65,7 +65,7 @@ async def test_an_attached_dashboard_says_when_its_lab_stops_and_attaches_to_the
             await hosted.stop("the first host stopped")
             await wait_for(pilot, lambda: app.view.phase == "lost", 10, "the dashboard to notice")
             await wait_for(
-                pilot, lambda: "The lab stopped (the first host stopped)" in str(app.query_one(CaptionBar).render()),
+                pilot, lambda: "The lab stopped: the first host stopped" in str(app.query_one(CaptionBar).render()),
                 5, "the caption to say so",
             )  # fmt: skip
             assert app.view.caption_kind == "warning"
