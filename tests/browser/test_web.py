@@ -175,7 +175,7 @@ async def test_a_websocket_session_on_natslab_web_alone(tmp_path: Path, artifact
             await session.wait_for_text(JIM_ENDS_AT_10, 30)
         await served.wait_for_no_apps()
         holder = lock_holder(data)
-        assert holder is not None and holder["command"] == "natslab up"
+        assert holder is not None and holder["command"] == "natslab up (for natslab web)"
         url = holder["url"]
     # natslab web ended, and the lab it started with it.
     assert await ping(url) is None
