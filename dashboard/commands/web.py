@@ -116,13 +116,17 @@ def start_lab(settings: Settings) -> subprocess.Popen | None:
         print(f"natslab web: starting a lab on {settings.data_dir} (natslab up, pid {process.pid}; output in {output})",
               file=sys.stderr, flush=True)  # fmt: skip
     deadline = time.monotonic() + LAB_START_TIMEOUT_S
-    while not lab_answers(settings):
-        if process is not None and process.poll() is not None:
-            raise LabError(f"the lab did not start (natslab up exited with code {process.returncode}): {last_line(output)}")
-        if time.monotonic() > deadline:
-            stop_lab(process)
-            raise LabError(f"no lab answered on {settings.data_dir} within {LAB_START_TIMEOUT_S:g} s")
-        time.sleep(0.2)
+    try:
+        while not lab_answers(settings):
+            if process is not None and process.poll() is not None:
+                code = process.returncode
+                raise LabError(f"the lab did not start (natslab up exited with code {code}): {last_line(output)}")
+            if time.monotonic() > deadline:
+                raise LabError(f"no lab answered on {settings.data_dir} within {LAB_START_TIMEOUT_S:g} s")
+            time.sleep(0.2)
+    except BaseException:  # a failure, or Ctrl-C while waiting: the lab started here goes too
+        stop_lab(process)
+        raise
     return process
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,14 @@ async def test_up_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if up.poll() is None:
             up.kill()
         up.wait()
+
+
+def test_web_refuses_a_port_another_program_holds_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = natslab("web", "--data-dir", str(tmp_path / "data"), "--port", str(port))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"natslab: port {port} on 127.0.0.1 is in use by another program; pick another --port"
+    assert not (tmp_path / "data" / "lab.lock").exists()
