@@ -92,7 +92,6 @@ class LabDriver:
         self.hosted: Hosted | None = None  # the lab this dashboard started, if it did
         # How long a scenario caption stays before the next step, on a lab this dashboard starts.
         self.caption_read_s = min(1.0, settings.ack_wait_s / 4)
-        self._trickling = False
 
     @property
     def lab(self) -> Lab | None:
@@ -132,7 +131,6 @@ class LabDriver:
             client.on_status.append(lambda status: self.post(ListenerStatusReceived(status)))
             client.on_state.append(self._on_state)
             client.on_notice.append(self._on_notice)
-            self._trickling = state.trickling
             self.post(LabAttached(state, hosting=hosted is not None))
             return
 
