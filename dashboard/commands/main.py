@@ -25,7 +25,7 @@ from dashboard.commands.args import (
     settings_from,
 )
 from dashboard.lab.natsserver import ServerError
-from dashboard.lab.waits import LabError
+from dashboard.lab.waits import LabError, describe_error
 from publisher.sqlite import DatabaseUnavailable
 
 COMMANDS: dict[str, ModuleType] = {
@@ -107,5 +107,5 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except (DataDirError, LabError, ServerError, DatabaseUnavailable, OSError) as exc:
         # A bare timeout (asyncio's is an OSError) says nothing by itself: name it at least.
-        print(f"natslab: {str(exc) or type(exc).__name__}", file=sys.stderr)
+        print(f"natslab: {describe_error(exc)}", file=sys.stderr)
         return 1

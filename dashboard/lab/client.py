@@ -43,6 +43,10 @@ class NoLab(LabError):
     """No lab answers at the URL (or there is no URL to try)."""
 
 
+class LabStarting(NoLab):
+    """No lab answers yet, but a process holds the data dir's lock: its lab is starting."""
+
+
 async def ask(nc: NATS, url: str, op: str, timeout: float = REQUEST_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
     """Send the host one request; its reply's fields. NoLab when no lab answers, LabError with the
     host's own words when it refuses."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from dashboard.lab.client import NoLab, ping
+from dashboard.lab.client import LabStarting, NoLab, ping
 from dashboard.lab.lab import Lab
 from dashboard.lab.service import LabService
 from dashboard.lab.settings import Settings
@@ -193,5 +193,5 @@ async def open_lab(
         return url, None
     holder = describe_holder(settings)
     if holder:
-        raise NoLab(f"the lab on {settings.data_dir} is starting ({holder})")
+        raise LabStarting(f"the lab on {settings.data_dir} is starting ({holder})")
     raise NoLab(f"no lab runs on {settings.data_dir}" + (f" or at {url}" if url else ""))

@@ -15,13 +15,9 @@ from collections.abc import Callable
 from dashboard.lab.lab import Lab
 from dashboard.lab.protocol import ScenarioState
 from dashboard.lab.scenarios import SCENARIOS
-from dashboard.lab.waits import LabError, cancel
+from dashboard.lab.waits import LabError, cancel, describe_error
 
 log = logging.getLogger(__name__)
-
-
-def describe_error(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
 
 
 class ScenarioRunner:

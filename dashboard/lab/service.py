@@ -42,10 +42,10 @@ from dashboard.lab.protocol import (
     reply_ok,
     result_fields,
 )
-from dashboard.lab.scenario_runner import ScenarioRunner, describe_error
+from dashboard.lab.scenario_runner import ScenarioRunner
 from dashboard.lab.supervisor import Member
 from dashboard.lab.traffic import TRICKLE_RATE, record_random, trickle, user_names
-from dashboard.lab.waits import LabError, cancel
+from dashboard.lab.waits import LabError, cancel, describe_error
 from listeners.accounts import Mode
 
 log = logging.getLogger(__name__)

@@ -22,6 +22,11 @@ class LabError(RuntimeError):
     """Something the lab cannot do, said in words a user understands."""
 
 
+def describe_error(exc: BaseException) -> str:
+    """An error in words: its message, or its type's name when it has none (a bare timeout)."""
+    return str(exc) or type(exc).__name__
+
+
 async def wait_until(
     predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str, interval: float = 0.05
 ) -> None:

@@ -22,9 +22,10 @@ from textual.worker import Worker, WorkerState
 from dashboard.lab.lab import Lab
 from dashboard.lab.logs import listener_log
 from dashboard.lab.settings import Settings
+from dashboard.lab.waits import describe_error
 from dashboard.ui import messages
 from dashboard.ui.attachment import LabAttachment
-from dashboard.ui.driver import LabDriver, describe_error
+from dashboard.ui.driver import LabDriver
 from dashboard.ui.screens.help import HelpScreen, help_rows
 from dashboard.ui.screens.main import EXPLANATIONS, MainScreen
 from dashboard.ui.view import LabView, parse_utc

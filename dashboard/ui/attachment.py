@@ -75,7 +75,7 @@ class LabAttachment(_Base):
         if message.waiting:  # no lab yet: nothing is wrong
             view.phase = "waiting"
             view.mark("status")
-            if "no lab runs" in message.error:
+            if not message.starting:
                 view.say(
                     f"Waiting for a lab on {self.settings.data_dir}: `natslab up{self.settings.data_dir_option()}`"
                     " starts one, and this dashboard attaches to it by itself. q leaves.",

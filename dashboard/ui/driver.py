@@ -20,16 +20,17 @@ from pathlib import Path
 from nats.errors import Error as NatsError
 from textual.message import Message
 
-from dashboard.lab.client import LabClient, NoLab
+from dashboard.lab.client import LabClient, LabStarting, NoLab
 from dashboard.lab.history import HistoryError, StoredEvent, read_history
 from dashboard.lab.host import Hosted, lock_holder, open_lab
 from dashboard.lab.lab import Action, Lab, LabError, LabState
 from dashboard.lab.live_check import LiveChecker
 from dashboard.lab.observe import ChannelStats, channel_stats
 from dashboard.lab.protocol import LOST_AFTER_S, HostState, Notice
-from dashboard.lab.service import BURST_USERS, describe_error
+from dashboard.lab.service import BURST_USERS
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import TRICKLE_RATE
+from dashboard.lab.waits import describe_error
 from dashboard.ui.messages import (
     AccountsRead,
     BurstPublished,
@@ -60,7 +61,7 @@ from listeners.groups import GROUPS
 from publisher.events import STREAM_NAME
 from publisher.sqlite import DatabaseUnavailable
 
-__all__ = ["BURST_USERS", "TRICKLE_RATE", "LabDriver", "describe_error"]
+__all__ = ["BURST_USERS", "TRICKLE_RATE", "LabDriver"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,8 @@ class LabDriver:
                 )
             except (TimeoutError, LabError) as exc:
                 log.info("no lab yet: %r", exc)
-                self.post(LabUnreachable(describe_error(exc), waiting=isinstance(exc, NoLab)))
+                waiting, starting = isinstance(exc, NoLab), isinstance(exc, LabStarting)
+                self.post(LabUnreachable(describe_error(exc), waiting=waiting, starting=starting))
                 await asyncio.sleep(START_RETRY_S)
                 continue
             client = LabClient(url)

@@ -32,10 +32,11 @@ class LabAttached(Message):
 @dataclass
 class LabUnreachable(Message):
     """No lab to attach to yet (none runs, NATS cannot be reached); the start worker tries again.
-    `waiting`: only no lab answers yet (one may be starting), nothing is wrong."""
+    `waiting`: only no lab answers yet, nothing is wrong; `starting`: and one is on its way."""
 
     error: str
     waiting: bool = False
+    starting: bool = False
 
 
 @dataclass

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.lab.client import LabClient, NoLab, ping
-from dashboard.lab.host import Hosted, lock_holder, open_lab
+from dashboard.lab.client import LabClient, LabStarting, NoLab, ping
+from dashboard.lab.host import Hosted, HostLock, lock_holder, open_lab
 from dashboard.lab.protocol import Notice
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import LabError, wait_until
@@ -169,3 +169,13 @@ def test_web_refuses_a_port_another_program_holds_before_starting_anything(tmp_p
     assert result.returncode == 1
     assert result.stderr.strip() == f"natslab: port {port} on 127.0.0.1 is in use by another program; pick another --port"
     assert not (tmp_path / "data" / "lab.lock").exists()
+
+
+async def test_a_lab_whose_host_holds_the_lock_but_does_not_answer_yet_is_starting(settings: Settings) -> None:
+    lock = HostLock(settings.data_dir)
+    assert lock.acquire("the test")
+    try:
+        with pytest.raises(LabStarting, match=f"the lab on {settings.data_dir} is starting \\(the test, pid {os.getpid()}\\)"):
+            await open_lab(settings, "a dashboard")
+    finally:
+        lock.release()
