@@ -3,6 +3,7 @@
 A queue group of the seed is one durable pull consumer here; every listener process of the group
 fetches from it, so each event goes to one member. Explicit acks with a short ack wait make an
 unacknowledged event come back, and `max_deliver` stays unlimited so a deferred event is never dropped.
+A consumer has as many replicas as the stream (num_replicas 0), so in a cluster it survives a node.
 """
 
 from __future__ import annotations

@@ -21,14 +21,17 @@ from publisher.events import STREAM_NAME, STREAM_SUBJECTS
 log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 300.0
+# The most nodes that keep a copy of the stream when natslab picks the number: three survive one loss.
+MAX_REPLICAS = 3
 # How long a command keeps trying to reach NATS before it gives up with a clear line
 # (`--nats-timeout`, env NATSLAB_NATS_TIMEOUT). Long enough for a server restart, short enough that a
 # command whose server is gone for good ends by itself.
 DEFAULT_NATS_TIMEOUT_S = 30.0
 
 
-def stream_config() -> api.StreamConfig:
+def stream_config(replicas: int = 1) -> api.StreamConfig:
     return api.StreamConfig(
+        num_replicas=replicas,
         name=STREAM_NAME,
         subjects=list(STREAM_SUBJECTS),
         storage=api.StorageType.FILE,
@@ -38,15 +41,21 @@ def stream_config() -> api.StreamConfig:
     )
 
 
-async def ensure_stream(nc: NATS) -> api.StreamInfo:
-    """Create the stream, or bring an existing one to our configuration."""
+async def ensure_stream(nc: NATS, replicas: int | None = None) -> api.StreamInfo:
+    """Create the stream, or bring an existing one to our configuration.
+
+    `replicas` is how many nodes of a cluster keep the stream; None keeps what an existing stream has,
+    so a listener or a `natslab publish` never shrinks a replicated stream, and gives a new stream one
+    replica per server the connection knows of, up to MAX_REPLICAS (a cluster tells its clients every
+    node's URL).
+    """
     js = nc.jetstream()
-    config = stream_config()
     try:
-        await js.stream_info(STREAM_NAME)
+        info = await js.stream_info(STREAM_NAME)
     except NotFoundError:
-        return await js.add_stream(config)
-    return await js.update_stream(config)
+        known = len({server.netloc for server in nc.servers})
+        return await js.add_stream(stream_config(replicas or min(MAX_REPLICAS, max(1, known))))
+    return await js.update_stream(stream_config(replicas or info.config.num_replicas or 1))
 
 
 async def connect(
@@ -68,7 +77,7 @@ async def connect(
         log.warning("nats error: %s", exc)
 
     options: dict[str, Any] = {
-        "servers": [url],
+        "servers": url.split(","),  # every node of a cluster: the client moves to another when one goes
         "name": name,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 0.25,

@@ -15,6 +15,7 @@ from typing import NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 from dashboard.commands.loops import LOOP_VARIABLE, default_loop, loop_name
+from dashboard.lab.cluster import CLUSTER_SIZES
 from dashboard.lab.natsserver import DEFAULT_SYNC, SYNC_INTERVAL, SYNC_MODES
 from dashboard.lab.settings import Settings, default_data_dir, unwritable_reason
 from listeners.groups import DEFAULT_ACK_WAIT_S
@@ -84,7 +85,13 @@ def port(text: str) -> int:
 
 
 def nats_url(text: str) -> str:
-    """A server URL as nats-py takes it: nats:// or tls://, a host, and a port if not the default."""
+    """Server URLs as nats-py takes them, comma-separated: nats:// or tls://, a host, and a port."""
+    for part in text.split(","):
+        one_nats_url(part)
+    return text
+
+
+def one_nats_url(text: str) -> str:
     try:
         parsed = urlsplit(text)
         port = parsed.port  # ValueError unless a number in 0-65535
@@ -93,6 +100,22 @@ def nats_url(text: str) -> str:
     if port == 0 or parsed.scheme not in ("nats", "tls") or not parsed.hostname or parsed.path not in ("", "/"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a NATS URL like nats://127.0.0.1:4222 (or tls://...)")
     return text
+
+
+def cluster_size(text: str) -> int:
+    if not text.isdigit() or int(text) not in CLUSTER_SIZES:
+        sizes = " or ".join(map(str, CLUSTER_SIZES))
+        raise argparse.ArgumentTypeError(f"{text!r} is not a cluster size; a JetStream cluster here has {sizes} nodes")
+    return int(text)
+
+
+def add_cluster(parser: argparse.ArgumentParser) -> None:
+    """`--cluster N`, for the commands that start their own server."""
+    parser.add_argument(
+        "--cluster", type=cluster_size, default=argparse.SUPPRESS, metavar="N",
+        help="run a JetStream cluster of N embedded nodes (3 or 5) instead of one server; the stream and"
+        " consumers get N replicas (env NATSLAB_CLUSTER)",
+    )  # fmt: skip
 
 
 def sync_mode(text: str) -> str:
@@ -177,6 +200,7 @@ LAB_OPTIONS = (
     ("ack_wait", "--ack-wait"),
     ("gap_timeout", "--gap-timeout"),
     ("sync", "--sync"),
+    ("cluster", "--cluster"),
 )
 
 
@@ -198,6 +222,7 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
         help="how guarded listeners defer early events (default nak)",
     )  # fmt: skip
     add_sync(parser)
+    add_cluster(parser)
 
 
 def _from_env(name: str, parse: Callable[[str], T], default: T) -> T:
@@ -233,6 +258,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         defer=getattr(args, "dashboard_defer", "nak"),
         nats_timeout_s=_option(args, "nats_timeout", "NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S),
         sync=_option(args, "sync", "NATSLAB_SYNC", sync_mode, DEFAULT_SYNC),
+        cluster=_option(args, "cluster", "NATSLAB_CLUSTER", cluster_size, 0),
         loop=_from_env(LOOP_VARIABLE, loop_name, default_loop()),
         gap_timeout_s=getattr(args, "gap_timeout", None),
         attach=getattr(args, "attach", False),

@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(problem)
         if args.command in (None, "up", "web") and hasattr(args, "sync") and hasattr(args, "nats_url"):
             raise UsageError("--sync sets natslab's own server; with --nats-url that server's configuration decides")
+        if args.command in (None, "up", "web") and hasattr(args, "cluster") and hasattr(args, "nats_url"):
+            raise UsageError("--cluster starts natslab's own nodes; with --nats-url, list every node's URL there instead")
         settings = settings_from(args)
         if args.command in WRITERS:
             require_writable(settings, args)

@@ -1,4 +1,4 @@
-"""`natslab server`: the embedded nats-server in the foreground, for commands run by hand."""
+"""`natslab server`: the embedded nats-server (or cluster) in the foreground, for commands run by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import signal
 import sys
 
 from dashboard.commands import loops
-from dashboard.commands.args import add_common, add_sync, port
+from dashboard.commands.args import UsageError, add_cluster, add_common, add_sync, port
+from dashboard.lab.lab import claim_topology, embedded_server
 from dashboard.lab.natsserver import EmbeddedServer, PortInUse, ServerError, sync_label
 from dashboard.lab.settings import Settings
 
@@ -19,9 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common(parser, nats=False)
     parser.add_argument("--port", type=port, default=None, help="client port (default: a free one)")
     add_sync(parser)
+    add_cluster(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.cluster and args.port is not None:
+        raise UsageError("--port sets one server's port; a cluster's nodes take free ports (each is printed)")
     return loops.run(serve(settings, args.port), settings.loop)
 
 
@@ -30,17 +34,28 @@ async def serve(settings: Settings, client_port: int | None) -> int:
 
     A server that ends by itself is a failure (ServerError, exit 1), never a quiet exit 0.
     """
-    server = EmbeddedServer(
-        settings.store_dir, settings.logs_dir / "nats-server.log", port=client_port, sync=settings.sync
-    )
+    if settings.cluster:
+        server = embedded_server(settings)
+    else:
+        server = EmbeddedServer(
+            settings.store_dir, settings.logs_dir / "nats-server.log", port=client_port, sync=settings.sync
+        )
     try:
         url = await server.start()
     except PortInUse as exc:
         raise ServerError(f"{exc}; pick another --port or leave it out for a free one") from None
+    try:
+        claim_topology(settings)
+    except BaseException:
+        await server.stop()
+        raise
     settings.url_file.write_text(url + "\n")
-    print(url, flush=True)
+    for one in url.split(","):  # one line per node: each is a way in
+        print(one, flush=True)
+    store = settings.cluster_store_dir if settings.cluster else settings.store_dir
+    what = f"JetStream cluster of {settings.cluster} nodes" if settings.cluster else "JetStream"
     print(
-        f"JetStream store: {settings.store_dir}, sync {sync_label(settings.sync)}; log: {server.log_file};"
+        f"{what}; store: {store}, sync {sync_label(settings.sync)}; log: {server.log_file};"
         f" monitoring: {server.monitor_url}; Ctrl-C stops",
         file=sys.stderr,
         flush=True,

@@ -90,6 +90,8 @@ def up_command(settings: Settings) -> list[str]:
         command += ["--nats-url", settings.nats_url]
     else:
         command += ["--sync", settings.sync]
+        if settings.cluster:
+            command += ["--cluster", str(settings.cluster)]
     return command
 
 

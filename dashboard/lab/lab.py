@@ -23,14 +23,16 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from dashboard.lab.checker import CheckReport
+from dashboard.lab.cluster import EmbeddedCluster
 from dashboard.lab.control import SLOW_MS, Action, control
 from dashboard.lab.history import StoredEvent, read_history
 from dashboard.lab.natsserver import EmbeddedServer
+from dashboard.lab.nodes import NodeView, NodeWatch
 from dashboard.lab.observe import ChannelStats, channel_stats
 from dashboard.lab.settings import Settings
 from dashboard.lab.snapshot import read_accounts, run_check
 from dashboard.lab.supervisor import Member, Supervisor
-from dashboard.lab.waits import LabError, cancel, connect_with_retry
+from dashboard.lab.waits import LabError, cancel, close_quietly, connect_with_retry
 from listeners.accounts import AccountRow, Mode, accounts_db_name
 from listeners.groups import GROUPS, QueueGroup, ensure_consumer
 from listeners.status import STATUS_SUBJECT_PREFIX, CounterFold, ListenerStatus, read_status
@@ -105,14 +107,50 @@ class LabState:
     server_state: str  # starting, running, restarting, down, stopped
     connected: bool
     outbox_error: str | None
+    nodes: tuple[NodeView, ...] = ()  # the cluster's nodes; none with one server
 
 
-async def declare(nc: NATS, ack_wait_s: float, timeout: float = 10.0) -> None:
-    """Declare the stream and both groups, retrying while JetStream finishes starting."""
+def claim_topology(settings: Settings) -> None:
+    """Refuse a data dir whose databases belong to another kind of server (one server, a cluster):
+    the events they count are in that store, not in this one. Then remember this one."""
+    try:
+        before = settings.topology_file.read_text().strip()
+    except FileNotFoundError:
+        before = "one server" if settings.transactions_db.exists() else ""
+    if before and before != settings.topology:
+        raise LabError(
+            f"data dir {settings.data_dir} holds a lab that ran on {before}, and its databases count the events"
+            f" of that store; a {settings.topology} needs a data dir of its own (pass --data-dir)"
+        )
+    settings.topology_file.write_text(settings.topology + "\n")
+
+
+def embedded_server(settings: Settings) -> EmbeddedServer | EmbeddedCluster:
+    """The server (or cluster) a lab of its own runs on, not started yet."""
+    if settings.cluster:
+        return EmbeddedCluster(settings.cluster_store_dir, settings.logs_dir, settings.cluster, settings.sync)
+    return EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log", sync=settings.sync)
+
+
+def supervisor_for(settings: Settings, url: str) -> Supervisor:
+    return Supervisor(
+        url,
+        settings.data_dir,
+        ack_wait_s=settings.ack_wait_s,
+        defer=settings.defer,
+        batch=settings.batch,
+        nats_timeout_s=settings.nats_timeout_s,
+        gap_timeout_s=settings.gap_timeout_s,
+    )
+
+
+async def declare(nc: NATS, ack_wait_s: float, timeout: float = 10.0, replicas: int | None = None) -> None:
+    """Declare the stream and both groups, retrying while JetStream finishes starting (a new
+    cluster first elects its leader)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            await ensure_stream(nc)
+            await ensure_stream(nc, replicas)
             for group in GROUPS:
                 await ensure_consumer(nc, group, ack_wait_s)
             return
@@ -127,7 +165,7 @@ class Lab:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.server: EmbeddedServer | None = None
+        self.server: EmbeddedServer | EmbeddedCluster | None = None
         self.nc: NATS | None = None
         self.transactions: TransactionsDB | None = None
         self.publisher: Publisher | None = None
@@ -142,6 +180,8 @@ class Lab:
         self.server_state = "stopped"
         self._relay_task: asyncio.Task | None = None
         self._watch_task: asyncio.Task | None = None
+        self._nodes_task: asyncio.Task | None = None
+        self.node_watch: NodeWatch | None = None
         self._last_state: LabState | None = None
         self._url: str | None = None
 
@@ -175,7 +215,8 @@ class Lab:
         if settings.nats_url:
             self._url = settings.nats_url
         else:
-            self.server = EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log", sync=settings.sync)
+            claim_topology(settings)
+            self.server = embedded_server(settings)
             self.server_state = "starting"
             self._url = await self.server.start()
             settings.url_file.write_text(self._url + "\n")
@@ -184,25 +225,21 @@ class Lab:
             self._url, "natslab-dashboard", on_disconnect=self._on_disconnect, on_reconnect=self._on_reconnect
         )
         self.connected = True
-        await declare(self.nc, settings.ack_wait_s)
+        # A new cluster elects its leaders first, which takes a few seconds more than one server's start.
+        await declare(self.nc, settings.ack_wait_s, timeout=30.0 if settings.cluster else 10.0, replicas=settings.cluster or None)
         await self.nc.subscribe(f"{STATUS_SUBJECT_PREFIX}.*", cb=self._on_status)
         self.transactions = await TransactionsDB.open(settings.transactions_db)
         self.publisher = Publisher(self.transactions, self.nc)
         self._relay_task = asyncio.create_task(self.publisher.run_relay(), name="outbox-relay")
-        self.supervisor = Supervisor(
-            self._url,
-            settings.data_dir,
-            ack_wait_s=settings.ack_wait_s,
-            defer=settings.defer,
-            batch=settings.batch,
-            nats_timeout_s=settings.nats_timeout_s,
-            gap_timeout_s=settings.gap_timeout_s,
-        )
+        self.supervisor = supervisor_for(settings, self._url)
         for _ in range(settings.listeners if listeners is None else listeners):
             self.supervisor.spawn("guarded")
         for _ in range(settings.naive if naive is None else naive):
             self.supervisor.spawn("naive")
         self._watch_task = asyncio.create_task(self._watch(), name="lab-watch")
+        if isinstance(self.server, EmbeddedCluster):
+            self.node_watch = NodeWatch(self.server, self._changed)
+            self._nodes_task = asyncio.create_task(self.node_watch.run(lambda: self.nc), name="lab-nodes")
 
     async def stop(self) -> None:
         """Stop what this lab started: listeners, relay, connection, database, server. Every part is
@@ -219,8 +256,8 @@ class Lab:
             raise errors[0]
 
     async def _stop_watch(self) -> None:
-        task, self._watch_task = self._watch_task, None
-        await cancel(task)
+        tasks, self._watch_task, self._nodes_task = (self._watch_task, self._nodes_task), None, None
+        await asyncio.gather(*(cancel(task) for task in tasks))
 
     async def _stop_listeners(self) -> None:
         if self.supervisor is not None:
@@ -237,10 +274,7 @@ class Lab:
     async def _close_nats(self) -> None:
         nc, self.nc = self.nc, None
         if nc is not None:
-            try:
-                await nc.close()
-            except Exception as exc:  # the server may be gone already
-                log.debug("close: %r", exc)
+            await close_quietly(nc)  # the server may be gone already
 
     async def _close_transactions(self) -> None:
         transactions, self.transactions = self.transactions, None
@@ -283,6 +317,7 @@ class Lab:
             self.server_state,
             self.connected,
             publisher.last_error if publisher is not None else None,
+            self.nodes,
         )
 
     def _changed(self) -> None:
@@ -299,6 +334,8 @@ class Lab:
         assert self.supervisor is not None
         while True:
             try:
+                if self.node_watch is not None:
+                    self.node_watch.poll()
                 for entry in self.supervisor.poll():
                     member = entry.snapshot()
                     log.info("listener %s ended by itself (exit %s): %s", member.name, member.exit_code, member.reason)
@@ -308,6 +345,18 @@ class Lab:
             except Exception:  # an observer's bug must not stop the reaping
                 log.exception("watching the lab")
             await asyncio.sleep(WATCH_INTERVAL_S)
+
+    # -- the cluster's nodes -------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> tuple[NodeView, ...]:
+        return self.node_watch.views if self.node_watch is not None else ()
+
+    async def node_control(self, action: str, name: str) -> str:
+        """Do `action` (kill, pause, resume, lame-duck, restart) to node `name` of the embedded cluster."""
+        if self.node_watch is None:
+            raise LabError("the lab runs one NATS server, not a cluster: start it with --cluster 3 to break nodes")
+        return await self.node_watch.control(action, name)
 
     # -- status and control ------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ reconnect to the URL they were given.
 The server is known to be up only when the ports file named after its own pid appears: nats-server
 writes it after it bound its ports, so another program answering on the port is never taken for it.
 How often JetStream flushes its files to disk (`sync`) has no command-line flag; it goes in a small
-config file written next to the store at each start.
+config file written next to the store at each start, with the node's place in a cluster when it has
+one (`ClusterRole`; see `cluster.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 MIN_VERSION = (2, 11, 0)
@@ -36,6 +38,10 @@ SYNC_MODES = ("always", "interval")
 SYNC_INTERVAL = "2m"
 DEFAULT_SYNC = "always"
 CONFIG_FILE = "nats-server.conf"
+# A node in lame duck mode hands its leaderships to the others and stops taking clients, then exits
+# once this long has passed (nats-server's minimum; it exits sooner when its clients have left).
+LAME_DUCK_DURATION = "30s"
+LAME_DUCK_GRACE = "2s"
 
 
 class ServerError(RuntimeError):
@@ -55,14 +61,35 @@ def sync_label(sync: str) -> str:
     return "always" if sync == "always" else f"every {SYNC_INTERVAL}"
 
 
-def write_config(path: Path, sync: str) -> None:
-    """The server's config file: only what has no flag. The duration is quoted: unquoted, `2m` is
+@dataclass(frozen=True, slots=True)
+class ClusterRole:
+    """A server's place in a cluster: its name, the loopback port its routes listen on, and every
+    node's route port (its own included: a server ignores a route to itself, and JetStream in a
+    cluster refuses to start without configured routes)."""
+
+    node: str
+    cluster: str
+    port: int
+    routes: tuple[int, ...]
+
+
+def write_config(path: Path, sync: str, role: ClusterRole | None = None) -> None:
+    """The server's config file: only what has no flag. Durations are quoted: unquoted, `2m` is
     read as the number 2,000,000 (seconds)."""
     value = "always" if sync == "always" else f'"{SYNC_INTERVAL}"'
-    path.write_text(
+    text = (
         "# Written by natslab at every start of its embedded server; edits are overwritten.\n"
         f"jetstream {{\n  sync_interval: {value}\n}}\n"
     )
+    if role is not None:
+        routes = ", ".join(f'"nats://127.0.0.1:{port}"' for port in role.routes)
+        text += (
+            f"server_name: {role.node}\n"
+            f'lame_duck_duration: "{LAME_DUCK_DURATION}"\n'
+            f'lame_duck_grace_period: "{LAME_DUCK_GRACE}"\n'
+            f'cluster {{\n  name: {role.cluster}\n  listen: "127.0.0.1:{role.port}"\n  routes: [{routes}]\n}}\n'
+        )
+    path.write_text(text)
 
 
 def find_nats_server() -> Path:
@@ -147,7 +174,13 @@ class EmbeddedServer:
     """One nats-server process with JetStream; start, stop and restart keep port and store."""
 
     def __init__(
-        self, store_dir: Path, log_file: Path, port: int | None = None, binary: Path | None = None, sync: str = DEFAULT_SYNC
+        self,
+        store_dir: Path,
+        log_file: Path,
+        port: int | None = None,
+        binary: Path | None = None,
+        sync: str = DEFAULT_SYNC,
+        role: ClusterRole | None = None,
     ) -> None:
         if sync not in SYNC_MODES:
             raise ServerError(f"sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
@@ -156,6 +189,7 @@ class EmbeddedServer:
         self.port = port
         self.binary = binary
         self.sync = sync
+        self.role = role
         self.version: tuple[int, int, int] | None = None
         # The server's HTTP monitoring (`/varz`, `/jsz`), on a free loopback port of its own.
         self.monitor_url: str | None = None
@@ -188,6 +222,8 @@ class EmbeddedServer:
         self.version = check_version(self.binary)
         if self.port and port_taken(self.port):
             raise PortInUse(self.port)
+        if self.role is not None and port_taken(self.role.port):
+            raise PortInUse(self.role.port)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         ports_dir = self.store_dir / "ports"
@@ -195,7 +231,7 @@ class EmbeddedServer:
         for stale in ports_dir.glob("*.ports"):  # a reused pid must not find an old file
             stale.unlink(missing_ok=True)
         config = self.store_dir / CONFIG_FILE
-        write_config(config, self.sync)
+        write_config(config, self.sync, self.role)
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         args = [
             str(self.binary),
@@ -236,8 +272,9 @@ class EmbeddedServer:
         """Why the server exited at start, from what it logged: a port held by another program is
         said so; anything else gives nats-server's own words."""
         fatal = fatal_line(self.log_file, log_offset)
-        if self.port and fatal and f"127.0.0.1:{self.port}" in fatal and "address already in use" in fatal:
-            return PortInUse(self.port)
+        for port in (self.port, self.role.port if self.role is not None else None):
+            if port and fatal and f"127.0.0.1:{port}" in fatal and "address already in use" in fatal:
+                return PortInUse(port)
         said = f": {fatal}" if fatal else ""
         return ServerError(f"nats-server exited with code {code} at start{said}; see {self.log_file}")
 
@@ -245,6 +282,7 @@ class EmbeddedServer:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused (SIGSTOP) server would hold SIGTERM until resumed
         process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline:
@@ -256,3 +294,17 @@ class EmbeddedServer:
     async def restart(self) -> str:
         await self.stop()
         return await self.start()
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send `sig` to the server process this object started (SIGKILL, SIGSTOP, SIGCONT, SIGUSR2)."""
+        if self._process is None or self._process.poll() is not None:
+            raise ServerError("the server is not running")
+        self._process.send_signal(sig)
+
+    def forget(self) -> None:
+        """Reap a process that ended (killed on purpose, or gone after lame duck), so `start` can run again."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+        if process is not None:
+            process.wait()

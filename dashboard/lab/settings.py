@@ -15,6 +15,8 @@ from listeners.groups import DEFAULT_ACK_WAIT_S
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 URL_FILE = "nats.url"
+# What the data dir's lab ran on (one server or a cluster): its databases match that store only.
+TOPOLOGY_FILE = "topology"
 
 
 def default_data_dir() -> Path:
@@ -56,6 +58,8 @@ class Settings:
     sync: str = DEFAULT_SYNC
     # The event loop of the headless processes: "uvloop" or "asyncio" (see dashboard/commands/loops.py).
     loop: str = "asyncio"
+    # Nodes of the embedded JetStream cluster (`--cluster 3`); 0 runs one server.
+    cluster: int = 0
     # The dashboard only attaches to a running lab and never starts one (`natslab --attach`).
     attach: bool = False
     # The options given that set up a new lab (`--listeners`...): an attached dashboard says it did not use them.
@@ -68,6 +72,20 @@ class Settings:
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "nats"
+
+    @property
+    def cluster_store_dir(self) -> Path:
+        """The cluster's nodes' stores, one folder each (n1, n2...)."""
+        return self.data_dir / "nats-cluster"
+
+    @property
+    def topology(self) -> str:
+        """What runs the lab's NATS, as a data dir remembers it: `one server` or `cluster of 3`."""
+        return f"cluster of {self.cluster}" if self.cluster else "one server"
+
+    @property
+    def topology_file(self) -> Path:
+        return self.data_dir / TOPOLOGY_FILE
 
     @property
     def logs_dir(self) -> Path:

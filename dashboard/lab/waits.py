@@ -61,14 +61,16 @@ async def nats_reachable(url: str, timeout: float = 1.0) -> bool:
     A first connect to a dead server does not fail with endless reconnects configured, so callers
     that must tell a person "unreachable" probe first.
     """
-    parsed = urlsplit(url if "://" in url else f"nats://{url}")
-    host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError):
-        return False
-    writer.close()
-    return True
+    for one in url.split(","):
+        parsed = urlsplit(one if "://" in one else f"nats://{one}")
+        host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        except (OSError, asyncio.TimeoutError):
+            continue
+        writer.close()
+        return True
+    return False
 
 
 async def close_quietly(nc: NATS) -> None:

@@ -1,0 +1,154 @@
+"""What each node of the cluster does for the stream and the two queue groups' consumers.
+
+Every replicated asset (the stream `ACCOUNT_EVENTS`, each group's durable consumer) is a RAFT group
+of its own: one node leads it (takes its writes and answers its requests) and the others follow,
+either current or lagging some operations behind. JetStream says so in the asset's info; natslab
+asks for the three infos at once, each with a short deadline: while an asset elects a new leader its
+info does not come, and the asset is then shown as electing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.js import api
+
+from dashboard.lab.cluster import EmbeddedCluster, NodeProcess
+from dashboard.lab.natsserver import ServerError
+from dashboard.lab.waits import LabError
+from listeners.groups import GROUPS
+from publisher.events import STREAM_NAME
+
+# The assets a node can lead, as the dashboard names them: the stream, then each group's consumer.
+ASSETS = ("stream", *(group.name for group in GROUPS))
+INFO_TIMEOUT_S = 1.0
+# How often the lab asks JetStream which node leads what.
+NODES_INTERVAL_S = 1.0
+
+log = logging.getLogger(__name__)
+
+# A node's part in one asset (`NodeView.roles`).
+LEADER = "leader"
+CURRENT = "current"
+OFFLINE = "offline"
+UNKNOWN = ""  # the asset's info did not come (it elects), or the node is not among its peers
+
+
+def peer_role(peer: api.PeerInfo) -> str:
+    if peer.offline:
+        return OFFLINE
+    if peer.current:
+        return CURRENT
+    return f"lagging {peer.lag}" if peer.lag else "catching up"
+
+
+def roles_in(cluster: api.ClusterInfo | None) -> dict[str, str]:
+    """Node name -> its role in one asset, from the asset's cluster info."""
+    if cluster is None:
+        return {}
+    roles = {peer.name: peer_role(peer) for peer in cluster.replicas or () if peer.name}
+    if cluster.leader:
+        roles[cluster.leader] = LEADER
+    return roles
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node: its process, and its role in each asset (aligned with ASSETS)."""
+
+    name: str
+    state: str
+    pid: int | None
+    port: int | None
+    roles: tuple[str, ...] = ()
+
+    def leads(self) -> list[str]:
+        return [asset for asset, role in zip(ASSETS, self.roles) if role == LEADER]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "pid": self.pid, "port": self.port, "roles": list(self.roles)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeView:
+        return cls(
+            str(data["name"]), str(data["state"]), data.get("pid"), data.get("port"), tuple(map(str, data.get("roles", ())))
+        )
+
+
+async def asset_roles(nc: NATS, timeout: float = INFO_TIMEOUT_S) -> list[dict[str, str] | None]:
+    """Per asset (ASSETS order), node -> role; None for an asset whose info did not come in time."""
+    js = nc.jetstream(timeout=timeout)
+    requests = [js.stream_info(STREAM_NAME), *(js.consumer_info(STREAM_NAME, group.name) for group in GROUPS)]
+    infos = await asyncio.gather(*requests, return_exceptions=True)
+    return [None if isinstance(info, BaseException) else roles_in(info.cluster) for info in infos]
+
+
+def node_views(processes: tuple[NodeProcess, ...], roles: list[dict[str, str] | None]) -> tuple[NodeView, ...]:
+    """The nodes, each with its role in every asset. A node that is not running leads nothing,
+    whatever the last info said (its followers have not noticed yet)."""
+    views = []
+    for process in processes:
+        node_roles = []
+        for asset in roles:
+            role = UNKNOWN if asset is None else asset.get(process.name, UNKNOWN)
+            if role == LEADER and process.state not in ("running", "lame duck"):
+                role = UNKNOWN
+            node_roles.append(role)
+        views.append(NodeView(process.name, process.state, process.pid, process.port, tuple(node_roles)))
+    return tuple(views)
+
+
+def leaderless(views: tuple[NodeView, ...]) -> list[str]:
+    """The assets no running node leads: they are electing (or their info did not come)."""
+    return [asset for index, asset in enumerate(ASSETS) if not any(len(v.roles) > index and v.roles[index] == LEADER for v in views)]
+
+
+class NodeWatch:
+    """The cluster's nodes as the lab shows them: their processes (polled with the listeners) and
+    their roles (asked of JetStream every NODES_INTERVAL_S); `changed` is called after each look."""
+
+    def __init__(self, cluster: EmbeddedCluster, changed: Callable[[], None]) -> None:
+        self.cluster = cluster
+        self.changed = changed
+        self.views: tuple[NodeView, ...] = node_views(cluster.processes(), [])
+        self._roles: list[dict[str, str] | None] = []
+
+    def refresh(self) -> None:
+        self.views = node_views(self.cluster.processes(), self._roles)
+
+    def poll(self) -> None:
+        """Take note of nodes that ended by themselves (a lame duck that left, a crash)."""
+        if self.cluster.poll():
+            self.refresh()
+
+    async def run(self, connection: Callable[[], NATS | None]) -> None:
+        while True:
+            try:
+                nc = connection()
+                if nc is not None and nc.is_connected:
+                    self._roles = await asset_roles(nc)
+                self.refresh()
+                self.changed()
+            except Exception:
+                log.exception("watching the nodes")
+            await asyncio.sleep(NODES_INTERVAL_S)
+
+    async def control(self, action: str, name: str) -> str:
+        """What was done, in words, with what the node led: those assets elect a new leader."""
+        led = next((view.leads() for view in self.views if view.name == name), [])
+        try:
+            done = await self.cluster.control(action, name)
+        except ServerError as exc:
+            raise LabError(str(exc)) from None
+        finally:
+            self.refresh()
+            self.changed()
+        if led and action in ("kill", "pause", "lame-duck"):
+            how = "it hands them over" if action == "lame-duck" else "the others elect new leaders"
+            done += f"; it led {', '.join(led)}: {how}"
+        return done
