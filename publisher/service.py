@@ -10,6 +10,12 @@ The relay does not read back what this process just wrote: the writer hands it t
 in commit order, and the PubAcks are marked in the outbox by the writer's next transaction (or by the
 relay once nobody is writing). It reads the outbox itself when it starts, after a failed send, and
 at least every `poll_s` for rows that other processes wrote.
+
+A pass that could not send everything is retried after a pause that doubles up to `RETRY_MAX_S`,
+whatever new records arrive meanwhile: in a cluster, a stream whose leader died answers nothing
+("no responders") or times out for the few seconds its election takes, and retrying each new record
+at once would only hammer the nodes that are electing. Resends are harmless: the stream drops a
+second copy of an event id inside its duplicate window.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
+from nats.js.client import JetStreamContext
+from nats.js.errors import NoStreamResponseError
 
 from publisher.events import AccountEvent, kind_to_type, validate_user_id
 from publisher.transactions import TransactionsDB
@@ -32,6 +41,18 @@ log = logging.getLogger(__name__)
 
 PUBLISH_TIMEOUT_S = 5.0
 SENT_REMEMBERED = 4096
+# The pause before retrying a pass that left rows in the outbox: doubles from the first to the last.
+RETRY_FIRST_S = 0.25
+RETRY_MAX_S = 2.0
+
+
+def publish_failure(error: BaseException) -> str:
+    """Why a send failed, in words a person reading the status line understands."""
+    if isinstance(error, (NoRespondersError, NoStreamResponseError)):
+        return "no stream leader answers (NATS may be electing one)"
+    if isinstance(error, asyncio.TimeoutError):
+        return f"no PubAck within {PUBLISH_TIMEOUT_S:g} s"
+    return str(error) or type(error).__name__
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +76,35 @@ class PublishResult:
         return f"stream seq {self.stream_seq}" + (" (sent by another relay)" if self.by_another_relay else "")
 
 
+async def send_batch(
+    js: JetStreamContext, events: list[AccountEvent]
+) -> tuple[list[tuple[AccountEvent, int]], tuple[BaseException, str] | None]:
+    """Publish a batch pipelined: the acknowledged prefix, in order, and the first failure (the error,
+    and what failed in full), if any."""
+    futures: list[asyncio.Future] = []
+    acks: list[tuple[AccountEvent, int]] = []
+    try:
+        for event in events:
+            futures.append(
+                await js.publish_async(
+                    event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id}, wait_stall=PUBLISH_TIMEOUT_S
+                )
+            )
+        done, _ = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_S)
+        for event, future in zip(events, futures):
+            error = future.exception() if future in done else asyncio.TimeoutError()
+            if error is not None:
+                return acks, (error, f"publish {event.describe()}: {error!r}")
+            acks.append((event, future.result().seq))
+        return acks, None
+    except (NatsError, OSError, asyncio.TimeoutError) as exc:
+        return acks, (exc, f"publish: {exc!r}")
+    finally:
+        for future in futures:
+            if not future.done():
+                future.cancel()
+
+
 class Publisher:
     """Records transactions and relays them from the outbox to JetStream."""
 
@@ -68,7 +118,11 @@ class Publisher:
         self._relay_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self.published_count = 0
+        # The last failed send, in full (logged), and why the outbox waits, in words (None when it does not).
         self.last_error: str | None = None
+        self.waiting_reason: str | None = None
+        # Whether the last relay pass left rows behind; the next one then waits (see RETRY_FIRST_S).
+        self._pass_failed = False
         # Since when the outbox has had rows that no relay pass could send (NATS unreachable).
         self.stalled_since: float | None = None
         self._queued: list[tuple[tuple[str, str, int], asyncio.Future[AccountEvent]]] = []
@@ -154,13 +208,13 @@ class Publisher:
             if stream_seq is not None:
                 # This publisher's own background relay is not "another relay".
                 return PublishResult(event, stream_seq, by_another_relay=event.id not in self._sent_recently)
-            return PublishResult(event, None, outbox_reason=self._outbox_reason())
+            return PublishResult(event, None, outbox_reason=self.outbox_reason())
 
-    def _outbox_reason(self) -> str:
-        """Why the last relay pass left rows in the outbox."""
+    def outbox_reason(self) -> str:
+        """Why the last relay pass left rows in the outbox, in words."""
         if self.nc is None or not self.nc.is_connected:
             return "NATS not connected"
-        return self.last_error or "no PubAck"
+        return self.waiting_reason or "no PubAck"
 
     async def relay_once(self) -> dict[str, int]:
         """Send every unpublished transaction; returns event id -> stream sequence of those sent.
@@ -209,6 +263,7 @@ class Publisher:
         if self.nc is None:
             return {}
         sent: dict[str, int] = {}
+        self._pass_failed = False
         while True:
             pending = await self._next_to_send()
             if not pending:
@@ -226,6 +281,7 @@ class Publisher:
             if len(acks) < len(pending):
                 # The rest stays in the outbox, where the next pass reads it.
                 self._read_outbox = True
+                self._pass_failed = True
                 if sent:
                     self.stalled_since = None
                 elif self.stalled_since is None:
@@ -245,33 +301,13 @@ class Publisher:
     async def _send(self, events: list[AccountEvent]) -> list[tuple[AccountEvent, int]]:
         """Publish a batch pipelined; return the acknowledged prefix, in order."""
         assert self._js is not None
-        js = self._js
-        futures: list[asyncio.Future] = []
-        acks: list[tuple[AccountEvent, int]] = []
-        try:
-            for event in events:
-                futures.append(
-                    await js.publish_async(
-                        event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id}, wait_stall=PUBLISH_TIMEOUT_S
-                    )
-                )
-            done, _ = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_S)
-            for event, future in zip(events, futures):
-                if future not in done or future.exception() is not None:
-                    error = future.exception() if future in done else TimeoutError("no PubAck")
-                    self.last_error = f"publish {event.describe()}: {error!r}"
-                    log.warning("%s", self.last_error)
-                    break
-                acks.append((event, future.result().seq))
-            else:
-                self.last_error = None
-        except (NatsError, OSError, asyncio.TimeoutError) as exc:
-            self.last_error = f"publish: {exc!r}"
+        acks, failure = await send_batch(self._js, events)
+        if failure is None:
+            self.last_error = self.waiting_reason = None
+        else:
+            error, self.last_error = failure
+            self.waiting_reason = publish_failure(error)
             log.warning("%s", self.last_error)
-        finally:
-            for future in futures:
-                if not future.done():
-                    future.cancel()
         return acks
 
     @staticmethod
@@ -286,11 +322,18 @@ class Publisher:
         The PubAcks are marked by the writer's next transaction, or here once nobody is writing.
         """
         backoff = 0.25
+        retry_in = 0.0
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
-            except asyncio.TimeoutError:
-                pass
+            if self._pass_failed:
+                # Spaced out, not at each new record: see RETRY_FIRST_S.
+                retry_in = min(max(retry_in * 2, RETRY_FIRST_S), RETRY_MAX_S)
+                await asyncio.sleep(retry_in)
+            else:
+                retry_in = 0.0
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
+                except asyncio.TimeoutError:
+                    pass
             self._wake.clear()
             try:
                 async with self._relay_lock:

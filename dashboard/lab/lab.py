@@ -316,7 +316,7 @@ class Lab:
             tuple(entry.snapshot() for entry in supervisor.listeners.values()) if supervisor is not None else (),
             self.server_state,
             self.connected,
-            publisher.last_error if publisher is not None else None,
+            publisher.outbox_reason() if publisher is not None and publisher.waiting_reason else None,
             self.nodes,
         )
 

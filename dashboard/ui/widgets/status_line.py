@@ -134,7 +134,7 @@ class StatusLine(Widget):
         if view.trickling:
             server.append(f" · trickle {TRICKLE_RATE:g}/s (t stops)", "cyan")
         if view.outbox_error:
-            server.append(" (outbox waiting: NATS unreachable)", "yellow")
+            server.append(f" (outbox waiting: {view.outbox_error})", "yellow")
         if view.checking:
             server.append(" ⟳", "cyan")
         if view.poll_error:
