@@ -27,6 +27,7 @@ MAX_REPLICAS = 3
 # (`--nats-timeout`, env NATSLAB_NATS_TIMEOUT). Long enough for a server restart, short enough that a
 # command whose server is gone for good ends by itself.
 DEFAULT_NATS_TIMEOUT_S = 30.0
+PING_INTERVAL_S = 2
 
 
 def stream_config(replicas: int = 1) -> api.StreamConfig:
@@ -83,7 +84,9 @@ async def connect(
         "reconnect_time_wait": 0.25,
         "connect_timeout": connect_timeout,
         "error_cb": error_cb,
-        "ping_interval": 5,
+        # A frozen server (SIGSTOP, a stalled node) keeps its sockets open: only unanswered pings tell,
+        # so a client moves to another node of a cluster within about three intervals.
+        "ping_interval": PING_INTERVAL_S,
         "max_outstanding_pings": 2,
     }
     if on_disconnect is not None:

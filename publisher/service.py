@@ -121,6 +121,7 @@ class Publisher:
         # The last failed send, in full (logged), and why the outbox waits, in words (None when it does not).
         self.last_error: str | None = None
         self.waiting_reason: str | None = None
+        self.failed_sends = 0  # relay passes that could not send everything they tried
         # Whether the last relay pass left rows behind; the next one then waits (see RETRY_FIRST_S).
         self._pass_failed = False
         # Since when the outbox has had rows that no relay pass could send (NATS unreachable).
@@ -307,6 +308,7 @@ class Publisher:
         else:
             error, self.last_error = failure
             self.waiting_reason = publish_failure(error)
+            self.failed_sends += 1
             log.warning("%s", self.last_error)
         return acks
 

@@ -3,7 +3,7 @@ host runs, by NATS alone.
 
 A `LabClient` has its own connection to the lab's server. On it, it hears the listeners' statuses,
 the host's state and the host's notices, and sends the host requests. It knows the host is gone when
-the host said it stops, or when nothing came from it for `LOST_AFTER_S` while the connection was up.
+the host said it stops, or when nothing came from it for `SILENT_AFTER_S` while the connection was up.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from dashboard.lab.protocol import (
     CONTROL_SUBJECT,
-    LOST_AFTER_S,
     NOTICE_SUBJECT,
     REQUEST_TIMEOUT_S,
+    SILENT_AFTER_S,
     STATE_SUBJECT,
     HostState,
     Notice,
@@ -133,7 +133,7 @@ class LabClient:
         if self.stopped is not None:
             return self.stopped
         silent = time.monotonic() - self._last_heard
-        if self.connected and silent > LOST_AFTER_S:
+        if self.connected and silent > SILENT_AFTER_S:
             return f"the lab's host has not been heard from for {silent:.0f} s"
         return None
 

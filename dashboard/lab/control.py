@@ -7,10 +7,14 @@ control"). The dashboard's keys, the scenarios and chaos runs all come here thro
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Literal, get_args
 
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from dashboard.lab.supervisor import Supervisor, SupervisorError
 from dashboard.lab.waits import LabError
@@ -26,12 +30,25 @@ Action = Literal["kill", "pause", "resume", "restart", "crash", "slow", "normal"
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 
-async def send_control(nc: NATS, name: str, command: str, timeout: float = 2.0) -> None:
-    """Send a fault-injection command (docs/design.md, "Listener control"); LabError unless it says ok."""
-    try:
-        reply = await nc.request(control_subject(name), command.encode(), timeout=timeout)
-    except Exception as exc:
-        raise LabError(f"listener {name} did not answer {command!r}: {exc!r}") from exc
+async def send_control(nc: NATS, name: str, command: str, timeout: float = 2.0, within: float = 10.0) -> None:
+    """Send a fault-injection command (docs/design.md, "Listener control"); LabError unless it says ok.
+
+    A listener whose connection is moving to another node of a cluster (its node died) has no
+    subscription for a moment, or one the cluster still routes to the dead node: "no responders" and
+    a timeout are asked again until `within` has passed (every command is idempotent: a listener told
+    `normal` twice is normal).
+    """
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            reply = await nc.request(control_subject(name), command.encode(), timeout=timeout)
+            break
+        except (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"listener {name} did not answer {command!r}: {exc!r}") from exc
+            await asyncio.sleep(0.1)
+        except Exception as exc:
+            raise LabError(f"listener {name} did not answer {command!r}: {exc!r}") from exc
     text = reply.data.decode()
     if text != "ok":
         raise LabError(f"listener {name}: {text}")

@@ -6,7 +6,7 @@ broadcasts on two subjects, so every attached dashboard sees the same lab:
 
 - `STATE_SUBJECT`: the host's state (`HostState`): the listener processes, the server, the outbox,
   the trickle and the scenario; at every change and at least every `HEARTBEAT_S`, so a dashboard that
-  attaches late is up to date within a second and one that hears nothing for `LOST_AFTER_S` knows
+  attaches late is up to date within a second and one that hears nothing for `SILENT_AFTER_S` knows
   the host is gone.
 - `NOTICE_SUBJECT`: what the lab did (`Notice`): an event published, a listener killed, a scenario's
   caption; each dashboard puts it on its timeline or caption.
@@ -22,6 +22,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dashboard.lab.nodes import NodeView
 from dashboard.lab.supervisor import Member
 from dashboard.lab.waits import LabError
 from publisher.events import AccountEvent
@@ -31,16 +32,21 @@ CONTROL_SUBJECT = "natslab.lab.control"
 STATE_SUBJECT = "natslab.lab.state"
 NOTICE_SUBJECT = "natslab.lab.notice"
 
-# The host's state goes out at least this often; a dashboard that hears nothing for LOST_AFTER_S,
-# while its own connection is up, takes the host for gone.
+# The host's state goes out at least this often; a dashboard that hears nothing for SILENT_AFTER_S,
+# while its own connection is up, takes the host for gone. It is longer than a client takes to leave a
+# frozen node of a cluster (unanswered pings: see publisher/jetstream.py), so a host whose node was
+# paused is not taken for gone while it moves to another one.
 HEARTBEAT_S = 1.0
+SILENT_AFTER_S = 12.0
+# A dashboard whose connection has been down this long, and whose host's lock on the data dir is gone,
+# takes the host for dead (it took its embedded server along).
 LOST_AFTER_S = 4.0
 # How long a request waits for the host's answer (a scenario or a burst is started, not awaited).
 REQUEST_TIMEOUT_S = 5.0
 
 # The operations a host answers (`LabService.handle`).
 OPS = (
-    "ping", "control", "restart-server", "publish", "burst", "trickle", "scenario", "step", "run-rest", "stop",
+    "ping", "control", "node", "restart-server", "publish", "burst", "trickle", "scenario", "step", "run-rest", "stop",
 )  # fmt: skip
 
 
@@ -99,6 +105,8 @@ class HostState:
     # Every listener process's last counters, as the host folded them (`CounterFold.entries`), so a
     # dashboard that attaches late sums a listener over the processes it never saw: [name, pid, mode, counts].
     counters: tuple[tuple[str, int, str, dict[str, int]], ...] = ()
+    # The embedded cluster's nodes (none with one server): process state and role in each asset.
+    nodes: tuple[NodeView, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +131,7 @@ class HostState:
                 data["trickling"],
                 ScenarioState(**scenario) if scenario is not None else None,
                 tuple((str(name), int(pid), str(mode), dict(counts)) for name, pid, mode, counts in data.get("counters", ())),
+                tuple(NodeView.from_dict(node) for node in data.get("nodes", ())),
             )
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ProtocolError(f"not a lab state: {exc!r}") from None

@@ -45,6 +45,11 @@ class ScenarioRunner:
             raise LabError(f"no scenario named {name!r}; one of: {', '.join(SCENARIOS)}")
         if self.state is not None and not self.state.finished:
             raise LabError(f"the scenario {self.state.name} is still running")
+        if scenario.cluster and not self.lab.nodes:
+            raise LabError(
+                f"{scenario.name} needs a cluster: start natslab with --cluster {scenario.cluster}"
+                " (and a --data-dir of its own)"
+            )
         self.state = ScenarioState(scenario.name, scenario.summary, step_mode)
         self._step_mode = step_mode
         self._step.clear()

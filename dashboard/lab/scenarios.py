@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dashboard.lab.checker import CheckReport
 from dashboard.lab.failures import (
@@ -33,6 +33,7 @@ from dashboard.lab.failures import (
     zombie,
 )
 from dashboard.lab.lab import Lab
+from dashboard.lab.node_failures import leader_stepdown, node_failover
 from dashboard.lab.probes import (
     HOLD_MS,
     account_is,
@@ -58,6 +59,7 @@ class Scenario:
     run: Callable[[Lab, Say, random.Random], Awaitable[None]]
     listeners: int = 2
     naive: int = 1
+    cluster: int = 0  # the nodes of the JetStream cluster it needs; 0: any lab
 
 
 SUMMARY_WIDTH = 70
@@ -231,6 +233,24 @@ SCENARIOS: dict[str, Scenario] = {
             " the difference is the check of each user's next number, not luck.",
             naive_vs_guarded,
         ),
+        Scenario(
+            "node-failover",
+            "with --cluster 3: the stream's leader node dies with events in flight",
+            "A node's death costs the seconds the others take to elect a new leader, not events: the stream"
+            " and the consumers are kept on every node, and the outbox holds what could not be sent meanwhile."
+            " Acknowledgements sent during the election are lost, so those events come back: the guard skips"
+            " them, the naive group applies them twice.",
+            node_failover,
+            cluster=3,
+        ),
+        Scenario(
+            "leader-stepdown",
+            "with --cluster 3: the stream's leader steps down gracefully: lame duck",
+            "A node stopped gracefully hands its leadership over before it leaves, in about a second, so"
+            " publishers barely notice; a crash costs the seconds the survivors need to notice the silence.",
+            leader_stepdown,
+            cluster=3,
+        ),
     )
 }
 
@@ -247,6 +267,8 @@ async def run_scenario(
     scenario: Scenario, settings: Settings, say: Say, rng: random.Random | None = None
 ) -> tuple[list[AccountRow], list[AccountRow], CheckReport]:
     rng = rng or random.Random()
+    if scenario.cluster and not settings.cluster and not settings.nats_url:
+        settings = replace(settings, cluster=scenario.cluster)
     lab = Lab(settings)
     await lab.start(listeners=scenario.listeners, naive=scenario.naive)
     try:

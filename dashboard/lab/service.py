@@ -47,6 +47,7 @@ from dashboard.lab.supervisor import Member
 from dashboard.lab.traffic import TRICKLE_RATE, record_random, trickle, user_names
 from dashboard.lab.waits import LabError, cancel, describe_error
 from listeners.accounts import Mode
+from publisher.service import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class LabService:
         self.on_stop = on_stop
         read_s = min(1.0, lab.settings.ack_wait_s / 4) if caption_read_s is None else caption_read_s
         self.scenarios = ScenarioRunner(lab, self.notice, self.changed, read_s)
-        self._trickle_task: asyncio.Task | None = None
+        self.trickle = Trickle(self.notice, self.changed)
         self._jobs: set[asyncio.Task] = set()
         self._outgoing: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
         self._dirty = asyncio.Event()
@@ -108,7 +109,7 @@ class LabService:
             if callback in callbacks:
                 callbacks.remove(callback)
         await self.scenarios.stop()
-        for task in (self._trickle_task, *self._jobs):
+        for task in (self.trickle.task, *self._jobs):
             await cancel(task)
         self.notice("stopping", text=reason)
         self._outgoing.put_nowait(None)  # the sender ends after what is queued
@@ -139,14 +140,11 @@ class LabService:
             lab_state.server_state,
             lab_state.connected,
             lab_state.outbox_error,
-            self.trickling,
+            self.trickle.running,
             self.scenarios.state,
             tuple((name, pid, mode, counts.to_json()) for name, pid, mode, counts in self.lab.counts.entries()),
+            lab_state.nodes,
         )
-
-    @property
-    def trickling(self) -> bool:
-        return self._trickle_task is not None and not self._trickle_task.done()
 
     def notice(self, kind: str, **fields: Any) -> None:
         self._outgoing.put_nowait((NOTICE_SUBJECT, Notice(kind, fields).to_json()))
@@ -215,6 +213,11 @@ class LabService:
             self.notice("controlled", text=done)
             self.changed()
             return reply_ok(done)
+        if op == "node":
+            # After the reply: the node may be the one this host's connection, or the asker's, goes through.
+            action, name = _text(fields, "action"), _text(fields, "name")
+            self._spawn(self._node_control(action, name), f"{action} node {name}")
+            return reply_ok(f"{action} node {name}: asked; the nodes pane shows what follows")
         if op == "publish":
             kind = _text(fields, "kind")
             if kind not in KINDS:
@@ -233,7 +236,7 @@ class LabService:
             self.notice("burst", count=count)
             return reply_ok(f"{count} events recorded")
         if op == "trickle":
-            return reply_ok(**await self._set_trickle(bool(fields.get("on"))))
+            return reply_ok(**await self.trickle.set(self._publisher(), bool(fields.get("on"))))
         if op == "restart-server":
             if lab.server is None:
                 raise LabError("the NATS server is external (--nats-url); natslab can restart only its own server")
@@ -282,21 +285,41 @@ class LabService:
         await self.lab.restart_server()
         self.notice("server-restarted")
 
-    async def _set_trickle(self, on: bool) -> dict[str, Any]:
-        if on and not self.trickling:
-            publisher = self._publisher()
-            self._trickle_task = asyncio.create_task(
+    async def _node_control(self, action: str, name: str) -> None:
+        nc = self.lab.nc
+        if nc is not None:
+            await nc.flush(timeout=2)
+        self.notice("controlled", text=await self.lab.node_control(action, name))
+
+
+
+class Trickle:
+    """The lab's trickle of random events (`t`), one for every dashboard; `notice` and `changed` are
+    the service's."""
+
+    def __init__(self, notice: Callable[..., None], changed: Callable[[], None]) -> None:
+        self.notice = notice
+        self.changed = changed
+        self.task: asyncio.Task | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    async def set(self, publisher: Publisher, on: bool) -> dict[str, Any]:
+        if on and not self.running:
+            self.task = asyncio.create_task(
                 trickle(publisher, random.Random(), BURST_USERS, TRICKLE_RATE), name="trickle"
             )
-            self._trickle_task.add_done_callback(self._trickle_ended)
-        elif not on and self.trickling:
-            await cancel(self._trickle_task)
+            self.task.add_done_callback(self._ended)
+        elif not on and self.running:
+            await cancel(self.task)
         self.notice("trickle", on=on)
         self.changed()
         done = f"trickle: {TRICKLE_RATE:g} random events a second" if on else "trickle stopped"
         return {"done": done, "on": on}
 
-    def _trickle_ended(self, task: asyncio.Task) -> None:
+    def _ended(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
             self.notice("failed", what="the trickle", text=describe_error(task.exception()))  # type: ignore[arg-type]
             self.notice("trickle", on=False)

@@ -78,7 +78,7 @@ POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error, Database
 
 
 def lab_state(state: HostState) -> LabState:
-    return LabState(state.members, state.server_state, state.connected, state.outbox_error)
+    return LabState(state.members, state.server_state, state.connected, state.outbox_error, state.nodes)
 
 
 class LabDriver:
@@ -238,6 +238,10 @@ class LabDriver:
 
     async def restart_server(self) -> None:
         await self.ready().request("restart-server")
+
+    async def node_control(self, action: str, name: str) -> str:
+        """Ask the host to break or mend a node; the host's first word (what it did comes as a notice)."""
+        return str((await self.ready().request("node", action=action, name=name)).get("done", ""))
 
     async def set_trickle(self, on: bool) -> None:
         await self.ready().request("trickle", on=on)

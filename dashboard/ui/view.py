@@ -16,6 +16,7 @@ from dashboard.lab.checker import CheckReport, Totals
 from dashboard.lab.lab import LabState
 from dashboard.lab.observe import ChannelStats
 from dashboard.lab.supervisor import Member
+from dashboard.ui.cluster_view import ClusterView
 from dashboard.ui.view_items import (
     CHANNELS,
     GONE,
@@ -46,6 +47,24 @@ __all__ = [
 ]  # fmt: skip
 
 
+def redelivered_to(
+    timeline: deque[TimelineEntry], listeners: dict[str, ListenerView], holder: ListenerView, held: DeliveryReport
+) -> TimelineEntry | None:
+    """The later delivery, to another member of the holder's group, of an event the holder held."""
+    seq, count = held.stream_seq, held.delivery_count
+    for entry in reversed(timeline):
+        other = listeners.get(entry.listener)
+        if (
+            entry.stream_seq == seq
+            and entry.delivery_count > count
+            and (entry.listener != holder.name or entry.pid != holder.status_pid)
+            and other is not None
+            and other.group == holder.group
+        ):
+            return entry
+    return None
+
+
 @dataclass(slots=True)
 class LabView:
     """Everything the panes show, and which parts changed since they last drew."""
@@ -67,6 +86,7 @@ class LabView:
     trickling: bool = False
     now: float = 0.0
     selected: str | None = None
+    cluster: ClusterView = field(default_factory=ClusterView)  # the nodes, with --cluster
     listeners: dict[str, ListenerView] = field(default_factory=dict)
     consumers: dict[str, ConsumerView] = field(default_factory=dict)
     channels: dict[str, ChannelView] = field(default_factory=dict)
@@ -134,6 +154,10 @@ class LabView:
         if self.outbox_error != state.outbox_error:
             self.outbox_error = state.outbox_error
             self.mark("status")
+        if (events := self.cluster.apply(state.nodes)) is not None:
+            for event in events if self.phase == "running" else ():
+                self.lab_event(event, self.now)
+            self.mark("nodes")
         self.apply_members(state.members)
 
     def new_lab(self) -> None:
@@ -223,28 +247,13 @@ class LabView:
         """Guarded listeners first, then naive ones; the order of the `1`-`9` keys."""
         return sorted(self.listeners.values(), key=lambda v: (v.mode != "guarded", len(v.name), v.name))
 
-    def redelivered_to(self, holder: ListenerView, held: DeliveryReport) -> TimelineEntry | None:
-        """The later delivery, to another member of the holder's group, of an event the holder held."""
-        seq, count = held.stream_seq, held.delivery_count
-        for entry in reversed(self.timeline):
-            other = self.listeners.get(entry.listener)
-            if (
-                entry.stream_seq == seq
-                and entry.delivery_count > count
-                and (entry.listener != holder.name or entry.pid != holder.status_pid)
-                and other is not None
-                and other.group == holder.group
-            ):
-                return entry
-        return None
-
     def held_note(self, holder: ListenerView) -> HeldNote | None:
         """For a killed or paused listener holding events: when the server hands the first one on,
         or the delivery that took it over."""
         held = holder.in_flight
         if not held or not (holder.gone or holder.state == "paused"):
             return None
-        taken_over = self.redelivered_to(holder, held[0])
+        taken_over = redelivered_to(self.timeline, self.listeners, holder, held[0])
         due = holder.redelivery_in(self.ack_wait_s, self.now)
         if taken_over is None and due is None:
             return None

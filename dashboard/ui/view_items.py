@@ -18,7 +18,7 @@ from listeners.status import CounterFold, DeliveryReport, ListenerStatus
 TIMELINE_LIMIT = 500
 RATE_SAMPLES = 40
 CHANNELS = ("account:deposit", "account:withdraw")
-SECTIONS = frozenset({"caption", "channels", "groups", "listeners", "accounts", "timeline", "status"})
+SECTIONS = frozenset({"caption", "channels", "groups", "listeners", "accounts", "timeline", "status", "nodes"})
 # A process in one of these states holds nothing any more: the server redelivers what it had.
 GONE = frozenset({"killed", "crashed", "exited", "stopped"})
 # What the lab did to a listener, as the timeline says it, by the state it left the listener in.

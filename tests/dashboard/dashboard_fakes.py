@@ -11,6 +11,8 @@ from textual.message import Message
 
 from dashboard.lab.checker import AppliedRow, DatabaseState, check_data
 from dashboard.lab.history import StoredEvent
+from dashboard.lab.lab import LabState
+from dashboard.lab.nodes import NodeView
 from dashboard.lab.observe import ChannelStats
 from dashboard.lab.supervisor import Member
 from dashboard.ui.app import NatslabApp
@@ -394,3 +396,22 @@ def mid_scenario(app: NatslabApp) -> None:
         AccountsRead(rows({"jim": (1, 7000), "mary": (1, 4000)}), rows({"jim": (1, 7000), "mary": (1, 4000)})),
         *overtaking_captions(4, step_mode=True),
     )
+
+
+def cluster_after_a_node_kill(app: NatslabApp) -> None:
+    """A cluster of three: n1 led everything and was killed; n2 leads the stream, n3 the naive
+    consumer, and the guarded consumer is still electing."""
+    fresh_start(app)
+    lab_members = tuple(app.view.listeners[name].member for name in ("A", "B", "N1"))
+    before = (
+        NodeView("n1", "running", 5101, 4222, ("leader", "leader", "leader")),
+        NodeView("n2", "running", 5102, 4223, ("current", "current", "current")),
+        NodeView("n3", "running", 5103, 4224, ("current", "lagging 3", "current")),
+    )
+    after = (
+        NodeView("n1", "killed", None, 4222, ("lagging 12", "", "lagging 9")),
+        NodeView("n2", "running", 5102, 4223, ("leader", "current", "current")),
+        NodeView("n3", "running", 5103, 4224, ("current", "current", "leader")),
+    )
+    for nodes in (before, after):
+        app.view.apply_state(LabState(lab_members, "running", True, "no stream leader answers (NATS may be electing one)", nodes))  # type: ignore[arg-type]

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dashboard_fakes import after_overtaking, fresh_start, frozen_clock, mid_scenario, server_down
+from dashboard_fakes import (
+    after_overtaking,
+    cluster_after_a_node_kill,
+    fresh_start,
+    frozen_clock,
+    mid_scenario,
+    server_down,
+)
 from textual.pilot import Pilot
 
 from dashboard.lab.settings import Settings
@@ -57,3 +64,9 @@ def test_server_down(snap_compare, settings: Settings) -> None:
 def test_the_legend_under_question_mark(snap_compare, settings: Settings) -> None:
     app, run_before = snapshot_app(settings, fresh_start, keys=("question_mark", "end"))
     assert snap_compare(app, terminal_size=(120, 40), run_before=run_before)
+
+
+def test_a_cluster_whose_leader_node_was_killed(snap_compare, settings: Settings) -> None:
+    """The nodes pane (only with a cluster): n1 killed, the guarded consumer electing, the outbox waiting."""
+    app, run_before = snapshot_app(settings, cluster_after_a_node_kill)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)

@@ -11,7 +11,9 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from dashboard.lab.cluster import NODE_STATES
 from dashboard.lab.natsserver import SYNC_INTERVAL
+from publisher.service import RETRY_MAX_S
 
 # What the guard does, in a few lines: the lesson the dashboard is built to show.
 GUARD = (
@@ -76,6 +78,22 @@ LEGEND = (
     ("×N", "the delivery count: ×2 and up are redeliveries"),
     ("why", "the rule that decided the outcome: last number before → after, what the guard waits for, the balance"),
     ("── … ──", "something the lab did: a kill, a pause, a restart, a publish"),
+    ("Nodes (with --cluster)", ""),
+    (
+        "★ leader",
+        "the node that leads the stream (takes every publish) or a group's consumer (hands out its events, takes its acks)",
+    ),
+    ("current", "a follower that has every operation of the leader"),
+    ("lagging N · catching up", "a follower N operations behind the leader · behind by an amount not known yet"),
+    ("offline", "the leader takes that node for gone"),
+    ("dimmed role", "the node is not running: what the leader last knew of it"),
+    ("–", "no answer about that asset yet: it is electing a leader, or the node was never among its peers"),
+    (
+        "electing",
+        "no node leads the asset: after a few seconds without a word from the leader, the others vote; meanwhile"
+        " publishes and acks find nobody (the outbox keeps the events, the acks are lost and those events come back)",
+    ),
+    *((state, meaning) for state, meaning in NODE_STATES.items() if state not in ("starting", "restarting")),
     ("Accounts and status line", ""),
     (
         "Last",
@@ -108,7 +126,11 @@ LEGEND = (
         "lab started here",
         "this dashboard started the lab (none ran on its data dir): other dashboards may attach to it, and q stops it",
     ),
-    ("outbox", "the publisher's table of events written but not yet sent to NATS; a relay sends them"),
+    (
+        "outbox",
+        "the publisher's table of events written but not yet sent to NATS; a relay sends them, and when NATS does"
+        f" not take them (outbox waiting: why) it tries again, less often each time, up to every {RETRY_MAX_S:g} s",
+    ),
     ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),
     ("sync always", "the embedded server writes each event to disk before acknowledging it"),
     (f"sync every {SYNC_INTERVAL}", "it writes in the background: a power loss can take what was acknowledged since"),

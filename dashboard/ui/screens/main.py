@@ -12,6 +12,7 @@ from textual.widgets import Footer
 
 from dashboard.lab.control import SLOW_MS
 from dashboard.lab.lab import Action
+from dashboard.lab.nodes import leadership_hint
 from dashboard.lab.scenarios import SCENARIOS
 from dashboard.ui.driver import BURST_USERS, TRICKLE_RATE
 from dashboard.ui.screens.history import HistoryScreen
@@ -21,6 +22,7 @@ from dashboard.ui.screens.scenario_picker import ScenarioChoice, ScenarioPicker
 from dashboard.ui.widgets.accounts import AccountsPane
 from dashboard.ui.widgets.caption import CaptionBar
 from dashboard.ui.widgets.channels import ChannelsPane
+from dashboard.ui.widgets.nodes import NodesPane
 from dashboard.ui.widgets.queue_groups import QueueGroupsPane
 from dashboard.ui.widgets.status_line import StatusLine
 from dashboard.ui.widgets.timeline import DeliveryTimeline
@@ -30,6 +32,13 @@ if TYPE_CHECKING:
     from dashboard.ui.app import NatslabApp
 
 BURST_SIZE = 50
+NODE_ACTIONS_DONE = {
+    "kill": "killed (SIGKILL)",
+    "pause": "paused (SIGSTOP)",
+    "resume": "resumed (SIGCONT)",
+    "lame-duck": "lame duck mode (SIGUSR2): it hands its leaderships over, stops taking clients and exits",
+    "restart": "restarting on its ports and store",
+}
 REDRAW_INTERVAL_S = 0.5  # twice a second: live to the eye, and half the drawing of four times
 
 EXPLANATIONS = {
@@ -41,7 +50,12 @@ EXPLANATIONS = {
     "control('crash')": "the selected listener exits right after its next database commit, before acking",
     "control('slow')": f"the selected listener takes {SLOW_MS / 1000:g} s per event, or back to normal",
     "control('add')": f"start another guarded listener in {GUARDED_GROUP.name}",
-    "restart_server": "stop and start the embedded NATS server; the stream is kept",
+    "restart_server": "stop and start the embedded NATS server (every node, with --cluster); the stream is kept",
+    "select_node": (
+        "with --cluster, in the nodes pane: N selects the next node; K kills it (SIGKILL: what it led elects a new"
+        " leader), P pauses it (SIGSTOP) or resumes it (SIGCONT), L puts it in lame duck mode (SIGUSR2: it hands"
+        " its leaderships over, stops taking clients and exits), R starts it again on its ports and store"
+    ),
     "burst": f"publish {BURST_SIZE} random deposits and withdrawals for {len(BURST_USERS)} users at once",
     "trickle": f"publish {TRICKLE_RATE:g} random events a second until pressed again: time to kill a listener mid-event",
     "scenario": "pick a scenario; run it with a pause after each caption (Space steps) or straight through",
@@ -66,6 +80,11 @@ class MainScreen(Screen[None]):
         Binding("s", "control('slow')", "slow"),
         Binding("a", "control('add')", "add"),
         Binding("n", "restart_server", "nats"),
+        Binding("N", "select_node", "nodes", key_display="N K P L R"),
+        Binding("K", "node('kill')", "kill node", show=False),
+        Binding("P", "node('pause')", "pause node", show=False),
+        Binding("L", "node('lame-duck')", "lame duck node", show=False),
+        Binding("R", "node('restart')", "restart node", show=False),
         Binding("b", "burst", "burst"),
         Binding("t", "trickle", "trickle"),
         Binding("x", "scenario", "scenario"),
@@ -83,6 +102,7 @@ class MainScreen(Screen[None]):
             with Horizontal(id="top"):
                 yield QueueGroupsPane(id="groups")
                 yield ChannelsPane(id="channels")
+            yield NodesPane(id="nodes")
             with Container(id="bottom"):
                 yield AccountsPane(id="accounts")
                 yield DeliveryTimeline(id="timeline")
@@ -113,6 +133,9 @@ class MainScreen(Screen[None]):
             self.query_one(AccountsPane).show(view)
         if "timeline" in dirty:
             self.query_one(DeliveryTimeline).show(view)
+        if "nodes" in dirty:
+            self.query_one(NodesPane).show(view)
+            self.refresh_bindings()  # the node keys show only with a cluster
         if "status" in dirty or "groups" in dirty:
             self.query_one(StatusLine).show(view)
 
@@ -120,7 +143,9 @@ class MainScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # Another screen (a form, help, history) is on top: the lab keys wait for it to close, and the
-        # footer, still visible beneath it, does not offer them.
+        # footer, still visible beneath it, does not offer them. The node keys are for a cluster only.
+        if action in ("select_node", "node") and not self.app.view.cluster.nodes:
+            return False
         return self.app.screen is self
 
     def lab_ready(self) -> bool:
@@ -179,6 +204,29 @@ class MainScreen(Screen[None]):
         elif key == "slow" and listener.slow_ms > 0:
             action = "normal"
         self.app.work(self.app.driver.control(action, name), f"{action} {name}", "control")
+
+    def action_select_node(self) -> None:
+        view = self.app.view
+        if view.cluster.select_next() is not None:
+            view.mark("nodes")
+            self.redraw()
+
+    def action_node(self, action: str) -> None:
+        """K, P, L, R on the selected node; P resumes a paused one."""
+        cluster = self.app.view.cluster
+        node = cluster.node(cluster.selected)
+        if not self.lab_ready() or node is None:
+            return
+        if action == "pause" and node.state == "paused":
+            action = "resume"
+
+        async def ask() -> None:
+            # Said here once the host took the request: its notice of what it did may be lost when the
+            # node was the one its connection, or this dashboard's, went through.
+            await self.app.driver.node_control(action, node.name)
+            self.app.view.say(f"node {node.name}: {NODE_ACTIONS_DONE[action]}{leadership_hint(action, node.leads())}")
+
+        self.app.work(ask(), f"{action} node {node.name}", "node")
 
     def action_restart_server(self) -> None:
         if self.lab_ready():
