@@ -49,6 +49,11 @@ async def serve(settings: Settings, client_port: int | None) -> int:
     except BaseException:
         await server.stop()
         raise
+    # Before the URLs go out: a caller that reads them and stops us at once gets a clean stop.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     settings.url_file.write_text(url + "\n")
     for one in url.split(","):  # one line per node: each is a way in
         print(one, flush=True)
@@ -60,10 +65,6 @@ async def serve(settings: Settings, client_port: int | None) -> int:
         file=sys.stderr,
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         while not stop.is_set() and server.running:
             try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dashboard.lab.nodes import NodeView
 from dashboard.lab.protocol import (
     HostInfo,
     HostState,
@@ -34,9 +35,14 @@ def test_a_host_state_comes_back_as_it_went_out() -> None:
         None,
         True,
         ScenarioState("zombie", "a frozen listener", True, ["first", "second"], waiting=True),
+        nodes=(
+            NodeView("n1", "killed", None, 4222, ("lagging 3", "", "current")),
+            NodeView("n2", "running", 77, 4223, ("leader", "leader", "leader")),
+        ),
     )  # fmt: skip
     again = HostState.from_json(state.to_json())
     assert again == state
+    assert again.nodes[1].leads() == ["stream", "account-service", "account-service-naive"]
     assert again.scenario is not None and again.scenario.running
 
 
