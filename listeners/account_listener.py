@@ -21,7 +21,8 @@ from typing import Literal
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js.errors import NotFoundError
+from nats.errors import NoRespondersError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from listeners.accounts import AccountsDB, Mode, accounts_db_name
 from listeners.activity import Activity
@@ -218,6 +219,9 @@ class AccountListener:
                 timeout = HOLD_RECHECK_S if batches.holding else self.config.fetch_timeout_s
                 msgs = await fetch_promptly(sub, batch, timeout)
             except asyncio.TimeoutError:
+                # A fetch that waited its time out was taken by a consumer leader: nothing came, all is well.
+                if self.state in ("reconnecting", "no leader") and self._nc is not None and self._nc.is_connected:
+                    self.state = "running"
                 if batches.holding:
                     await batches.handle([])
                 continue
@@ -231,13 +235,14 @@ class AccountListener:
                 if self._stop.is_set():
                     break
                 log.warning("fetch failed: %r", exc)
-                self.state = "reconnecting"
+                # No leader answers for the consumer (a cluster electing one), or the connection is down.
+                self.state = "no leader" if isinstance(exc, (ServiceUnavailableError, NoRespondersError)) else "reconnecting"
                 self._status_wake.set()
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.1
-            if self.state == "reconnecting":
+            if self.state in ("reconnecting", "no leader"):
                 self.state = "running"
             if msgs:
                 await batches.handle(msgs)

@@ -277,7 +277,7 @@ class ListenerStatus:
     pid: int
     mode: str
     group: str
-    state: str  # starting, running, slow, reconnecting, disconnected, draining, stopped
+    state: str  # starting, running, slow, reconnecting, no leader, disconnected, draining, stopped
     defer: str = "nak"
     slow_ms: int = 0
     crash_armed: str | None = None  # "after-commit" once a crash is armed

@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from publisher.jetstream import connect
 
@@ -23,7 +25,12 @@ class LabError(RuntimeError):
 
 
 def describe_error(exc: BaseException) -> str:
-    """An error in words: its message, or its type's name when it has none (a bare timeout)."""
+    """An error in words: its message, or its type's name when it has none (a bare timeout). JetStream's
+    answers while a cluster elects a leader have no words of their own: they are given some."""
+    if isinstance(exc, (NoRespondersError, NoStreamResponseError)):
+        return "no JetStream leader answers (a cluster electing one?)"
+    if isinstance(exc, ServiceUnavailableError):
+        return "JetStream unavailable for now (a cluster electing a leader?)"
     return str(exc) or type(exc).__name__
 
 

@@ -45,6 +45,11 @@ LEGEND = (
         "selected",
         "the card whose number is highlighted (1-9 selects): the keys k p r c s act on it, and it shows its counters",
     ),
+    (
+        "reconnecting · no leader",
+        "the listener lost its connection and is making another · its consumer has no leader answering (a cluster"
+        " electing one after a node died): it keeps asking",
+    ),
     ("holds … for Ns", "events the listener fetched and has not acknowledged yet, and for how long"),
     ("(early: waits for #N)", "an event that came before its predecessor; the guard will not apply it before #N"),
     ("redelivery in Ns", "a killed or paused listener's events go to another member after the ack wait"),

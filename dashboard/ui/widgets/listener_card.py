@@ -63,7 +63,7 @@ def head_line(view: LabView, listener: ListenerView, number: int) -> Text:
     elif state == "crashed" and member is not None and member.exit_code is not None:
         line.append(f" {state} (exit {member.exit_code}) ", state_style(state))
     else:
-        line.append(f" {state:<11}", state_style(state))
+        line.append(f" {state:<12}", state_style(state))
     stopped = listener.gone or state == "paused"
     if listener.slow_ms >= HOLDING_MS and not stopped:
         line.append("slowed to hold what it fetches ", "yellow")  # a scenario makes it sit on an event

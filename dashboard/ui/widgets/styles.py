@@ -10,6 +10,7 @@ STATE_STYLES = {
     "crashed": "bold red",
     "disconnected": "red",
     "reconnecting": "yellow",
+    "no leader": "yellow",  # its consumer elects a leader (a cluster's node died): it asks again
     "starting": "cyan",
     "restarting": "cyan",
     "draining": "dim",
