@@ -21,11 +21,13 @@ from dashboard.commands.args import (
     UsageError,
     add_common,
     add_lab_options,
+    apply_connection_options,
     require_writable,
     settings_from,
 )
 from dashboard.lab.natsserver import ServerError
 from dashboard.lab.waits import LabError, describe_error
+from publisher.jetstream import NatsRefused
 from publisher.sqlite import DatabaseUnavailable
 
 COMMANDS: dict[str, ModuleType] = {
@@ -96,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in (None, "up", "web") and hasattr(args, "sync") and hasattr(args, "nats_url"):
             raise UsageError("--sync sets natslab's own server; with --nats-url that server's configuration decides")
         settings = settings_from(args)
+        if args.command is None or "nats_url" in args.command_options:
+            # Before anything connects or starts a process: all of them find the credentials there.
+            apply_connection_options(args)
         if args.command in WRITERS:
             require_writable(settings, args)
         command = COMMANDS.get(args.command)
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except (DataDirError, LabError, ServerError, DatabaseUnavailable, OSError) as exc:
+    except (DataDirError, LabError, NatsRefused, ServerError, DatabaseUnavailable, OSError) as exc:
         # A bare timeout (asyncio's is an OSError) says nothing by itself: name it at least.
         print(f"natslab: {describe_error(exc)}", file=sys.stderr)
         return 1
