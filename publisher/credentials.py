@@ -36,17 +36,20 @@ ENV = {
     "tls_key": "NATSLAB_TLS_KEY",
 }
 FILE_FIELDS = ("nkey", "creds", "tls_ca", "tls_cert", "tls_key")
+KIND_WORDS = {"user": "a user and password", "token": "a token", "nkey": "an NKEY seed", "creds": "a .creds file"}
 
 # scheme://userinfo@ in a URL: greedy up to the last @ before the path (or the next URL), as urlsplit reads it.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/,]*)@")
 
 
 class CredentialsError(ValueError):
-    """Credentials that cannot work as given: which one (`field`) and why, without its value."""
+    """Credentials that cannot work as given: which one (`field`) and why, without its value; and the
+    one that would complete it (`missing`), if that is what is wrong."""
 
-    def __init__(self, field_name: str, reason: str) -> None:
+    def __init__(self, field_name: str, reason: str, missing: str | None = None) -> None:
         super().__init__(reason)
         self.field = field_name
+        self.missing = missing
 
 
 def split_urls(text: str) -> list[str]:
@@ -142,13 +145,14 @@ class Credentials:
         file readable and what it claims to be (a seed, a creds file, PEM certificates)."""
         kinds = self.auth_kinds()
         if len(kinds) > 1:
-            raise CredentialsError(kinds[1], f"give only one way to authenticate, not {' and '.join(kinds)}")
+            both = " and ".join(KIND_WORDS[kind] for kind in kinds)
+            raise CredentialsError(kinds[1], f"give one way to authenticate, not {both}")
         if self.user is not None and self.password is None:
-            raise CredentialsError("password", "a user needs a password")
+            raise CredentialsError("user", "needs a password too", missing="password")
         if self.password is not None and self.user is None:
-            raise CredentialsError("user", "a password needs a user")
+            raise CredentialsError("password", "needs a user too", missing="user")
         if self.tls_key is not None and self.tls_cert is None:
-            raise CredentialsError("tls_cert", "a client key needs its certificate")
+            raise CredentialsError("tls_key", "needs its certificate too", missing="tls_cert")
         for name in FILE_FIELDS:
             path = getattr(self, name)
             if path is not None:

@@ -210,7 +210,8 @@ def apply_connection_options(args: argparse.Namespace, environ: dict[str, str] |
         credentials.check()
     except CredentialsError as exc:
         given = getattr(args, connection_dest(exc.field), None) is not None
-        raise UsageError(f"{CONNECTION_FLAGS[exc.field][0] if given else ENV[exc.field]}: {exc}") from None
+        hint = f" ({CONNECTION_FLAGS[exc.missing][0]} or {ENV[exc.missing]})" if exc.missing else ""
+        raise UsageError(f"{CONNECTION_FLAGS[exc.field][0] if given else ENV[exc.field]}: {exc}{hint}") from None
     return credentials
 
 
