@@ -98,9 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in (None, "up", "web") and hasattr(args, "sync") and hasattr(args, "nats_url"):
             raise UsageError("--sync sets natslab's own server; with --nats-url that server's configuration decides")
         settings = settings_from(args)
-        if args.command is None or "nats_url" in args.command_options:
-            # Before anything connects or starts a process: all of them find the credentials there.
-            apply_connection_options(args)
+        # Before anything connects or starts a process: all of them find the credentials there. The
+        # variables are checked for every command: even one that runs its own server hands them on
+        # to its listeners, and nats-py would fail on a bad seed file with a traceback.
+        apply_connection_options(args)
         if args.command in WRITERS:
             require_writable(settings, args)
         command = COMMANDS.get(args.command)

@@ -15,7 +15,7 @@ from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
 from dashboard.commands.args import UsageError, apply_connection_options, nats_url
-from dashboard.commands.main import build_parser
+from dashboard.commands.main import build_parser, main
 from publisher.credentials import (
     ENV,
     URL_VARIABLE,
@@ -259,3 +259,12 @@ def test_a_refusal_is_told_from_an_error_that_may_heal(files: dict[str, Path]) -
     )
     for may_heal in (ConnectionRefusedError(111, "Connect call failed"), BrokenPipeError(32, "Broken pipe"), NatsError("nats: stale connection")):
         assert refusal(may_heal, alice) is None
+
+
+def test_every_command_refuses_a_bad_variable_even_one_that_runs_its_own_server(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its listeners would inherit the variable, and nats-py fail on the seed with a traceback.
+    monkeypatch.setenv(ENV["nkey"], str(files["junk"]))
+    assert main(["scenario", "--list"]) == 2
+    assert capsys.readouterr().err == f"natslab: NATSLAB_NATS_NKEY: {files['junk']}: not an NKEY seed (a line starting with SU...)\n"
