@@ -32,8 +32,9 @@ from listeners.fetching import fetch_promptly
 from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
 from listeners.guard import GAP_TIMEOUT_ACK_WAITS, SequenceGuard
 from listeners.status import STATUS_INTERVAL_S, ListenerStatus, control_subject, status_subject
+from publisher.credentials import redact_url
 from publisher.events import STREAM_NAME, utc_now_iso
-from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S, connect, ensure_stream
+from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S, NatsRefused, connect, ensure_stream
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class AccountListener:
 
     async def _connect(self) -> NATS | None:
         """Connect, retrying while the server is down (it may be restarting as we start); give up
-        after `nats_timeout_s` with `failure` set."""
+        after `nats_timeout_s`, or at once when the server refuses the credentials, with `failure` set."""
         deadline = time.monotonic() + self.config.nats_timeout_s
         while not self._stop.is_set():
             try:
@@ -168,14 +169,22 @@ class AccountListener:
                     on_disconnect=self._on_disconnect,
                     on_reconnect=self._on_reconnect,
                 )
+            except NatsRefused as exc:
+                self.failure = str(exc)
+                log.error("%s", exc)
+                return None
             except (ConnectionError, OSError, NatsError) as exc:
                 log.warning("cannot connect yet: %r", exc)
                 if time.monotonic() > deadline:
-                    self.failure = f"cannot reach NATS at {self.config.nats_url} (tried for {self.config.nats_timeout_s:g} s)"
+                    self.failure = f"cannot reach {self._where} (tried for {self.config.nats_timeout_s:g} s)"
                     return None
                 self.state = "disconnected"
                 await self._sleep(0.5)
         return None
+
+    @property
+    def _where(self) -> str:
+        return f"NATS at {redact_url(self.config.nats_url)}"
 
     async def _on_disconnect(self) -> None:
         self.connected = False
@@ -190,7 +199,7 @@ class AccountListener:
     def _give_up_if_unreachable(self) -> None:
         """Stop, with `failure` set, once NATS has been unreachable for `nats_timeout_s`."""
         if self._reachability.lost_for() > self.config.nats_timeout_s and not self._stop.is_set():
-            self.failure = f"NATS at {self.config.nats_url} unreachable for {self.config.nats_timeout_s:g} s"
+            self.failure = f"{self._where} unreachable for {self.config.nats_timeout_s:g} s"
             log.warning("%s; stopping", self.failure)
             self.request_stop()
 

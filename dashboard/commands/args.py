@@ -20,6 +20,7 @@ from dashboard.lab.natsserver import DEFAULT_SYNC, SYNC_INTERVAL, SYNC_MODES
 from dashboard.lab.settings import Settings, default_data_dir, unwritable_reason
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from listeners.guard import GAP_TIMEOUT_ACK_WAITS
+from publisher.credentials import ENV, Credentials, CredentialsError, redact_url, unreadable_reason
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 T = TypeVar("T")
@@ -85,21 +86,33 @@ def port(text: str) -> int:
 
 
 def nats_url(text: str) -> str:
-    """Server URLs as nats-py takes them, comma-separated: nats:// or tls://, a host, and a port."""
-    for part in text.split(","):
-        one_nats_url(part)
-    return text
+    """Server URLs as nats-py takes them, one or several comma-joined (the servers of one cluster):
+    each nats:// or tls://, a host, and a port if not the default; credentials in one
+    (`nats://user:password@host`) are taken and never repeated in an error."""
+    parts = [part.strip() for part in text.split(",")]
+    if len(parts) > 1 and not all(parts):
+        raise argparse.ArgumentTypeError(f"{redact_url(text)!r} has an empty URL between its commas")
+    for part in parts:
+        try:
+            parsed = urlsplit(part)
+            port = parsed.port  # ValueError unless a number in 0-65535
+        except ValueError:
+            port = 0
+        if port == 0 or parsed.scheme not in ("nats", "tls") or not parsed.hostname or parsed.path not in ("", "/"):
+            raise argparse.ArgumentTypeError(
+                f"{redact_url(part)!r} is not a NATS URL like nats://127.0.0.1:4222 (or tls://...)"
+            )
+    return ",".join(parts)
 
 
-def one_nats_url(text: str) -> str:
-    try:
-        parsed = urlsplit(text)
-        port = parsed.port  # ValueError unless a number in 0-65535
-    except ValueError:
-        port = 0
-    if port == 0 or parsed.scheme not in ("nats", "tls") or not parsed.hostname or parsed.path not in ("", "/"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a NATS URL like nats://127.0.0.1:4222 (or tls://...)")
-    return text
+def readable_file(text: str) -> Path:
+    """A file natslab can read (a key, a certificate): its absolute path, which child processes
+    started elsewhere still find."""
+    path = Path(text).expanduser()
+    reason = unreadable_reason(path)
+    if reason is not None:
+        raise argparse.ArgumentTypeError(f"{text}: {reason}")
+    return path.absolute()
 
 
 def cluster_size(text: str) -> int:
@@ -134,7 +147,8 @@ def listener_name(text: str) -> str:
 
 
 def add_common(parser: argparse.ArgumentParser, nats: bool = True) -> None:
-    """`--data-dir`, and for commands that talk to NATS `--nats-url` and `--nats-timeout`.
+    """`--data-dir`, and for commands that talk to NATS `--nats-url`, `--nats-timeout` and the
+    credential and TLS options.
 
     Unset, an option leaves no attribute (SUPPRESS), so `natslab --data-dir D check` and
     `natslab check --data-dir D` mean the same: a subcommand's unset option does not hide the main one.
@@ -146,19 +160,76 @@ def add_common(parser: argparse.ArgumentParser, nats: bool = True) -> None:
         help=f"where the store, databases and logs live (env NATSLAB_DATA_DIR; default {default_data_dir()})",
     )
     if nats:
-        parser.add_argument(
-            "--nats-url",
-            type=nats_url,
-            default=argparse.SUPPRESS,
-            help="use this NATS server instead of the embedded one (env NATSLAB_NATS_URL)",
-        )
-        parser.add_argument(
-            "--nats-timeout",
-            type=nats_timeout_seconds,
-            default=argparse.SUPPRESS,
-            help="seconds to keep trying an unreachable NATS before giving up"
-            f" (env NATSLAB_NATS_TIMEOUT; default {DEFAULT_NATS_TIMEOUT_S:g})",
-        )
+        add_nats_connection(parser)
+
+
+# field of `Credentials` -> (flag, metavar, help). Their dests are the fields' names with "nats_" in
+# front where the flag has it (`--nats-user` -> nats_user, `--tls-ca` -> tls_ca).
+CONNECTION_FLAGS = {
+    "user": ("--nats-user", "NAME", "user name, with --nats-password"),
+    "password": ("--nats-password", "SECRET", "password for --nats-user (others can see a flag in ps; prefer the variable)"),
+    "token": ("--nats-token", "SECRET", "authentication token (others can see a flag in ps; prefer the variable)"),
+    "nkey": ("--nats-nkey", "FILE", "NKEY seed file (a line starting with SU)"),
+    "creds": ("--nats-creds", "FILE", "NATS .creds file (user JWT and seed)"),
+    "tls_ca": ("--tls-ca", "FILE", "CA certificate(s) to trust the server's TLS certificate by (default the system's)"),
+    "tls_cert": ("--tls-cert", "FILE", "client certificate for TLS (PEM; with its key unless --tls-key)"),
+    "tls_key": ("--tls-key", "FILE", "the client certificate's unencrypted private key (PEM)"),
+}
+FILE_FIELDS = {"nkey", "creds", "tls_ca", "tls_cert", "tls_key"}
+
+
+def connection_dest(field_name: str) -> str:
+    return CONNECTION_FLAGS[field_name][0].removeprefix("--").replace("-", "_")
+
+
+def add_nats_connection(parser: argparse.ArgumentParser) -> None:
+    """`--nats-url`, `--nats-timeout`, and the credentials and TLS files, in a group of their own.
+
+    No default is shown: a secret must not reach the screen, and the variables are read only later.
+    """
+    group = parser.add_argument_group(
+        "NATS connection",
+        "Each flag has a variable of the same name (--nats-user: NATSLAB_NATS_USER, --tls-ca: NATSLAB_TLS_CA);"
+        " credentials may also be in the URL (nats://user:password@host:4222). Processes natslab starts get"
+        " them through their environment, never on their command line.",
+    )
+    group.add_argument(
+        "--nats-url", type=nats_url, default=argparse.SUPPRESS, metavar="URL[,URL...]",
+        help="use this NATS server (or the servers of one cluster, comma-joined) instead of the embedded one"
+        " (env NATSLAB_NATS_URL)",
+    )  # fmt: skip
+    group.add_argument(
+        "--nats-timeout",
+        type=nats_timeout_seconds,
+        default=argparse.SUPPRESS,
+        help="seconds to keep trying an unreachable NATS before giving up"
+        f" (env NATSLAB_NATS_TIMEOUT; default {DEFAULT_NATS_TIMEOUT_S:g})",
+    )
+    for field_name, (flag, metavar, text) in CONNECTION_FLAGS.items():
+        group.add_argument(
+            flag, dest=connection_dest(field_name), type=readable_file if field_name in FILE_FIELDS else str,
+            default=argparse.SUPPRESS, metavar=metavar, help=f"{text} (env {ENV[field_name]})",
+        )  # fmt: skip
+
+
+def apply_connection_options(args: argparse.Namespace, environ: dict[str, str] | None = None) -> Credentials:
+    """Write the credential and TLS flags given into the environment (`environ`, by default this
+    process's), where `connect()` and every process this one starts find them, and check what the
+    environment then holds. A flag overrides its variable; the one line of a UsageError names
+    whichever of the two was given."""
+    environ = os.environ if environ is None else environ  # type: ignore[assignment]
+    for field_name in CONNECTION_FLAGS:
+        value = getattr(args, connection_dest(field_name), None)
+        if value is not None:
+            environ[ENV[field_name]] = str(value)
+    try:
+        credentials = Credentials.from_env(environ)
+        credentials.check()
+    except CredentialsError as exc:
+        given = getattr(args, connection_dest(exc.field), None) is not None
+        hint = f" ({CONNECTION_FLAGS[exc.missing][0]} or {ENV[exc.missing]})" if exc.missing else ""
+        raise UsageError(f"{CONNECTION_FLAGS[exc.field][0] if given else ENV[exc.field]}: {exc}{hint}") from None
+    return credentials
 
 
 def add_ack_wait(parser: argparse.ArgumentParser) -> None:

@@ -18,6 +18,7 @@ from dashboard.lab.client import NoLab, ask, ping
 from dashboard.lab.host import lab_url, lock_holder
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import LabError, close_quietly, connect_with_retry, wait_until
+from publisher.credentials import redact_url
 
 HELP = "stop the lab that runs on the data dir (natslab up, or a dashboard's)"
 
@@ -38,7 +39,7 @@ async def down(settings: Settings, timeout: float) -> int:
     url = lab_url(settings)
     state = await ping(url) if url is not None else None
     if url is None or state is None:
-        where = f" or at {url}" if url else ""
+        where = f" or at {redact_url(url)}" if url else ""
         print(f"natslab down: no lab runs on {settings.data_dir}{where}; nothing to stop", file=sys.stderr)
         return 0
     host = state.host
@@ -57,7 +58,7 @@ async def down(settings: Settings, timeout: float) -> int:
         return await ping(url, timeout=1.0) is None and not (local and lock_holder(settings.data_dir))
 
     try:
-        await wait_until(gone, timeout, f"the lab at {url} to stop", interval=0.2)
+        await wait_until(gone, timeout, f"the lab at {redact_url(url)} to stop", interval=0.2)
     except TimeoutError as exc:
         raise LabError(f"{exc}; its host is {host.command}, pid {host.pid} on {host.hostname}") from None
     print(f"natslab down: stopped the lab of {host.data_dir} ({host.command}, pid {host.pid})", file=sys.stderr)

@@ -16,6 +16,7 @@ from dashboard.lab.logs import listener_log, log_to_file
 from dashboard.lab.settings import Settings
 from listeners.account_listener import AccountListener, ListenerConfig
 from listeners.status import failure_prefix
+from publisher.credentials import redact_url
 from publisher.sqlite import DatabaseUnavailable
 
 HELP = "run one Account Service listener"
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     log_to_file(listener_log(settings.data_dir, args.name))
     log = logging.getLogger(__name__)
-    log.info("listener %s starting (%s, %s, %s loop)", config.name, config.mode, nats_url, settings.loop)
+    log.info("listener %s starting (%s, %s, %s loop)", config.name, config.mode, redact_url(nats_url), settings.loop)
     listener = AccountListener(config)
     try:
         loops.run(listener.run(), settings.loop)

@@ -21,11 +21,13 @@ from dashboard.commands.args import (
     UsageError,
     add_common,
     add_lab_options,
+    apply_connection_options,
     require_writable,
     settings_from,
 )
 from dashboard.lab.natsserver import ServerError
 from dashboard.lab.waits import LabError, describe_error
+from publisher.jetstream import NatsRefused
 from publisher.sqlite import DatabaseUnavailable
 
 COMMANDS: dict[str, ModuleType] = {
@@ -98,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in (None, "up", "web") and hasattr(args, "cluster") and hasattr(args, "nats_url"):
             raise UsageError("--cluster starts natslab's own nodes; with --nats-url, list every node's URL there instead")
         settings = settings_from(args)
+        # Before anything connects or starts a process: all of them find the credentials there. The
+        # variables are checked for every command: even one that runs its own server hands them on
+        # to its listeners, and nats-py would fail on a bad seed file with a traceback.
+        apply_connection_options(args)
         if args.command in WRITERS:
             require_writable(settings, args)
         command = COMMANDS.get(args.command)
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except (DataDirError, LabError, ServerError, DatabaseUnavailable, OSError) as exc:
+    except (DataDirError, LabError, NatsRefused, ServerError, DatabaseUnavailable, OSError) as exc:
         # A bare timeout (asyncio's is an OSError) says nothing by itself: name it at least.
         print(f"natslab: {describe_error(exc)}", file=sys.stderr)
         return 1

@@ -21,6 +21,7 @@ from dashboard.commands.args import UsageError, add_common, positive_int, requir
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import random_requests, user_names
 from dashboard.lab.waits import close_quietly, connect_with_retry
+from publisher.credentials import redact_url
 from publisher.events import KINDS, EventError, format_cents, parse_amount, validate_user_id
 from publisher.jetstream import ensure_stream
 from publisher.service import Publisher
@@ -132,7 +133,7 @@ async def _publish_random(
     left = await db.count_unpublished()
     if publisher.stalled_for() > settings.nats_timeout_s:
         print(
-            f"natslab publish: NATS at {url} unreachable for {settings.nats_timeout_s:g} s; gave up after"
+            f"natslab publish: NATS at {redact_url(url)} unreachable for {settings.nats_timeout_s:g} s; gave up after"
             f" recording {recorded} of {total} events. {left} wait in the outbox and go out with the next"
             " relay (a running natslab, or the next natslab publish).",
             file=sys.stderr,

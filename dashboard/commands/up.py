@@ -19,6 +19,7 @@ from dashboard.lab.host import HostLock, describe_holder, host, server_to_host_o
 from dashboard.lab.natsserver import ServerError
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import LabError
+from publisher.credentials import redact_url
 
 HELP = "run the lab headless (server, publisher, listeners) for dashboards to attach to"
 COMMAND = "natslab up"
@@ -50,7 +51,7 @@ async def serve(settings: Settings, command: str = COMMAND) -> int:
         url = await server_to_host_on(settings)
         if url is not None and (found := await ping(url)) is not None:
             raise LabError(
-                f"a lab already answers at {url} ({found.host.command}, pid {found.host.pid} on {found.host.hostname},"
+                f"a lab already answers at {redact_url(url)} ({found.host.command}, pid {found.host.pid} on {found.host.hostname},"
                 f" data dir {found.host.data_dir})"
             )
         settings.nats_url = url
@@ -70,7 +71,7 @@ async def serve(settings: Settings, command: str = COMMAND) -> int:
     loop.add_signal_handler(signal.SIGINT, stop_because, "natslab up was interrupted (Ctrl-C)")
     loop.add_signal_handler(signal.SIGTERM, stop_because, "natslab up was terminated (SIGTERM)")
     lab = hosted.lab
-    print(lab.url, flush=True)
+    print(redact_url(lab.url), flush=True)
     members = lab.state().members
     guarded = sum(1 for member in members if member.mode == "guarded")
     option = settings.data_dir_option()

@@ -28,6 +28,7 @@ from dashboard.lab.logs import LOGS
 from dashboard.lab.natsserver import die_with_parent
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import LabError
+from publisher.credentials import url_for_child
 
 HELP = "serve the dashboard in a browser (every tab attaches to the one lab)"
 DEFAULT_PORT = 8000
@@ -66,11 +67,18 @@ def port_in_use(host: str, number: int) -> bool:
 
 
 def dashboard_command(settings: Settings) -> str:
-    """What textual-serve runs for each tab: a dashboard that attaches and never starts a lab."""
+    """What textual-serve runs for each tab: a dashboard that attaches and never starts a lab. The
+    tabs inherit this process's environment (see `child_environment`)."""
     command = [sys.executable, "-m", "dashboard.commands", "--data-dir", str(settings.data_dir.absolute()), "--attach"]
     if settings.nats_url:
-        command += ["--nats-url", settings.nats_url]
+        command += url_for_child(settings.nats_url)[0]
     return shlex.join(command)
+
+
+def child_environment(settings: Settings) -> dict[str, str]:
+    """What a process started here needs in its environment beyond this one's: the URL given, when
+    it carries a secret (the credentials flags are there already, written by `natslab` itself)."""
+    return url_for_child(settings.nats_url)[1] if settings.nats_url else {}
 
 
 def up_command(settings: Settings) -> list[str]:
@@ -87,7 +95,7 @@ def up_command(settings: Settings) -> list[str]:
     if settings.gap_timeout_s is not None:
         command += ["--gap-timeout", str(settings.gap_timeout_s)]
     if settings.nats_url:
-        command += ["--nats-url", settings.nats_url]
+        command += url_for_child(settings.nats_url)[0]
     else:
         command += ["--sync", settings.sync]
         if settings.cluster:
@@ -113,7 +121,7 @@ def start_lab(settings: Settings) -> subprocess.Popen | None:
         with open(output, "ab") as out:
             process = subprocess.Popen(
                 up_command(settings), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
+                env={**os.environ, **child_environment(settings)}, preexec_fn=die_with_parent,
             )  # fmt: skip
         print(f"natslab web: starting a lab on {settings.data_dir} (natslab up, pid {process.pid}; output in {output})",
               file=sys.stderr, flush=True)  # fmt: skip
@@ -175,6 +183,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         # The tabs' dashboards inherit it, and end if this process is killed outright.
         os.environ[WEB_PID_VARIABLE] = str(os.getpid())
+        os.environ.update(child_environment(settings))
         Server(dashboard_command(settings), host=host, port=number, title="natslab").serve()
     finally:
         stop_lab(started)

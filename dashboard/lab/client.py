@@ -32,6 +32,7 @@ from dashboard.lab.protocol import (
 )
 from dashboard.lab.waits import LabError, close_quietly, connect_with_retry, nats_reachable
 from listeners.status import STATUS_SUBJECT_PREFIX, ListenerStatus, read_status
+from publisher.credentials import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +51,17 @@ class LabStarting(NoLab):
 async def ask(nc: NATS, url: str, op: str, timeout: float = REQUEST_TIMEOUT_S, **fields: Any) -> dict[str, Any]:
     """Send the host one request; its reply's fields. NoLab when no lab answers, LabError with the
     host's own words when it refuses."""
+    where = redact_url(url)
     try:
         msg = await nc.request(CONTROL_SUBJECT, request(op, **fields), timeout=timeout)
     except NoRespondersError:
-        raise NoLab(f"no lab answers at {url}") from None
+        raise NoLab(f"no lab answers at {where}") from None
     except (NatsTimeoutError, TimeoutError):
-        raise LabError(f"the lab at {url} did not answer within {timeout:g} s") from None
+        raise LabError(f"the lab at {where} did not answer within {timeout:g} s") from None
     try:
         return parse_reply(msg.data)
     except ProtocolError as exc:
-        raise LabError(f"a reply from {url} that is not the lab's: {exc}") from None
+        raise LabError(f"a reply from {where} that is not the lab's: {exc}") from None
 
 
 async def ping(url: str, timeout: float = PING_TIMEOUT_S) -> HostState | None:
@@ -74,7 +76,7 @@ async def ping(url: str, timeout: float = PING_TIMEOUT_S) -> HostState | None:
         reply = await ask(nc, url, "ping", timeout=timeout)
         return HostState.from_dict(reply.get("state"))
     except (LabError, ProtocolError) as exc:
-        log.debug("ping %s: %r", url, exc)
+        log.debug("ping %s: %r", redact_url(url), exc)
         return None
     finally:
         await close_quietly(nc)
@@ -125,7 +127,7 @@ class LabClient:
         if self.nc is None:
             raise LabError("not attached to a lab")
         if not self.connected:
-            raise LabError(f"not connected to NATS at {self.url}")
+            raise LabError(f"not connected to NATS at {redact_url(self.url)}")
         return await ask(self.nc, self.url, op, timeout, **fields)
 
     def gone(self) -> str | None:

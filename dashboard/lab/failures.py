@@ -31,6 +31,7 @@ from dashboard.lab.traffic import record_random
 from dashboard.lab.waits import wait_until
 from listeners.accounts import Mode
 from listeners.groups import GUARDED_GROUP
+from publisher.credentials import url_for_child
 from publisher.events import AccountEvent
 
 Say = Callable[[str], Awaitable[None]]
@@ -204,22 +205,15 @@ async def publisher_crash(lab: Lab, say: Say, rng: random.Random) -> None:
     await prepare_listeners(lab)
     pat = await fresh_user(lab, "pat")
     Pat = pat.capitalize()
-    base = [
-        sys.executable,
-        "-m",
-        "dashboard.commands",
-        "publish",
-        "--data-dir",
-        str(lab.settings.data_dir),
-        "--nats-url",
-        lab.url,
-    ]
+    url_args, url_env = url_for_child(lab.url)
+    base = [sys.executable, "-m", "dashboard.commands", "publish", "--data-dir", str(lab.settings.data_dir), *url_args]
+    env = {**os.environ, **url_env} if url_env else None
     await say(
         f"A publisher process writes {Pat}'s deposit of $30 (#1) to its transactions database and dies before publishing."
     )
-    await _run_publisher(base + ["deposit", pat, "30", "--crash", "before-publish"])
+    await _run_publisher(base + ["deposit", pat, "30", "--crash", "before-publish"], env)
     await say(f"Another writes {Pat}'s deposit of $20 (#2), gets the PubAck, and dies before marking it published.")
-    await _run_publisher(base + ["deposit", pat, "20", "--crash", "after-publish"])
+    await _run_publisher(base + ["deposit", pat, "20", "--crash", "after-publish"], env)
     await say(
         "The lab's outbox relay finds both rows and sends them; the stream drops the resend of #2 (same event id)."
     )
@@ -228,9 +222,10 @@ async def publisher_crash(lab: Lab, say: Say, rng: random.Random) -> None:
     await say(f"The stream holds {stored} events for {Pat}: each transaction once.")
 
 
-async def _run_publisher(command: list[str]) -> None:
+async def _run_publisher(command: list[str], env: dict[str, str] | None) -> None:
+    """Run a publisher process to its end; it inherits this one's environment (the credentials)."""
     process = await asyncio.create_subprocess_exec(
-        *command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        *command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
     )
     try:
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)

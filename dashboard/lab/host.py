@@ -23,6 +23,7 @@ from dashboard.lab.lab import Lab
 from dashboard.lab.service import LabService
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import nats_reachable
+from publisher.credentials import redact_url, strip_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,8 @@ async def host(
     await lab.start(listeners=listeners, naive=naive)
     service = LabService(lab, command, caption_read_s=caption_read_s)
     try:
-        lock.record(command=command, url=lab.url)
+        # Without credentials: whoever reads the lock finds the server, and brings their own.
+        lock.record(command=command, url=strip_userinfo(lab.url))
         await service.start()
     except BaseException:
         await lab.stop()
@@ -194,4 +196,4 @@ async def open_lab(
     holder = describe_holder(settings)
     if holder:
         raise LabStarting(f"the lab on {settings.data_dir} is starting ({holder})")
-    raise NoLab(f"no lab runs on {settings.data_dir}" + (f" or at {url}" if url else ""))
+    raise NoLab(f"no lab runs on {settings.data_dir}" + (f" or at {redact_url(url)}" if url else ""))

@@ -47,6 +47,7 @@ from dashboard.lab.supervisor import Member
 from dashboard.lab.traffic import TRICKLE_RATE, record_random, trickle, user_names
 from dashboard.lab.waits import LabError, cancel, describe_error
 from listeners.accounts import Mode
+from publisher.credentials import redact_url
 from publisher.service import Publisher
 
 log = logging.getLogger(__name__)
@@ -333,7 +334,7 @@ def host_info(lab: Lab, command: str) -> HostInfo:
         hostname=socket.gethostname(),
         command=command,
         data_dir=str(settings.data_dir.absolute()),
-        url=lab.url,
+        url=redact_url(lab.url),  # every dashboard shows it, and anyone on the server hears it
         embedded=lab.embedded,
         sync=settings.sync if lab.embedded else None,
         ack_wait_s=settings.ack_wait_s,

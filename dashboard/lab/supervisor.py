@@ -2,6 +2,8 @@
 
 Each listener is its own OS process, so "kill" is a real SIGKILL and "pause" a real SIGSTOP. The
 supervisor signals only processes it started, by pid, and the kernel ends them if we die first.
+Listeners inherit this process's environment, and with it the NATS credentials and TLS files
+(publisher/credentials.py); a URL with a secret in it goes there too, never on their command line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dashboard.lab.natsserver import die_with_parent
 from listeners.accounts import Mode
 from listeners.groups import group_for_mode
 from listeners.status import failure_prefix
+from publisher.credentials import url_for_child
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 GUARDED_NAMES = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
@@ -128,7 +131,7 @@ class Supervisor:
             sys.executable, "-m", "dashboard.commands", "listener",
             "--name", name,
             "--mode", mode,
-            "--nats-url", self.nats_url,
+            *url_for_child(self.nats_url)[0],
             "--data-dir", str(self.data_dir),
             "--ack-wait", str(self.ack_wait_s),
             "--defer", self.defer,
@@ -137,6 +140,11 @@ class Supervisor:
             "--nats-timeout", str(self.nats_timeout_s),
             "--parent-pid", str(os.getpid()),
         ] + (["--gap-timeout", str(self.gap_timeout_s)] if self.gap_timeout_s is not None else [])  # fmt: skip
+
+    def environment(self) -> dict[str, str] | None:
+        """A listener's environment: this process's (None), plus the URL when it carries a secret."""
+        extra = url_for_child(self.nats_url)[1]
+        return {**os.environ, **extra} if extra else None
 
     def spawn(self, mode: Mode, name: str | None = None, slow_ms: int = 0) -> ListenerProcess:
         name = name or self.next_name(mode)
@@ -152,6 +160,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                env=self.environment(),
                 preexec_fn=lambda: die_with_parent(signal.SIGKILL),
             )
         if entry is None:

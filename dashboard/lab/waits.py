@@ -17,7 +17,8 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
-from publisher.jetstream import connect
+from publisher.credentials import redact_url, split_urls
+from publisher.jetstream import NatsRefused, connect
 
 
 class LabError(RuntimeError):
@@ -51,33 +52,52 @@ async def wait_until(
 
 
 async def connect_with_retry(url: str, name: str, timeout: float = 10.0, **kwargs: Any) -> NATS:
+    """Connect, trying again for `timeout` while no server answers; LabError when none did. A server
+    that refuses the credentials or the TLS handshake is NatsRefused at once, never tried again."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             remaining = max(0.5, deadline - time.monotonic())
             return await connect(url, name, first_connect_timeout=min(2.0, remaining), **kwargs)
+        except NatsRefused:
+            raise
         except Exception as exc:
             if time.monotonic() > deadline:
-                raise LabError(f"cannot reach NATS at {url} (tried for {timeout:g} s)") from exc
+                raise LabError(f"cannot reach NATS at {redact_url(url)} (tried for {timeout:g} s)") from exc
             await asyncio.sleep(0.1)
 
 
 async def nats_reachable(url: str, timeout: float = 1.0) -> bool:
-    """Something accepts TCP connections at the URL's host and port: worth trying to connect.
+    """Something accepts TCP connections at the host and port of one of the (comma-joined) URLs:
+    worth trying to connect.
 
     A first connect to a dead server does not fail with endless reconnects configured, so callers
     that must tell a person "unreachable" probe first.
     """
-    for one in url.split(","):
-        parsed = urlsplit(one if "://" in one else f"nats://{one}")
+    probes = [asyncio.ensure_future(_accepts_tcp(part, timeout)) for part in split_urls(url)]
+    try:
+        for probe in asyncio.as_completed(probes):
+            if await probe:
+                return True
+        return False
+    finally:
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+
+
+async def _accepts_tcp(url: str, timeout: float) -> bool:
+    try:
+        parsed = urlsplit(url if "://" in url else f"nats://{url}")
         host, port = parsed.hostname or "127.0.0.1", parsed.port or 4222
-        try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-        except (OSError, asyncio.TimeoutError):
-            continue
-        writer.close()
-        return True
-    return False
+    except ValueError:
+        return False
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    writer.close()
+    return True
 
 
 async def close_quietly(nc: NATS) -> None:

@@ -17,6 +17,7 @@ from dashboard.lab.natsserver import sync_label
 from dashboard.lab.traffic import TRICKLE_RATE
 from dashboard.ui.view import LabView
 from listeners.groups import GROUPS
+from publisher.credentials import short_url
 
 SEPARATOR = (" │ ", "dim")
 # (field, long words, short words): "applied twice" is the checker's duplicated, never a card's
@@ -120,7 +121,7 @@ class StatusLine(Widget):
             server.append("●", "bold green")
             server.append(f" NATS {view.server_state}" if view.embedded else " NATS external", "dim")
         if view.phase not in ("lost", "waiting"):
-            server.append(f" {view.url or 'nats://…'}")
+            server.append(f" {short_url(view.url) if view.url else 'nats://…'}")
             if view.host is not None:
                 server.append(f" · lab of {view.host}", "cyan")
             elif view.phase == "running":
