@@ -50,20 +50,28 @@ def stream_config(replicas: int = 1) -> api.StreamConfig:
     )
 
 
+def cluster_size(nc: NATS) -> int:
+    """How many servers the connected server's cluster has, from what it told the client on connecting
+    (its cluster's name and every node's client URL); 1 for a server on its own. The URLs a client was
+    given say nothing: some may be dead, or of servers that are not one cluster."""
+    info = getattr(nc, "_server_info", None) or {}
+    if not info.get("cluster"):
+        return 1
+    return max(1, len(set(info.get("connect_urls") or ())))
+
+
 async def ensure_stream(nc: NATS, replicas: int | None = None) -> api.StreamInfo:
     """Create the stream, or bring an existing one to our configuration.
 
     `replicas` is how many nodes of a cluster keep the stream; None keeps what an existing stream has,
     so a listener or a `natslab publish` never shrinks a replicated stream, and gives a new stream one
-    replica per server the connection knows of, up to MAX_REPLICAS (a cluster tells its clients every
-    node's URL).
+    replica per node of the server's cluster, up to MAX_REPLICAS.
     """
     js = nc.jetstream()
     try:
         info = await js.stream_info(STREAM_NAME)
     except NotFoundError:
-        known = len({server.netloc for server in nc.servers})
-        return await js.add_stream(stream_config(replicas or min(MAX_REPLICAS, max(1, known))))
+        return await js.add_stream(stream_config(replicas or min(MAX_REPLICAS, cluster_size(nc))))
     return await js.update_stream(stream_config(replicas or info.config.num_replicas or 1))
 
 

@@ -9,6 +9,7 @@ import sys
 
 from dashboard.commands import loops
 from dashboard.commands.args import UsageError, add_cluster, add_common, add_sync, port
+from dashboard.lab.cluster import EmbeddedCluster
 from dashboard.lab.lab import claim_topology, embedded_server
 from dashboard.lab.natsserver import EmbeddedServer, PortInUse, ServerError, sync_label
 from dashboard.lab.settings import Settings
@@ -46,6 +47,8 @@ async def serve(settings: Settings, client_port: int | None) -> int:
         raise ServerError(f"{exc}; pick another --port or leave it out for a free one") from None
     try:
         claim_topology(settings)
+        if isinstance(server, EmbeddedCluster):
+            await server.wait_for_jetstream()  # the URLs go out once a stream can be declared
     except BaseException:
         await server.stop()
         raise

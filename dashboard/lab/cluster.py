@@ -15,8 +15,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import nats
 
 from dashboard.lab.natsserver import DEFAULT_SYNC, ClusterRole, EmbeddedServer, PortInUse, ServerError
 
@@ -25,6 +28,8 @@ CLUSTER_NAME = "natslab"
 CLUSTER_SIZES = (3, 5)
 # Attempts at a first start whose route ports another program took between the pick and the bind.
 PORT_ATTEMPTS = 3
+# How long a new cluster may take to elect its meta leader, so that JetStream answers.
+JETSTREAM_READY_S = 30.0
 
 NODE_ACTIONS = ("kill", "pause", "resume", "lame-duck", "restart")
 # What a node's state means, for the dashboard's help.
@@ -152,6 +157,23 @@ class EmbeddedCluster:
             self.nodes[name] = EmbeddedServer(
                 self.store_root / name, self.logs_dir / f"nats-{name}.log", sync=self.sync, binary=self.binary, role=role
             )
+
+    async def wait_for_jetstream(self, timeout: float = JETSTREAM_READY_S) -> None:
+        """Until the new cluster has elected its meta leader and JetStream answers (a second or so
+        after the nodes are up), so whoever is given the URLs can declare a stream at once."""
+        deadline = time.monotonic() + timeout
+        nc = await nats.connect(servers=self.url.split(","), connect_timeout=2, max_reconnect_attempts=-1)
+        try:
+            while True:
+                try:
+                    await nc.jetstream(timeout=1.0).account_info()
+                    return
+                except Exception as exc:
+                    if time.monotonic() > deadline:
+                        raise ServerError(f"the cluster's JetStream did not answer within {timeout:g} s: {exc!r}") from exc
+                    await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
 
     async def _start_node(self, name: str) -> None:
         node = self.nodes[name]

@@ -219,6 +219,8 @@ class Lab:
             self.server = embedded_server(settings)
             self.server_state = "starting"
             self._url = await self.server.start()
+            if isinstance(self.server, EmbeddedCluster):
+                await self.server.wait_for_jetstream()  # asked at a short interval: declaring would wait 5 s a try
             settings.url_file.write_text(self._url + "\n")
         self.server_state = "running"
         self.nc = await connect_with_retry(

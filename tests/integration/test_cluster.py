@@ -3,11 +3,13 @@ a time, and nothing lost or applied twice by the guarded group while leaders mov
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import nats
 import pytest
 from conftest import LabFactory
 
@@ -17,6 +19,7 @@ from dashboard.lab.probes import wait_drained, wait_listeners_ready
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import LabError, wait_until
 from listeners.groups import GUARDED_GROUP
+from publisher.events import STREAM_NAME
 
 STREAM = ASSETS.index("stream")
 NATSLAB = [sys.executable, "-m", "dashboard.commands"]
@@ -34,6 +37,14 @@ def settled(lab: Lab) -> bool:
         and all(leader(lab, index) for index in range(len(ASSETS)))
         and all(role in (LEADER, "current") for node in lab.nodes for role in node.roles)
     )
+
+
+async def stream_replicas(url: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        return (await nc.jetstream().stream_info(STREAM_NAME)).config.num_replicas
+    finally:
+        await nc.close()
 
 
 def alive(pid: int) -> bool:
@@ -140,6 +151,13 @@ def test_natslab_server_cluster_prints_one_url_per_node(tmp_path: Path) -> None:
         assert all(url.startswith("nats://127.0.0.1:") for url in urls), urls
         assert len(set(urls)) == 3
         assert (tmp_path / "nats.url").read_text().strip() == ",".join(urls)
+        # Given one node's URL, `natslab publish` makes the stream with a replica on each node.
+        published = subprocess.run(
+            [*NATSLAB, "publish", "deposit", "ann", "5", "--nats-url", urls[0], "--data-dir", str(tmp_path / "client")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert published.returncode == 0, published.stderr
+        assert asyncio.run(stream_replicas(urls[1])) == 3
     finally:
         process.terminate()
         _, err = process.communicate(timeout=30)
