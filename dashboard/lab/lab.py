@@ -191,10 +191,6 @@ class Lab:
             raise LabError("the lab has not been started")
         return self._url
 
-    @property
-    def embedded(self) -> bool:
-        return self.server is not None
-
     # -- lifecycle ---------------------------------------------------------------------------------
 
     async def start(self, *, listeners: int | None = None, naive: int | None = None) -> None:
@@ -227,8 +223,7 @@ class Lab:
             self._url, "natslab-dashboard", on_disconnect=self._on_disconnect, on_reconnect=self._on_reconnect
         )
         self.connected = True
-        # A new cluster elects its leaders first, which takes a few seconds more than one server's start.
-        await declare(self.nc, settings.ack_wait_s, timeout=30.0 if settings.cluster else 10.0, replicas=settings.cluster or None)
+        await declare(self.nc, settings.ack_wait_s, replicas=settings.cluster or None)
         await self.nc.subscribe(f"{STATUS_SUBJECT_PREFIX}.*", cb=self._on_status)
         self.transactions = await TransactionsDB.open(settings.transactions_db)
         self.publisher = Publisher(self.transactions, self.nc)

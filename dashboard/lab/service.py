@@ -335,8 +335,8 @@ def host_info(lab: Lab, command: str) -> HostInfo:
         command=command,
         data_dir=str(settings.data_dir.absolute()),
         url=redact_url(lab.url),  # every dashboard shows it, and anyone on the server hears it
-        embedded=lab.embedded,
-        sync=settings.sync if lab.embedded else None,
+        embedded=lab.server is not None,
+        sync=settings.sync if lab.server is not None else None,
         ack_wait_s=settings.ack_wait_s,
     )
 

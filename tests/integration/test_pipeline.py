@@ -160,7 +160,7 @@ async def test_lab_runs_the_same_on_an_external_server(nats_server, make_lab) ->
     from dashboard.lab.waits import LabError
 
     lab = await make_lab(listeners=1, nats_url=nats_server.url)
-    assert not lab.embedded and lab.url == nats_server.url
+    assert lab.server is None and lab.url == nats_server.url  # not embedded
     await lab.publisher.publish("deposit", "ext", 500)
     await wait_drained(lab, timeout=30)
     assert await balances(lab) == {"ext": (1, 500)}
