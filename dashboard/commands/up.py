@@ -75,8 +75,9 @@ async def serve(settings: Settings, command: str = COMMAND) -> int:
     members = lab.state().members
     guarded = sum(1 for member in members if member.mode == "guarded")
     option = settings.data_dir_option()
+    on = f" on a JetStream cluster of {len(lab.nodes)} nodes" if lab.nodes else ""
     print(
-        f"natslab up: the lab on {settings.data_dir} runs ({guarded} guarded and {len(members) - guarded} naive"
+        f"natslab up: the lab on {settings.data_dir} runs{on} ({guarded} guarded and {len(members) - guarded} naive"
         f" listeners); `natslab{option}` attaches a dashboard, `natslab web{option}` one in a browser;"
         f" `natslab down{option}` or Ctrl-C stops it",
         file=sys.stderr,
