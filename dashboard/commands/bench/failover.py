@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.errors import Error as NatsError
 
+from dashboard.lab.cluster import EmbeddedCluster
 from dashboard.lab.probes import stream_leader, wait_cluster_whole
 from dashboard.lab.waits import LabError, wait_until
 from publisher.events import AccountEvent
@@ -113,6 +114,13 @@ async def publisher_probe(bench: Bench, probe: Probe, user: str) -> None:
     # The last event left in the outbox goes out with the relay; the check waits for it.
 
 
+def connected_to(bench: Bench, node: str) -> bool:
+    """Whether the lab's connection (the probes' and the publisher's) is to `node`."""
+    cluster, nc = bench.lab.server, bench.lab.nc
+    url = nc.connected_url if nc is not None else None
+    return isinstance(cluster, EmbeddedCluster) and url is not None and url.port == cluster.node(node).port
+
+
 async def failover_round(bench: Bench, kind: str, index: int) -> dict[str, Any]:
     lab = bench.lab
     await wait_cluster_whole(lab, WHOLE_TIMEOUT_S)
@@ -129,6 +137,9 @@ async def failover_round(bench: Bench, kind: str, index: int) -> dict[str, Any]:
     try:
         await wait_until(lambda: raw.acks > 0 and pub.acks > 0, 30, "both probes to publish before the fault")
         await asyncio.sleep(LEAD_IN_S)  # steady publishing before the fault
+        # Whether the probes' own connection is on the node that goes: a PubAck in flight is then lost
+        # with the connection, and its publish waits out its timeout whatever the cluster does.
+        own_node = connected_to(bench, leader)
         fault_at = time.monotonic()
         raw.fault_at = pub.fault_at = fault_at
         if kind == "term":  # stop (SIGTERM, wait for the exit), then start: the probes run throughout
@@ -176,6 +187,7 @@ async def failover_round(bench: Bench, kind: str, index: int) -> dict[str, Any]:
         "round": index,
         "node": leader,
         "newLeader": new_leader,
+        "probesOnThatNode": own_node,
         "rawLongestWait_s": round(raw.longest_s, 3),
         "publisherLongestWait_s": round(pub.longest_s, 3),
         "newLeaderSeen_s": round(led[0] - fault_at, 3),
@@ -185,8 +197,8 @@ async def failover_round(bench: Bench, kind: str, index: int) -> dict[str, Any]:
         "publisherAcks": pub.acks,
     }
     bench.progress(
-        f"    {kind} of {leader}: raw probe {raw.longest_s:.2f} s, publisher {pub.longest_s:.2f} s,"
-        f" new leader {new_leader} seen after {led[0] - fault_at:.2f} s"
+        f"    {kind} of {leader}{' (the probes connected to it)' if own_node else ''}: raw probe {raw.longest_s:.2f} s,"
+        f" publisher {pub.longest_s:.2f} s, new leader {new_leader} seen after {led[0] - fault_at:.2f} s"
     )
     return figures
 
