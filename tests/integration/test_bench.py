@@ -298,6 +298,7 @@ def test_failover_bench_breaks_the_stream_leader_each_way_and_checks_clean(
         # Both probes published before and after the fault; the figures are the bench's to print.
         assert r["rawEvents"] > 0 and r["publisherEvents"] > 0
         assert r["rawLongestWait_s"] >= 0 and r["publisherLongestWait_s"] >= 0
+        assert isinstance(r["probesOnThatNode"], bool)
         if r["kind"] != "term":  # a node stopped and started again may lead again; a killed or lame one not
             assert r["newLeader"] not in (None, r["node"])
     assert set(failover["kinds"]) == {"kill", "lame-duck", "term"}
