@@ -11,7 +11,7 @@ import json
 import sys
 
 from dashboard.commands import loops
-from dashboard.commands.args import UsageError, add_sync, seconds, whole_number
+from dashboard.commands.args import UsageError, add_cluster, add_sync, seconds, whole_number
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.chaos import ChaosConfig, run_chaos
 from dashboard.lab.checker import format_report
@@ -31,18 +31,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--users", type=whole_number, default=defaults.users, help=f"users (default {defaults.users})")
     add("--kills", type=whole_number, default=defaults.kills, help="listener SIGKILLs, each followed by a restart")
     add("--pauses", type=whole_number, default=defaults.pauses, help="listener SIGSTOPs past the ack wait")
-    add("--server-restarts", type=whole_number, default=defaults.server_restarts, help="nats-server restarts")
+    add("--server-restarts", type=whole_number, default=defaults.server_restarts,
+        help="nats-server restarts (with --cluster, of every node at once)")
+    add("--node-kills", type=whole_number, default=0,
+        help="with --cluster: SIGKILLs of a node (half the time the stream's leader), each followed by a restart")
+    add("--node-pauses", type=whole_number, default=0,
+        help="with --cluster: SIGSTOPs of a node past the election timeout, each followed by SIGCONT")
     add("--listeners", type=whole_number, default=defaults.listeners, help="guarded listeners")
     add("--seed", type=int, default=None, help="random seed (the same seed gives the same plan)")
     add("--json", action="store_true", help="print the result as JSON")
     add("--ack-wait", type=seconds(0.5, MAX_ACK_WAIT_S), default=argparse.SUPPRESS,
         help=f"ack wait in seconds (default {ACK_WAIT_S:g})")  # fmt: skip
     add_sync(parser)
+    add_cluster(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.events < 1 or args.users < 1 or args.listeners < 1:
         raise UsageError("--events, --users and --listeners must be at least 1")
+    if (args.node_kills or args.node_pauses) and not settings.cluster:
+        raise UsageError("--node-kills and --node-pauses break nodes of a cluster: add --cluster 3")
     config = ChaosConfig(
         events=args.events,
         users=args.users,
@@ -51,13 +59,17 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         server_restarts=args.server_restarts,
         seed=args.seed,
         listeners=args.listeners,
+        cluster=settings.cluster,
+        node_kills=args.node_kills,
+        node_pauses=args.node_pauses,
     )
     # Given before the name, --ack-wait was checked against the dashboard's wider range.
     settings.ack_wait_s = getattr(args, "ack_wait", ACK_WAIT_S)
     if settings.ack_wait_s > MAX_ACK_WAIT_S:
         raise UsageError(f"--ack-wait for chaos must be between 0.5 and {MAX_ACK_WAIT_S:g} seconds")
     seed = "" if config.seed is None else f", seed {config.seed}"
-    uses = f"ack wait {settings.ack_wait_s:g} s, sync {sync_label(settings.sync)}{seed}"
+    cluster = f", cluster of {config.cluster}" if config.cluster else ""
+    uses = f"ack wait {settings.ack_wait_s:g} s, sync {sync_label(settings.sync)}{cluster}{seed}"
     print(f"natslab chaos: {uses}", file=sys.stderr, flush=True)
 
     def progress(line: str) -> None:

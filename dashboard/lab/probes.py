@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from dashboard.lab.cluster import EmbeddedCluster
 from dashboard.lab.lab import Lab
+from dashboard.lab.nodes import ASSETS, CURRENT, LEADER, asset_roles
 from dashboard.lab.snapshot import read_transactions
 from dashboard.lab.waits import LabError, wait_until
 from listeners.accounts import Mode
@@ -124,3 +126,56 @@ async def drained(lab: Lab, modes: tuple[Mode, ...] = ("guarded", "naive")) -> b
 
 async def wait_drained(lab: Lab, timeout: float = 60.0, modes: tuple[Mode, ...] = ("guarded", "naive")) -> None:
     await wait_until(lambda: drained(lab, modes), timeout, "the listeners to drain", interval=0.1)
+
+
+# -- the cluster's nodes ---------------------------------------------------------------------------
+
+
+async def stream_leader(lab: Lab) -> str | None:
+    """The node that leads the stream now, asked of JetStream (not the lab's view, which is up to a
+    second old); None while it elects one, or with one server."""
+    if lab.nc is None or not isinstance(lab.server, EmbeddedCluster):
+        return None
+    roles = (await asset_roles(lab.nc))[0]
+    return next((node for node, role in (roles or {}).items() if role == LEADER), None)
+
+
+async def cluster_unwell(lab: Lab) -> str | None:
+    """What keeps the embedded cluster from being whole, in words; None once every node runs and, in
+    every asset (the stream and both consumers), one node leads and the others are current. With one
+    server, None.
+
+    Asked afresh each time: the lab's node view can still show the leader of a second ago.
+    """
+    cluster = lab.server
+    if not isinstance(cluster, EmbeddedCluster):
+        return None
+    processes = cluster.processes()
+    down = [f"{process.name} is {process.state}" for process in processes if process.state != "running"]
+    if down:
+        return ", ".join(down)
+    if lab.nc is None or not lab.nc.is_connected:
+        return "the lab is not connected to NATS"
+    for asset, roles in zip(ASSETS, await asset_roles(lab.nc)):
+        if roles is None or LEADER not in roles.values():
+            return f"{asset} has no leader"
+        behind = [p.name for p in processes if roles.get(p.name) not in (LEADER, CURRENT)]
+        if behind:
+            behind = [f"{name} {roles.get(name) or 'unknown'}" for name in behind]
+            return f"in {asset}: {', '.join(behind)}"
+    return None
+
+
+async def wait_cluster_whole(lab: Lab, timeout: float) -> None:
+    """Wait until `cluster_unwell` has nothing to say; LabError naming what was still wrong at the deadline."""
+    last: list[str | None] = [None]
+
+    async def whole() -> bool:
+        last[0] = await cluster_unwell(lab)
+        return last[0] is None
+
+    try:
+        await wait_until(whole, timeout, "the cluster to be whole", interval=0.2)
+    except TimeoutError:
+        raise LabError(f"the cluster was not whole again within {timeout:g} s: {last[0]}") from None
+

@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 
 from dashboard.commands import bench
-from dashboard.commands.args import settings_from
+from dashboard.commands.args import UsageError, settings_from
 from dashboard.commands.bench import figures, report
+
+# `bench.run` is the command's entry point until the first run imports its `run` module, whose name
+# then takes the package's attribute: keep the function.
+run_bench = bench.run
 
 PHASES = ("durability", "throughput", "scaling", "latency", "nak", "recovery", "ackWait", "dashboard")
 TARGETS = (
@@ -52,7 +56,7 @@ def test_small_bench_reports_every_phase_and_a_clean_check(tmp_path: Path, capsy
     with_dashboard = shutil.which("tmux") is not None
     argv = [*SMALL, "--json", *([] if with_dashboard else ["--no-dashboard"])]
     args = parse(argv)
-    code = bench.run(args, settings_from(args))
+    code = run_bench(args, settings_from(args))
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
@@ -274,3 +278,62 @@ def test_one_missed_target_is_named_among_the_met() -> None:
     assert "133 MB after 1,000 events (5,000 in the stream)" in lines["dashboard peak RSS"]
     assert "80 MB at 0, 82 MB at 500, 82 MB at 1,000 events" in lines["dashboard RSS as the events went by"]
     assert "p50 20 ms, p99 40 ms" in lines["dashboard key -> screen at 1,000/s"] and "p99 < 50 ms: met" in table
+
+
+def test_failover_bench_breaks_the_stream_leader_each_way_and_checks_clean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = parse(["--failover", "--failover-rounds", "1", "--json"])
+    code = run_bench(args, settings_from(args))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["ok"] is True and result["check"]["ok"] is True, result["check"]["problems"]
+    assert result["config"]["cluster"] == 3 and result["targets"] == []
+    assert set(result["phases"]) == {"failover"}
+    failover = result["phases"]["failover"]
+    rounds = failover["rounds"]
+    assert [(r["kind"], r["round"]) for r in rounds] == [("kill", 1), ("lame-duck", 1), ("term", 1)]
+    for r in rounds:
+        # Both probes published before and after the fault; the figures are the bench's to print.
+        assert r["rawEvents"] > 0 and r["publisherEvents"] > 0
+        assert r["rawLongestWait_s"] >= 0 and r["publisherLongestWait_s"] >= 0
+        assert isinstance(r["probesOnThatNode"], bool)
+        if r["kind"] != "term":  # a node stopped and started again may lead again; a killed or lame one not
+            assert r["newLeader"] not in (None, r["node"])
+    assert set(failover["kinds"]) == {"kill", "lame-duck", "term"}
+    assert all(figures["raw"]["n"] == 1 for figures in failover["kinds"].values())
+    # The probes' events are real account events, checked with the rest.
+    # Every event a probe sent (or left in the outbox) went into the stream once.
+    assert result["check"]["streamEvents"] == sum(r["rawEvents"] + r["publisherEvents"] for r in rounds)
+    assert "[1/2] the stream leader's failover" in err and "[2/2] checking the databases" in err
+    data_dir = Path(re.search(r"embedded nats-servers in (\S+)", err)[1])  # type: ignore[index]
+    assert not data_dir.exists()
+
+
+def test_failover_table_names_each_fault_and_probe() -> None:
+    config = figures.BenchConfig(failover=True, cluster=3, failover_rounds=3)
+    result = figures.BenchResult(config, {"cpus": 2, "loadavg": [1.0, 1.0, 1.0]})
+
+    def spread(values: list[float]) -> dict:
+        return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+    result.phases = {"failover": {"kinds": {
+        "kill": {"raw": spread([5.1, 5.8, 6.3]), "publisher": spread([6.0, 10.1, 10.2]), "newLeader": spread([5.0, 5.5, 6.0])},
+        "lame-duck": {"raw": spread([0.05]), "publisher": spread([0.01]), "newLeader": spread([1.1])},
+    }}}  # fmt: skip
+    table = report.format_table(result)
+    assert table.splitlines()[0].startswith("natslab bench --failover: cluster of 3, 2 guarded listeners")
+    lines = {line.split("  ")[0]: line for line in table.splitlines()}
+    raw = lines["SIGKILL of the stream leader -> publishing again, raw js.publish probe (0.25 s timeout, retried), 3 rounds"]
+    assert "5.80 s (5.10-6.30)" in raw
+    publisher = lines["SIGKILL of the stream leader -> publishing again, through the publisher (outbox, relay), 3 rounds"]
+    assert "10.10 s (6.00-10.20)" in publisher
+    assert "0.05 s" in lines["lame duck (SIGUSR2) of the stream leader -> publishing again, raw js.publish probe (0.25 s timeout, retried), 1 round"]
+    assert "targets" not in table and table.endswith("check: not run")
+
+
+def test_bench_takes_a_cluster_only_for_the_failover_measures() -> None:
+    args = parse(["--cluster", "3"])
+    with pytest.raises(UsageError, match="--cluster goes with --failover"):
+        run_bench(args, settings_from(args))

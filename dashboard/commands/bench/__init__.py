@@ -22,6 +22,10 @@ One run, on a fresh embedded server in a temporary data dir, phase by phase:
    not earlier ones are done): from the time the request was due to the time its listener reported
    it committed and acknowledged, with where the time went (outbox, relay, delivery, apply).
 
+`--failover` runs none of these but one phase on an embedded cluster (`--cluster`, 3 nodes unless
+told otherwise): the stream's leader SIGKILLed, sent into lame duck and SIGTERMed, `--failover-rounds`
+times each, while two probes publish; how long publishing stopped (`failover.py`).
+
 It ends with the checker: a fast run that loses events is no result. Progress goes to stderr, the
 table (or `--json`) to stdout. Timings are wall-clock figures on a shared machine; they belong here,
 never in timed test assertions.
@@ -35,12 +39,13 @@ import sys
 from pathlib import Path
 
 from dashboard.commands import loops
-from dashboard.commands.args import UsageError, add_ack_wait, add_sync, positive_int, seconds
+from dashboard.commands.args import UsageError, add_ack_wait, add_cluster, add_sync, positive_int, seconds
 from dashboard.commands.bench.figures import (
     DEFAULT_DASHBOARD_CPU_S,
     DEFAULT_DASHBOARD_EVENTS,
     DEFAULT_DASHBOARD_RATE,
     DEFAULT_EVENTS,
+    DEFAULT_FAILOVER_ROUNDS,
     DEFAULT_LATENCY_S,
     DEFAULT_LISTENERS,
     DEFAULT_PAIRS,
@@ -108,6 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--keep", action="store_true", help="keep the temporary data dir (store, databases, logs)")
     add("--profile", type=Path, default=None, metavar="DIR",
         help="sample the pipeline's processes and the dashboard with py-spy into DIR (collapsed stacks)")
+    add("--failover", action="store_true",
+        help="only the failover of the stream's leader (SIGKILL, lame duck, SIGTERM), on an embedded cluster")
+    add("--failover-rounds", type=positive_int, default=DEFAULT_FAILOVER_ROUNDS,
+        help=f"rounds of each fault with --failover (default {DEFAULT_FAILOVER_ROUNDS})")
+    add_cluster(parser)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,6 +125,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     from dashboard.commands.bench.report import format_table
     from dashboard.commands.bench.run import Bench
 
+    if hasattr(args, "cluster") and not args.failover:
+        raise UsageError("natslab bench runs on one server; --cluster goes with --failover (the failover measures)")
     config = BenchConfig(
         events=args.events,
         users=args.users,
@@ -134,6 +146,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         ack_wait_s=settings.ack_wait_s,
         sync=settings.sync,
         profile_dir=args.profile.resolve() if args.profile else None,
+        failover=args.failover,
+        # NATSLAB_CLUSTER too, but only for the failover measures, which need a cluster.
+        cluster=(settings.cluster or 3) if args.failover else 0,
+        failover_rounds=args.failover_rounds,
     )
     if max(config.listeners, *config.scale_listeners) > 26:
         raise UsageError("--listeners and --scale-listeners must be at most 26")

@@ -36,6 +36,7 @@ DEFAULT_PAIRS = 50
 DEFAULT_DASHBOARD_RATE = 1_000
 DEFAULT_DASHBOARD_EVENTS = 100_000
 DEFAULT_DASHBOARD_CPU_S = 10.0
+DEFAULT_FAILOVER_ROUNDS = 3
 
 TARGET_RATIO = 0.8  # the guarded pipeline's events/s over the raw transport's, median of the rounds
 # Publish -> applied p99 by offered rate; a rate not named here is measured without a target.
@@ -92,6 +93,10 @@ class BenchConfig:
     ack_wait_s: float = 5.0
     sync: str = DEFAULT_SYNC
     profile_dir: Path | None = None
+    # `--failover`: only the failover phase, on an embedded cluster of `cluster` nodes.
+    failover: bool = False
+    cluster: int = 0
+    failover_rounds: int = DEFAULT_FAILOVER_ROUNDS
 
 
 @dataclass(slots=True)

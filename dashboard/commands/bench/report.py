@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dashboard.commands.bench.failover import failover_rows
 from dashboard.commands.bench.figures import (
     TARGET_DASHBOARD_CPU,
     TARGET_DASHBOARD_CPU_FULL,
@@ -194,8 +195,41 @@ def _latency_rows(result: BenchResult, verdicts: dict[str, Target]) -> list[tupl
     return rows
 
 
+def _lines(rows: list[tuple[str, str, str]]) -> list[str]:
+    width = max(len(row[0]) for row in rows)
+    value_width = max(len(row[1]) for row in rows)
+    return [f"{name:<{width}}  {value:<{value_width}}  {target}".rstrip() for name, value, target in rows]
+
+
+def _load(result: BenchResult) -> str:
+    machine = result.machine
+    load = f"load {'/'.join(f'{v:.1f}' for v in machine.get('loadavg', []))}" if machine.get("loadavg") else ""
+    return f"{machine['cpus']} cores, {load} at the end; {result.seconds:.0f} s"
+
+
+def _check_lines(result: BenchResult) -> list[str]:
+    if result.check is None:
+        return ["check: not run"]
+    return [f"check: {result.check.verdict_line()}", *(f"problem: {problem}" for problem in result.check.problems)]
+
+
+def format_failover(result: BenchResult) -> str:
+    """`natslab bench --failover`: one heading, two rows per kind of fault, the check."""
+    config = result.config
+    lines = [
+        f"natslab bench --failover: cluster of {config.cluster}, {config.listeners} guarded listeners,"
+        f" ack wait {config.ack_wait_s:g} s, sync {sync_label(config.sync)}; {_load(result)}",
+        "",
+        *_lines([("measure", "result (median, min-max)", ""), *failover_rows(result.phases.get("failover", {}))]),
+        "",
+    ]
+    return "\n".join(lines + _check_lines(result))
+
+
 def format_table(result: BenchResult) -> str:
     """The results as a table: measure, figure, target and verdict; then the targets and the check."""
+    if result.config.failover:
+        return format_failover(result)
     config, phases = result.config, result.phases
     verdicts = {target.name: target for target in result.targets}
 
@@ -248,17 +282,13 @@ def format_table(result: BenchResult) -> str:
         ]  # fmt: skip
     else:
         rows.append(("dashboard", f"n/a ({dash.get('reason', 'not measured')})", ""))
-    width = max(len(row[0]) for row in rows)
-    value_width = max(len(row[1]) for row in rows)
-    machine = result.machine
-    load = f"load {'/'.join(f'{v:.1f}' for v in machine.get('loadavg', []))}" if machine.get("loadavg") else ""
     lines = [
         f"natslab bench: {config.users:,} users, {config.listeners} guarded"
         f" listeners (batch {config.batch}), ack wait {config.ack_wait_s:g} s, sync {sync_label(config.sync)};"
-        f" {machine['cpus']} cores, {load} at the end; {result.seconds:.0f} s",
+        f" {_load(result)}",
         "",
     ]
-    lines += [f"{name:<{width}}  {value:<{value_width}}  {target}".rstrip() for name, value, target in rows]
+    lines += _lines(rows)
     lines.append("")
     judged = [target for target in result.targets if target.met is not None]
     missed = [target.name for target in judged if not target.met]
@@ -267,9 +297,4 @@ def format_table(result: BenchResult) -> str:
         + (f"; missed: {', '.join(missed)}" if missed else "")
         + (f"; {len(result.targets) - len(judged)} not measured" if len(judged) < len(result.targets) else "")
     )
-    if result.check is not None:
-        lines.append(f"check: {result.check.verdict_line()}")
-        lines += [f"problem: {problem}" for problem in result.check.problems]
-    else:
-        lines.append("check: not run")
-    return "\n".join(lines)
+    return "\n".join(lines + _check_lines(result))

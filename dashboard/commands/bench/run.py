@@ -14,6 +14,7 @@ from typing import Any
 from nats.js.client import JetStreamContext
 
 from dashboard.commands.bench.dashboard_cost import dashboard_cost
+from dashboard.commands.bench.failover import failover
 from dashboard.commands.bench.figures import (
     AccountsReader,
     BenchConfig,
@@ -53,6 +54,7 @@ class Bench:
             defer="nak",
             batch=config.batch,
             sync=config.sync,
+            cluster=config.cluster,
         )
         self.lab = Lab(self.settings)
         self.deliveries = Deliveries()
@@ -74,7 +76,8 @@ class Bench:
 
     async def run(self) -> BenchResult:
         started = time.monotonic()
-        self.progress(f"starting an embedded nats-server in {self.data_dir}")
+        what = f"a cluster of {self.config.cluster} embedded nats-servers" if self.config.cluster else "an embedded nats-server"
+        self.progress(f"starting {what} in {self.data_dir}")
         await self.lab.start(listeners=0, naive=0)
         self.lab.on_status.append(self.deliveries.on_status)
         try:
@@ -90,6 +93,8 @@ class Bench:
                 ("scaling", "the pipeline with other listener and user counts", lambda: scaling(self)),
                 ("latency", "publish-to-applied latency", lambda: latencies(self)),
             ]
+            if self.config.failover:
+                phases = [("failover", "the stream leader's failover", lambda: failover(self))]
             for index, (key, title, phase) in enumerate(phases, 1):
                 self.progress(f"[{index}/{len(phases) + 1}] {title}")
                 phase_started = time.monotonic()
@@ -105,7 +110,7 @@ class Bench:
             await self.lab.stop()
         self.result.seconds = time.monotonic() - started
         self.result.machine = machine_info()
-        self.result.targets = targets(self.result)
+        self.result.targets = [] if self.config.failover else targets(self.result)
         return self.result
 
     async def ensure_listeners(self, defer: str, count: int | None = None) -> None:
