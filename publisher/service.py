@@ -44,6 +44,8 @@ SENT_REMEMBERED = 4096
 # The pause before retrying a pass that left rows in the outbox: doubles from the first to the last.
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 2.0
+# How often a wait for PubAcks looks whether the connection they would come on is still there.
+CONNECTION_CHECK_S = 0.1
 
 
 def publish_failure(error: BaseException) -> str:
@@ -52,6 +54,8 @@ def publish_failure(error: BaseException) -> str:
         return "no stream leader answers (NATS may be electing one)"
     if isinstance(error, asyncio.TimeoutError):
         return f"no PubAck within {PUBLISH_TIMEOUT_S:g} s"
+    if isinstance(error, ConnectionError):
+        return "NATS not connected"
     return str(error) or type(error).__name__
 
 
@@ -77,12 +81,21 @@ class PublishResult:
 
 
 async def send_batch(
-    js: JetStreamContext, events: list[AccountEvent]
+    nc: NATS, js: JetStreamContext, events: list[AccountEvent]
 ) -> tuple[list[tuple[AccountEvent, int]], tuple[BaseException, str] | None]:
     """Publish a batch pipelined: the acknowledged prefix, in order, and the first failure (the error,
-    and what failed in full), if any."""
+    and what failed in full), if any.
+
+    PubAcks in flight die with the connection (nats-py leaves their futures pending), so the wait for
+    them ends as soon as the connection drops or was made again, not after the whole PUBLISH_TIMEOUT_S.
+    """
     futures: list[asyncio.Future] = []
     acks: list[tuple[AccountEvent, int]] = []
+    reconnects = nc.stats["reconnects"]
+
+    def connection_lost() -> bool:
+        return not nc.is_connected or nc.stats["reconnects"] != reconnects
+
     try:
         for event in events:
             futures.append(
@@ -90,9 +103,14 @@ async def send_batch(
                     event.subject, event.to_json(), headers={"Nats-Msg-Id": event.id}, wait_stall=PUBLISH_TIMEOUT_S
                 )
             )
-        done, _ = await asyncio.wait(futures, timeout=PUBLISH_TIMEOUT_S)
+        deadline, pending = time.monotonic() + PUBLISH_TIMEOUT_S, set(futures)
+        while pending and not connection_lost() and (left := deadline - time.monotonic()) > 0:
+            _, pending = await asyncio.wait(pending, timeout=min(left, CONNECTION_CHECK_S))
         for event, future in zip(events, futures):
-            error = future.exception() if future in done else asyncio.TimeoutError()
+            if not future.done():
+                error: BaseException | None = ConnectionError("NATS not connected") if connection_lost() else asyncio.TimeoutError()
+            else:
+                error = future.exception()
             if error is not None:
                 return acks, (error, f"publish {event.describe()}: {error!r}")
             acks.append((event, future.result().seq))
@@ -103,6 +121,8 @@ async def send_batch(
         for future in futures:
             if not future.done():
                 future.cancel()
+            elif not future.cancelled():
+                future.exception()  # read, so asyncio does not log each failure after the first as never retrieved
 
 
 class Publisher:
@@ -302,7 +322,8 @@ class Publisher:
     async def _send(self, events: list[AccountEvent]) -> list[tuple[AccountEvent, int]]:
         """Publish a batch pipelined; return the acknowledged prefix, in order."""
         assert self._js is not None
-        acks, failure = await send_batch(self._js, events)
+        assert self.nc is not None
+        acks, failure = await send_batch(self.nc, self._js, events)
         if failure is None:
             self.last_error = self.waiting_reason = None
         else:
