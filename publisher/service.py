@@ -44,8 +44,11 @@ SENT_REMEMBERED = 4096
 # The pause before retrying a pass that left rows in the outbox: doubles from the first to the last.
 RETRY_FIRST_S = 0.25
 RETRY_MAX_S = 2.0
-# How often a wait for PubAcks looks whether the connection they would come on is still there.
+# How often a wait for PubAcks looks whether the connection they would come on is still there, and
+# how long it waits with none coming before it leaves the rest to the next pass (a stream leader that
+# stopped answers none; the resend is dropped by the duplicate window if the first one was stored).
 CONNECTION_CHECK_S = 0.1
+PUBACK_STALL_S = 1.0
 
 
 def publish_failure(error: BaseException) -> str:
@@ -53,7 +56,7 @@ def publish_failure(error: BaseException) -> str:
     if isinstance(error, (NoRespondersError, NoStreamResponseError)):
         return "no stream leader answers (NATS may be electing one)"
     if isinstance(error, asyncio.TimeoutError):
-        return f"no PubAck within {PUBLISH_TIMEOUT_S:g} s"
+        return f"no PubAck within {PUBACK_STALL_S:g} s"
     if isinstance(error, ConnectionError):
         return "NATS not connected"
     return str(error) or type(error).__name__
@@ -86,8 +89,10 @@ async def send_batch(
     """Publish a batch pipelined: the acknowledged prefix, in order, and the first failure (the error,
     and what failed in full), if any.
 
-    PubAcks in flight die with the connection (nats-py leaves their futures pending), so the wait for
-    them ends as soon as the connection drops or was made again, not after the whole PUBLISH_TIMEOUT_S.
+    PubAcks in flight die with the connection (nats-py leaves their futures pending), and with a
+    stream leader that stops, so the wait for them ends as soon as the connection drops or was made
+    again, or no PubAck came for PUBACK_STALL_S, rather than after the whole PUBLISH_TIMEOUT_S: the rest
+    is sent again by the next pass, and the stream drops what it already has.
     """
     futures: list[asyncio.Future] = []
     acks: list[tuple[AccountEvent, int]] = []
@@ -104,8 +109,13 @@ async def send_batch(
                 )
             )
         deadline, pending = time.monotonic() + PUBLISH_TIMEOUT_S, set(futures)
-        while pending and not connection_lost() and (left := deadline - time.monotonic()) > 0:
-            _, pending = await asyncio.wait(pending, timeout=min(left, CONNECTION_CHECK_S))
+        progress = time.monotonic()
+        while pending and not connection_lost() and time.monotonic() - progress < PUBACK_STALL_S:
+            if (left := deadline - time.monotonic()) <= 0:
+                break
+            done, pending = await asyncio.wait(pending, timeout=min(left, CONNECTION_CHECK_S))
+            if done:
+                progress = time.monotonic()
         for event, future in zip(events, futures):
             if not future.done():
                 error: BaseException | None = ConnectionError("NATS not connected") if connection_lost() else asyncio.TimeoutError()

@@ -63,4 +63,4 @@ def test_roles_come_from_the_cluster_info() -> None:
 def test_why_the_outbox_waits_is_said_in_words() -> None:
     assert publish_failure(NoRespondersError()) == "no stream leader answers (NATS may be electing one)"
     assert publish_failure(NoStreamResponseError()) == "no stream leader answers (NATS may be electing one)"
-    assert publish_failure(asyncio.TimeoutError()) == "no PubAck within 5 s"
+    assert publish_failure(asyncio.TimeoutError()) == "no PubAck within 1 s"
