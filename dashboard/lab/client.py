@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 PING_TIMEOUT_S = 2.0
 
 
+class LabTimeout(LabError):
+    """The host did not answer in time: it may have done what was asked (the answer was lost)."""
+
+
 class NoLab(LabError):
     """No lab answers at the URL (or there is no URL to try)."""
 
@@ -57,7 +61,7 @@ async def ask(nc: NATS, url: str, op: str, timeout: float = REQUEST_TIMEOUT_S, *
     except NoRespondersError:
         raise NoLab(f"no lab answers at {where}") from None
     except (NatsTimeoutError, TimeoutError):
-        raise LabError(f"the lab at {where} did not answer within {timeout:g} s") from None
+        raise LabTimeout(f"the lab at {where} did not answer within {timeout:g} s") from None
     try:
         return parse_reply(msg.data)
     except ProtocolError as exc:

@@ -16,6 +16,7 @@ import asyncio
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,13 @@ class EmbeddedCluster:
         self.nodes: dict[str, EmbeddedServer] = {}
         self.states: dict[str, str] = {node_name(i): "stopped" for i in range(size)}
         self.exit_codes: dict[str, int | None] = {}
+        # Called at every change of a node's state (the lab's watch passes it on to the dashboards).
+        self.on_state: Callable[[], None] | None = None
+
+    def _set(self, name: str, state: str) -> None:
+        self.states[name] = state
+        if self.on_state is not None:
+            self.on_state()
 
     # -- what the lab reads as it would of one server ---------------------------------------------------
 
@@ -179,21 +187,21 @@ class EmbeddedCluster:
         node = self.nodes[name]
         if node.running:
             return
-        self.states[name] = "restarting" if node.port else "starting"
+        self._set(name, "restarting" if node.port else "starting")
         self.exit_codes.pop(name, None)
         try:
             await node.start()
         except BaseException:
-            self.states[name] = "stopped"
+            self._set(name, "stopped")
             raise
-        self.states[name] = "running"
+        self._set(name, "running")
 
     async def stop(self) -> None:
         await asyncio.gather(*(self._stop_node(name) for name in self.nodes))
 
     async def _stop_node(self, name: str) -> None:
         await self.nodes[name].stop()
-        self.states[name] = "stopped"
+        self._set(name, "stopped")
 
     async def restart(self) -> str:
         await self.stop()
@@ -216,29 +224,29 @@ class EmbeddedCluster:
             await self._start_node(name)
             return f"node {name} restarted (pid {node.pid}, port {node.port})"
         if not node.running:
-            raise ServerError(f"node {name} is {state}: only r restarts it")
+            raise ServerError(f"node {name} is {state}: only a restart (R) brings it back")
         if action == "kill":
             node.signal(signal.SIGKILL)
             node.forget()
-            self.states[name] = "killed"
+            self._set(name, "killed")
             return f"node {name} killed (SIGKILL)"
         if action == "pause":
             if state == "paused":
                 raise ServerError(f"node {name} is already paused")
             node.signal(signal.SIGSTOP)
-            self.states[name] = "paused"
+            self._set(name, "paused")
             return f"node {name} paused (SIGSTOP)"
         if action == "resume":
             if state != "paused":
                 raise ServerError(f"node {name} is not paused")
             node.signal(signal.SIGCONT)
-            self.states[name] = "running"
+            self._set(name, "running")
             return f"node {name} resumed (SIGCONT)"
         if action == "lame-duck":
             if state != "running":
                 raise ServerError(f"node {name} is {state}, not running")
             node.signal(signal.SIGUSR2)
-            self.states[name] = "lame duck"
+            self._set(name, "lame duck")
             return f"node {name} in lame duck mode (SIGUSR2)"
         raise ServerError(f"unknown node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
 
@@ -250,7 +258,7 @@ class EmbeddedCluster:
             code = node.exit_code
             if code is None or self.states[name] not in ("running", "paused", "lame duck"):
                 continue
-            self.states[name] = "stopped" if self.states[name] == "lame duck" else "exited"
+            self._set(name, "stopped" if self.states[name] == "lame duck" else "exited")
             self.exit_codes[name] = code
             node.forget()
             ended.append(name)

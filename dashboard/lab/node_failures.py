@@ -106,8 +106,9 @@ async def node_failover(lab: Lab, say: Say, rng: random.Random) -> None:
         lambda: lab.publisher is not None and lab.publisher.waiting_reason is None, ELECTION_TIMEOUT_S, "the outbox to send"
     )
     await say(
-        f"{new_leader} leads the stream {elected_s:.1f} s after the kill: the others noticed the"
-        " silence and elected it. Meanwhile publishes found no leader, so the outbox kept them and sent them after."
+        f"{new_leader} leads the stream: the lab saw it {elected_s:.1f} s after the kill (it looks once a second)."
+        " The others noticed the silence and elected it; meanwhile publishes found no leader, so the outbox kept"
+        " them and sent them after."
     )
     ack_wait = lab.settings.ack_wait_s
     await wait_until(
@@ -123,8 +124,8 @@ async def node_failover(lab: Lab, say: Say, rng: random.Random) -> None:
         f" {after[1] - before[1]} as already done ({Lee} ends at {format_cents(guarded.balance_cents if guarded else 0)});"
         f" the naive group applied it again ({format_cents(naive.balance_cents if naive else 0)})."
     )
+    await say(f"{doomed} is restarted on its ports and store, and catches up from the others as a follower.")
     await lab.node_control("restart", doomed)
-    await say(f"{doomed} restarts on its ports and store, and catches up from the others as a follower.")
     await wait_cluster_settled(lab)
 
 
@@ -157,6 +158,6 @@ async def leader_stepdown(lab: Lab, say: Say, rng: random.Random) -> None:
         60,
         f"{stream_leader} to leave after its lame duck period",
     )
+    await say(f"{stream_leader} left once its clients had moved; it is restarted and rejoins as a follower.")
     await lab.node_control("restart", stream_leader)
-    await say(f"{stream_leader} left once its clients had moved; it restarts and rejoins as a follower.")
     await wait_cluster_settled(lab)

@@ -140,6 +140,11 @@ class NodeWatch:
         self.changed = changed
         self.views: tuple[NodeView, ...] = node_views(cluster.processes(), [])
         self._roles: list[dict[str, str] | None] = []
+        cluster.on_state = self._state_changed
+
+    def _state_changed(self) -> None:
+        self.refresh()
+        self.changed()
 
     def refresh(self) -> None:
         self.views = node_views(self.cluster.processes(), self._roles)
@@ -154,7 +159,11 @@ class NodeWatch:
             try:
                 nc = connection()
                 if nc is not None and nc.is_connected:
-                    self._roles = await asset_roles(nc)
+                    roles = await asset_roles(nc)
+                    # None at all: this connection's own node is frozen, not every asset electing at once
+                    # (a dead leader of all three leads nothing in the views anyway).
+                    if any(asset is not None for asset in roles):
+                        self._roles = roles
                 self.refresh()
                 self.changed()
             except Exception:

@@ -52,6 +52,8 @@ from publisher.service import Publisher
 
 log = logging.getLogger(__name__)
 
+# How long a node request's reply has to reach the asker before the node is broken.
+NODE_GRACE_S = 0.2
 # The users of `b` (a burst) and `t` (the trickle).
 BURST_USERS = tuple(user_names(5))
 MAX_BURST = 10_000
@@ -287,10 +289,14 @@ class LabService:
         self.notice("server-restarted")
 
     async def _node_control(self, action: str, name: str) -> None:
+        """After the reply has had time to reach the asker through the node (it may be the one its
+        connection goes through). What was done reaches every dashboard in the state (the nodes); a
+        notice could come late, from a host whose own node was paused, and say the wrong thing."""
         nc = self.lab.nc
         if nc is not None:
             await nc.flush(timeout=2)
-        self.notice("controlled", text=await self.lab.node_control(action, name))
+        await asyncio.sleep(NODE_GRACE_S)
+        await self.lab.node_control(action, name)
 
 
 

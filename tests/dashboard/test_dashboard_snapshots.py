@@ -70,3 +70,9 @@ def test_a_cluster_whose_leader_node_was_killed(snap_compare, settings: Settings
     """The nodes pane (only with a cluster): n1 killed, the guarded consumer electing, the outbox waiting."""
     app, run_before = snapshot_app(settings, cluster_after_a_node_kill)
     assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+
+
+def test_a_cluster_at_80x24(snap_compare, settings: Settings) -> None:
+    """The nodes pane narrow: no pid or port, short asset names, the node names and the selection kept."""
+    app, run_before = snapshot_app(settings, cluster_after_a_node_kill)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

@@ -39,7 +39,7 @@ async def test_the_node_keys_act_on_the_selected_node(tmp_path: Path) -> None:
         await pilot.press("K")
         await wait_for(pilot, lambda: node_state(app, "n2") == "killed", 15, "n2 to be killed")
         await wait_for(
-            pilot, lambda: "node n2: killed (SIGKILL)" in str(app.query_one(CaptionBar).render()), 10, "the caption"
+            pilot, lambda: "node n2 killed (SIGKILL)" in str(app.query_one(CaptionBar).render()), 10, "the caption"
         )
         timeline = [entry.event for entry in app.view.timeline if entry.lab_event]
         assert "node n2 killed (SIGKILL)" in timeline, timeline

@@ -111,7 +111,7 @@ async def test_nodes_pause_resume_and_step_down_and_refuse_what_they_cannot_do(m
         60,
         "the lame duck to leave",
     )
-    with pytest.raises(LabError, match="only r restarts it"):
+    with pytest.raises(LabError, match=r"only a restart \(R\) brings it back"):
         await lab.node_control("kill", stream_leader)  # type: ignore[arg-type]
     await lab.node_control("restart", stream_leader)  # type: ignore[arg-type]
     await wait_until(lambda: settled(lab), 30, "the cluster to settle again")

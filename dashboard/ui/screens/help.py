@@ -89,9 +89,16 @@ LEGEND = (
         "the node that leads the stream (takes every publish) or a group's consumer (hands out its events, takes its acks)",
     ),
     ("current", "a follower that has every operation of the leader"),
-    ("lagging N · catching up", "a follower N operations behind the leader · behind by an amount not known yet"),
+    (
+        "lagging N · catching up",
+        "a follower N entries behind the leader's log (RAFT: each publish, delivery and ack is an entry, so a"
+        " consumer's log grows faster than the stream's) · behind by an amount not known yet",
+    ),
     ("offline", "the leader takes that node for gone"),
-    ("dimmed role", "the node is not running: what the leader last knew of it"),
+    (
+        "dimmed role",
+        "the node is not running: what the leader says of it (its lag grows with every entry it misses)",
+    ),
     ("–", "no answer about that asset yet: it is electing a leader, or the node was never among its peers"),
     (
         "electing",
@@ -131,6 +138,7 @@ LEGEND = (
         "lab started here",
         "this dashboard started the lab (none ran on its data dir): other dashboards may attach to it, and q stops it",
     ),
+    ("nats://… +N", "the lab's NATS URL, and how many more it has (a cluster's other nodes; clients use them all)"),
     (
         "outbox",
         "the publisher's table of events written but not yet sent to NATS; a relay sends them, and when NATS does"

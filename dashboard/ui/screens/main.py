@@ -10,6 +10,7 @@ from textual.containers import Container, Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from dashboard.lab.client import LabTimeout
 from dashboard.lab.control import SLOW_MS
 from dashboard.lab.lab import Action
 from dashboard.lab.nodes import leadership_hint
@@ -114,8 +115,9 @@ class MainScreen(Screen[None]):
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
 
     def on_resize(self) -> None:
-        # Cards fold to one line on a short terminal: draw them again at the new size.
-        self.app.view.mark("groups", "caption")
+        # Cards fold to one line on a short terminal, the nodes pane drops columns on a narrow one:
+        # draw them again at the new size.
+        self.app.view.mark("groups", "caption", "nodes")
 
     def redraw(self) -> None:
         """Bring the panes that changed up to date with the view; no I/O, a few times a second."""
@@ -221,10 +223,15 @@ class MainScreen(Screen[None]):
             action = "resume"
 
         async def ask() -> None:
-            # Said here once the host took the request: its notice of what it did may be lost when the
-            # node was the one its connection, or this dashboard's, went through.
-            await self.app.driver.node_control(action, node.name)
-            self.app.view.say(f"node {node.name}: {NODE_ACTIONS_DONE[action]}{leadership_hint(action, node.leads())}")
+            # Said here: the host sends no notice of what it did to a node (see LabService._node_control).
+            done = f"node {node.name} {NODE_ACTIONS_DONE[action]}{leadership_hint(action, node.leads())}"
+            try:
+                await self.app.driver.node_control(action, node.name)
+            except LabTimeout:
+                # The answer can be lost with the node this dashboard's connection went through.
+                self.app.view.say(f"{done} — asked; its answer was lost, the nodes pane shows what was done", "warning")
+                return
+            self.app.view.say(done)
 
         self.app.work(ask(), f"{action} node {node.name}", "node")
 

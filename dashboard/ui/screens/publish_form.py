@@ -54,7 +54,7 @@ class PublishForm(ModalScreen[PublishRequest | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="publish-form"):
             yield Label(f"{self.kind.capitalize()} (account:{self.kind})", id="publish-title")
-            yield Label("User (the last one used; Tab: next field)" if self.user_id else "User")
+            yield Label("User (the last one used; the cursor starts in Amount, Tab comes here)" if self.user_id else "User")
             yield Input(self.user_id, placeholder="user id, like jim", id="user", validators=[UserIdValidator()])
             yield Label("Amount in dollars")
             yield Input(placeholder="like 70 or 70.50", id="amount", validators=[AmountValidator()])
