@@ -7,11 +7,11 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import nats
 import pytest
-from conftest import LabFactory
 
 from dashboard.lab.lab import Lab, claim_topology
 from dashboard.lab.nodes import ASSETS, LEADER
@@ -22,6 +22,7 @@ from listeners.groups import GUARDED_GROUP
 from publisher.events import STREAM_NAME
 
 STREAM = ASSETS.index("stream")
+LabFactory = Callable[..., Awaitable[Lab]]  # the `make_lab` fixture
 NATSLAB = [sys.executable, "-m", "dashboard.commands"]
 
 
