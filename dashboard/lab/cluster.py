@@ -33,6 +33,14 @@ PORT_ATTEMPTS = 3
 JETSTREAM_READY_S = 30.0
 
 NODE_ACTIONS = ("kill", "pause", "resume", "lame-duck", "restart")
+# The actions that signal a running node: the signal, the states it may be in, the state it is left
+# in, and what was done in words.
+SIGNALS = {
+    "kill": (signal.SIGKILL, ("running", "paused", "lame duck"), "killed", "killed (SIGKILL)"),
+    "pause": (signal.SIGSTOP, ("running", "lame duck"), "paused", "paused (SIGSTOP)"),
+    "resume": (signal.SIGCONT, ("paused",), "running", "resumed (SIGCONT)"),
+    "lame-duck": (signal.SIGUSR2, ("running",), "lame duck", "in lame duck mode (SIGUSR2)"),
+}
 # What a node's state means, for the dashboard's help.
 NODE_STATES = {
     "starting": "natslab is starting it for the first time",
@@ -225,30 +233,16 @@ class EmbeddedCluster:
             return f"node {name} restarted (pid {node.pid}, port {node.port})"
         if not node.running:
             raise ServerError(f"node {name} is {state}: only a restart (R) brings it back")
+        if action not in SIGNALS:
+            raise ServerError(f"unknown node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
+        sig, allowed, after, done = SIGNALS[action]
+        if state not in allowed:
+            raise ServerError(f"node {name} is {state}: {action} needs it {' or '.join(allowed)}")
+        node.signal(sig)
         if action == "kill":
-            node.signal(signal.SIGKILL)
             node.forget()
-            self._set(name, "killed")
-            return f"node {name} killed (SIGKILL)"
-        if action == "pause":
-            if state == "paused":
-                raise ServerError(f"node {name} is already paused")
-            node.signal(signal.SIGSTOP)
-            self._set(name, "paused")
-            return f"node {name} paused (SIGSTOP)"
-        if action == "resume":
-            if state != "paused":
-                raise ServerError(f"node {name} is not paused")
-            node.signal(signal.SIGCONT)
-            self._set(name, "running")
-            return f"node {name} resumed (SIGCONT)"
-        if action == "lame-duck":
-            if state != "running":
-                raise ServerError(f"node {name} is {state}, not running")
-            node.signal(signal.SIGUSR2)
-            self._set(name, "lame duck")
-            return f"node {name} in lame duck mode (SIGUSR2)"
-        raise ServerError(f"unknown node action {action!r}; one of {', '.join(NODE_ACTIONS)}")
+        self._set(name, after)
+        return f"node {name} {done}"
 
     def poll(self) -> list[str]:
         """Nodes whose process ended since the last poll without natslab ending it: a lame duck that

@@ -67,14 +67,19 @@ def counts(lab: Lab) -> tuple[int, int, int]:
     )
 
 
-async def node_failover(lab: Lab, say: Say, rng: random.Random) -> None:
-    assert lab.publisher is not None and lab.nc is not None
+async def begin(lab: Lab, base: str) -> tuple[str, str]:
+    """Every node running and leading, every listener ready: a fresh user, and the stream's leader."""
     await wait_cluster_settled(lab)
     await prepare_listeners(lab)
-    lee = await fresh_user(lab, "lee")
+    user, stream_leader = await fresh_user(lab, base), leader(lab, STREAM)
+    assert stream_leader is not None
+    return user, stream_leader
+
+
+async def node_failover(lab: Lab, say: Say, rng: random.Random) -> None:
+    assert lab.publisher is not None and lab.nc is not None
+    lee, doomed = await begin(lab, "lee")
     Lee = lee.capitalize()
-    doomed = leader(lab, STREAM)
-    assert doomed is not None
     await say(
         f"Three nodes keep the stream and both consumers; one node leads each. {doomed} leads the stream (it takes"
         " every publish); both groups' consumers move to it too (they hand out events and take the acks)."
@@ -131,12 +136,8 @@ async def node_failover(lab: Lab, say: Say, rng: random.Random) -> None:
 
 async def leader_stepdown(lab: Lab, say: Say, rng: random.Random) -> None:
     assert lab.publisher is not None
-    await wait_cluster_settled(lab)
-    await prepare_listeners(lab)
-    ada = await fresh_user(lab, "ada")
+    ada, stream_leader = await begin(lab, "ada")
     Ada = ada.capitalize()
-    stream_leader = leader(lab, STREAM)
-    assert stream_leader is not None
     await say(
         f"{stream_leader} leads the stream. It is put in lame duck mode (SIGUSR2), as an operator does before"
         f" maintenance, while {Ada}'s 10 events are published."

@@ -96,10 +96,10 @@ async def test_nodes_pause_resume_and_step_down_and_refuse_what_they_cannot_do(m
     follower = next(node.name for node in lab.nodes if node.name != stream_leader)
 
     assert (await lab.node_control("pause", follower)).startswith(f"node {follower} paused (SIGSTOP)")
-    with pytest.raises(LabError, match="already paused"):
+    with pytest.raises(LabError, match=f"node {follower} is paused: pause needs it running or lame duck"):
         await lab.node_control("pause", follower)
     assert (await lab.node_control("resume", follower)).startswith(f"node {follower} resumed (SIGCONT)")
-    with pytest.raises(LabError, match="not paused"):
+    with pytest.raises(LabError, match=f"node {follower} is running: resume needs it paused"):
         await lab.node_control("resume", follower)
     with pytest.raises(LabError, match="no node named 'n9'"):
         await lab.node_control("kill", "n9")
