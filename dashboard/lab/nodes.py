@@ -2,7 +2,7 @@
 
 Every replicated asset (the stream `ACCOUNT_EVENTS`, each group's durable consumer) is a RAFT group
 of its own: one node leads it (takes its writes and answers its requests) and the others follow,
-either current or lagging some operations behind. JetStream says so in the asset's info; natslab
+either current or lagging some entries of its log behind. JetStream says so in the asset's info; natslab
 asks for the three infos at once, each with a short deadline: while an asset elects a new leader its
 info does not come, and the asset is then shown as electing.
 """
@@ -70,9 +70,6 @@ class NodeView:
 
     def leads(self) -> list[str]:
         return [asset for asset, role in zip(ASSETS, self.roles) if role == LEADER]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "state": self.state, "pid": self.pid, "port": self.port, "roles": list(self.roles)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeView:
