@@ -20,9 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import nats
-
 from dashboard.lab.natsserver import DEFAULT_SYNC, ClusterRole, EmbeddedServer, PortInUse, ServerError
+from publisher.jetstream import connect
 
 CLUSTER_NAME = "natslab"
 # JetStream needs a majority of its nodes for every decision, so a cluster has an odd size.
@@ -41,6 +40,12 @@ SIGNALS = {
     "resume": (signal.SIGCONT, ("paused",), "running", "resumed (SIGCONT)"),
     "lame-duck": (signal.SIGUSR2, ("running",), "lame duck", "in lame duck mode (SIGUSR2)"),
 }
+RESTART_WORDS = "restarting on its ports and store"
+
+
+def action_words(action: str) -> str:
+    """What `action` does to a node, after its name: `killed (SIGKILL)`."""
+    return SIGNALS[action][3] if action in SIGNALS else RESTART_WORDS
 # What a node's state means, for the dashboard's help.
 NODE_STATES = {
     "starting": "natslab is starting it for the first time",
@@ -178,7 +183,7 @@ class EmbeddedCluster:
         """Until the new cluster has elected its meta leader and JetStream answers (a second or so
         after the nodes are up), so whoever is given the URLs can declare a stream at once."""
         deadline = time.monotonic() + timeout
-        nc = await nats.connect(servers=self.url.split(","), connect_timeout=2, max_reconnect_attempts=-1)
+        nc = await connect(self.url, "natslab-cluster-ready", first_connect_timeout=max(1.0, timeout))
         try:
             while True:
                 try:

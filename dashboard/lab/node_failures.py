@@ -14,7 +14,7 @@ import time
 
 from dashboard.lab.failures import Say, release
 from dashboard.lab.lab import Lab
-from dashboard.lab.nodes import ASSETS, LEADER, lead_consumers
+from dashboard.lab.nodes import ASSETS, lead_consumers, leader_of
 from dashboard.lab.probes import HOLD_MS, alive, fresh_user, holder_of, prepare_listeners, wait_drained
 from dashboard.lab.traffic import record_random
 from dashboard.lab.waits import LabError, wait_until
@@ -28,7 +28,8 @@ ELECTION_TIMEOUT_S = 30.0
 
 
 def leader(lab: Lab, asset: int) -> str | None:
-    return next((node.name for node in lab.nodes if len(node.roles) > asset and node.roles[asset] == LEADER), None)
+    """Who leads the asset in the lab's view (at most a second old); see `probes.stream_leader` for now."""
+    return leader_of(lab.nodes, asset)
 
 
 async def wait_cluster_settled(lab: Lab, timeout: float = ELECTION_TIMEOUT_S) -> None:

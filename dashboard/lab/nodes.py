@@ -120,12 +120,14 @@ def leadership_hint(action: str, led: list[str]) -> str:
     return f"; it led {', '.join(led)}: {how}"
 
 
+def leader_of(views: tuple[NodeView, ...], index: int) -> str | None:
+    """The node that leads asset ASSETS[index] in these views; None while none does."""
+    return next((view.name for view in views if view.roles[index:index + 1] == (LEADER,)), None)
+
+
 def leaderless(views: tuple[NodeView, ...]) -> list[str]:
     """The assets no running node leads: they are electing (or their info did not come)."""
-    return [
-        asset for index, asset in enumerate(ASSETS)
-        if not any(len(view.roles) > index and view.roles[index] == LEADER for view in views)
-    ]  # fmt: skip
+    return [asset for index, asset in enumerate(ASSETS) if leader_of(views, index) is None]
 
 
 class NodeWatch:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dashboard.lab.nodes import ASSETS, LEADER, NodeView
+from dashboard.lab.nodes import ASSETS, NodeView, leader_of
 
 # A node's state, as the timeline says it when it changed.
 NODE_EVENTS = {
@@ -16,10 +16,6 @@ NODE_EVENTS = {
     "exited": "exited by itself (see its log)",
     "restarting": "restarting",
 }
-
-
-def leader_of(nodes: tuple[NodeView, ...], index: int) -> str | None:
-    return next((node.name for node in nodes if len(node.roles) > index and node.roles[index] == LEADER), None)
 
 
 def node_events(before: tuple[NodeView, ...], after: tuple[NodeView, ...]) -> list[str]:

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from dashboard.lab.client import LabTimeout
+from dashboard.lab.cluster import action_words
 from dashboard.lab.control import SLOW_MS
 from dashboard.lab.lab import Action
 from dashboard.lab.nodes import leadership_hint
@@ -33,13 +34,7 @@ if TYPE_CHECKING:
     from dashboard.ui.app import NatslabApp
 
 BURST_SIZE = 50
-NODE_ACTIONS_DONE = {
-    "kill": "killed (SIGKILL)",
-    "pause": "paused (SIGSTOP)",
-    "resume": "resumed (SIGCONT)",
-    "lame-duck": "lame duck mode (SIGUSR2): it hands its leaderships over, stops taking clients and exits",
-    "restart": "restarting on its ports and store",
-}
+
 REDRAW_INTERVAL_S = 0.5  # twice a second: live to the eye, and half the drawing of four times
 
 EXPLANATIONS = {
@@ -224,7 +219,7 @@ class MainScreen(Screen[None]):
 
         async def ask() -> None:
             # Said here: the host sends no notice of what it did to a node (see LabService._node_control).
-            done = f"node {node.name} {NODE_ACTIONS_DONE[action]}{leadership_hint(action, node.leads())}"
+            done = f"node {node.name} {action_words(action)}{leadership_hint(action, node.leads())}"
             try:
                 await self.app.driver.node_control(action, node.name)
             except LabTimeout:
