@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 from nats.js import api
 from nats.js.client import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 
 from dashboard.lab.waits import LabError
 from publisher.events import STREAM_NAME, AccountEvent, EventError, channel_of_subject
@@ -91,6 +94,22 @@ async def stream_reader(js: JetStreamContext, start_seq: int, purpose: str) -> A
             log.debug("%s consumer cleanup: %r", purpose, exc)
 
 
+async def fetch_stored(sub: JetStreamContext.PullSubscription, batch: int, timeout: float) -> list[Msg]:
+    """Up to `batch` messages of a stream reader; [] when none came within `timeout`. On a cluster a
+    reader's consumer answers 503 (no leader yet) for a moment after it is made, or while the nodes
+    change: it is asked again within the same time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await sub.fetch(batch, timeout=max(0.05, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            return []
+        except (ServiceUnavailableError, NoRespondersError):
+            if time.monotonic() > deadline:
+                return []
+            await asyncio.sleep(0.1)
+
+
 async def read_history(
     nc: NATS, *, start_seq: int = 1, upto: int | None = None, timeout: float = 30.0
 ) -> list[StoredEvent]:
@@ -110,10 +129,7 @@ async def read_history(
     try:
         async with stream_reader(js, first, "history") as sub, asyncio.timeout(timeout):
             while not events or events[-1].stream_seq < last:
-                try:
-                    msgs = await sub.fetch(500, timeout=2.0)
-                except asyncio.TimeoutError:
-                    msgs = []
+                msgs = await fetch_stored(sub, 500, 2.0)
                 for msg in msgs:
                     meta = msg.metadata
                     events.append(

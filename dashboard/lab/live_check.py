@@ -18,7 +18,6 @@ was published again with another id.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sqlite3
@@ -30,7 +29,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from dashboard.lab.checker import CheckReport, ParkedRow
-from dashboard.lab.history import HistoryError, StoredEvent, parse_stored, stream_reader
+from dashboard.lab.history import HistoryError, StoredEvent, fetch_stored, parse_stored, stream_reader
 from dashboard.lab.live_state import GUARDED, NAIVE, AccountsSnapshot, Key, LiveState, Outbox, Restart, build_report
 from dashboard.lab.snapshot import account_rows, ack_floors, checked_tables
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, AccountRow
@@ -315,10 +314,7 @@ async def _consume(js, start: int, last: int, fold: Callable[[list[StoredEvent]]
     async with stream_reader(js, start, "live") as sub:
         done = False
         while not done:
-            try:
-                msgs = await sub.fetch(FETCH, timeout=NO_ANSWER_S)
-            except asyncio.TimeoutError:
-                msgs = []
+            msgs = await fetch_stored(sub, FETCH, NO_ANSWER_S)
             if not msgs:
                 raise HistoryError(
                     f"history incomplete: read up to stream seq {read_to} of {last}"
