@@ -23,6 +23,8 @@ from publisher.events import STREAM_NAME, AccountEvent, EventError, channel_of_s
 
 log = logging.getLogger(__name__)
 
+READER_WITHIN_S = 20.0  # how long a reader's consumer is asked for before reading gives up
+
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
@@ -82,7 +84,7 @@ async def stream_reader(js: JetStreamContext, start_seq: int, purpose: str) -> A
         inactive_threshold=30.0,
         mem_storage=True,
     )
-    await js.add_consumer(STREAM_NAME, config)
+    await _add_reader(js, config, purpose)
     sub = await js.pull_subscribe_bind(consumer=name, stream=STREAM_NAME)
     try:
         yield sub
@@ -92,6 +94,25 @@ async def stream_reader(js: JetStreamContext, start_seq: int, purpose: str) -> A
             await js.delete_consumer(STREAM_NAME, name)
         except Exception as exc:  # an ephemeral consumer also expires by itself
             log.debug("%s consumer cleanup: %r", purpose, exc)
+
+
+async def _add_reader(js: JetStreamContext, config: api.ConsumerConfig, purpose: str) -> None:
+    """Makes a reader's consumer, asking again while the cluster cannot answer: right after nodes
+    restart, a create request can time out or meet no leader for several seconds. Asking again with
+    the same name and config is harmless (the server answers with the consumer it already made)."""
+    deadline = time.monotonic() + READER_WITHIN_S
+    while True:
+        try:
+            await js.add_consumer(STREAM_NAME, config, timeout=2.0)
+            return
+        except (TimeoutError, ServiceUnavailableError, NoRespondersError) as exc:
+            if time.monotonic() > deadline:
+                raise HistoryError(
+                    f"the server did not make a {purpose} reader within {READER_WITHIN_S:g} s"
+                    f" ({type(exc).__name__}): is a stream leader elected?"
+                ) from None
+            log.debug("%s reader not made yet: %r", purpose, exc)
+            await asyncio.sleep(0.25)
 
 
 async def fetch_stored(sub: JetStreamContext.PullSubscription, batch: int, timeout: float) -> list[Msg]:
@@ -126,21 +147,22 @@ async def read_history(
     if last < first or info.state.messages == 0:
         return []
     events: list[StoredEvent] = []
-    try:
-        async with stream_reader(js, first, "history") as sub, asyncio.timeout(timeout):
-            while not events or events[-1].stream_seq < last:
-                msgs = await fetch_stored(sub, 500, 2.0)
-                for msg in msgs:
-                    meta = msg.metadata
-                    events.append(
-                        parse_stored(meta.sequence.stream, msg.subject, msg.data, meta.timestamp.isoformat())
-                    )
-                if msgs and msgs[-1].metadata.num_pending == 0:
-                    break  # nothing more is stored: the messages up to `last` that are missing were deleted
-                if not msgs:
-                    raise HistoryError(_incomplete(events, last, "no answer from the server for 2 s"))
-    except TimeoutError:
-        raise HistoryError(_incomplete(events, last, f"reading took longer than {timeout:g} s")) from None
+    async with stream_reader(js, first, "history") as sub:
+        try:
+            async with asyncio.timeout(timeout):
+                while not events or events[-1].stream_seq < last:
+                    msgs = await fetch_stored(sub, 500, 2.0)
+                    for msg in msgs:
+                        meta = msg.metadata
+                        events.append(
+                            parse_stored(meta.sequence.stream, msg.subject, msg.data, meta.timestamp.isoformat())
+                        )
+                    if msgs and msgs[-1].metadata.num_pending == 0:
+                        break  # nothing more is stored: the messages up to `last` that are missing were deleted
+                    if not msgs:
+                        raise HistoryError(_incomplete(events, last, "no answer from the server for 2 s"))
+        except TimeoutError:
+            raise HistoryError(_incomplete(events, last, f"reading took longer than {timeout:g} s")) from None
     return [event for event in events if event.stream_seq <= last]
 
 

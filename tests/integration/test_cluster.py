@@ -4,6 +4,7 @@ a time, and nothing lost or applied twice by the guarded group while leaders mov
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from dashboard.lab.history import fetch_stored, stream_reader
 from dashboard.lab.lab import Lab, claim_topology
 from dashboard.lab.nodes import ASSETS, LEADER
 from dashboard.lab.probes import wait_drained, wait_listeners_ready
@@ -116,6 +118,43 @@ async def test_nodes_pause_resume_and_step_down_and_refuse_what_they_cannot_do(m
         await lab.node_control("kill", stream_leader)  # type: ignore[arg-type]
     await lab.node_control("restart", stream_leader)  # type: ignore[arg-type]
     await wait_until(lambda: settled(lab), 30, "the cluster to settle again")
+
+
+async def test_a_stream_reader_asks_again_until_a_cluster_without_a_majority_recovers(
+    make_lab: LabFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Right after nodes come back, a reader's consumer cannot be made for a few seconds: the request
+    # times out or meets no leader. The reader asks again rather than giving up (the history a check
+    # reads at the end of a cluster chaos run once failed this way).
+    lab = await make_lab(listeners=0, naive=0, cluster=3)
+    await wait_until(lambda: settled(lab), 30, "the cluster to settle")
+    assert lab.publisher is not None
+    for index in range(5):
+        await lab.publisher.record("deposit", "ann", 100 + index)
+
+    async def stored() -> bool:
+        return (await lab.stream_info()).state.last_seq == 5
+
+    await wait_until(stored, 30, "the five events in the stream")
+    kept, *frozen = lab.nodes
+    nc = await nats.connect(f"nats://127.0.0.1:{kept.port}", connect_timeout=2, max_reconnect_attempts=5)
+    try:
+        for node in frozen:
+            await lab.node_control("pause", node.name)
+        caplog.set_level(logging.DEBUG, logger="dashboard.lab.history")
+
+        async def read() -> list[int]:
+            async with stream_reader(nc.jetstream(), 1, "test") as sub:
+                return [msg.metadata.sequence.stream for msg in await fetch_stored(sub, 10, 5.0)]
+
+        reading = asyncio.ensure_future(read())
+        await wait_until(lambda: "test reader not made yet" in caplog.text, 30, "the reader to be refused")
+        assert not reading.done()
+        for node in frozen:
+            await lab.node_control("resume", node.name)
+        assert await asyncio.wait_for(reading, 30) == [1, 2, 3, 4, 5]
+    finally:
+        await nc.close()
 
 
 async def test_a_lab_of_one_server_has_no_nodes_to_break(settings: Settings) -> None:
