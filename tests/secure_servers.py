@@ -71,6 +71,17 @@ class Pki:
         )
 
 
+def end_process(process: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM, then SIGKILL if it is still running after `timeout`; reaped either way."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def secret(prefix: str) -> str:
     """A fresh secret, easy to look for in output: `pw-3f9a...`."""
     return f"{prefix}-{secrets.token_hex(8)}"
@@ -184,14 +195,8 @@ class SecureServer:
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None:
+            end_process(process, timeout=10)
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import nkeys
 import pytest
-from secure_servers import Pki, SecureServer, new_keypair, operator_mode, public, running, secret
+from secure_servers import Pki, SecureServer, end_process, new_keypair, operator_mode, public, running, secret
 
 from dashboard.lab.client import ping
 from dashboard.lab.host import LOCK_FILE, open_lab
@@ -150,13 +149,7 @@ def listener(data: Path, target: Deployment, output: Path) -> Iterator[subproces
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, timeout=15)
 
 
 async def wait_for_consumer(target: Deployment, timeout: float = 20.0) -> None:
