@@ -1,8 +1,9 @@
 """One batch of deliveries, decided and written in one SQLite write transaction (docs/design.md,
 "Sequence guard" and "Account database").
 
-Guarded mode decides each user's candidates in number order: the batch's deliveries, and the user's
-parked events, which so get applied by themselves in the batch that brings the missing event. A
+Guarded mode (and partitioned mode, which keeps the rule as a safety net) decides each user's
+candidates in number order: the batch's deliveries, and the user's parked events, which so get
+applied by themselves in the batch that brings the missing event. A
 candidate at or below the last number is then identified by id against the events processed at that
 number: the same event is a duplicate, another one a conflict. An early delivery waits (deferred) until
 its user has been stuck at the same last number for the gap timeout, and is parked after that. Naive
@@ -22,7 +23,7 @@ from datetime import datetime
 import aiosqlite
 
 from listeners.guard import Decision, SequenceGuard
-from listeners.outcomes import BatchResult, ConcurrentUpdate, Delivery, Mode, Outcome, OutcomeKind, RuleFacts
+from listeners.outcomes import BatchResult, ConcurrentUpdate, Delivery, Mode, Outcome, OutcomeKind, RuleFacts, guards
 from publisher.events import AccountEvent, EventError, apply_business_rule, utc_now_iso
 from publisher.sqlite import fetch_all, select_in
 
@@ -90,7 +91,7 @@ class AccountBatch:
                 self._poison(candidate)
                 continue
             user = users[event.user_id]
-            decision = self.guard.decide(event.number, user.last) if self.mode == "guarded" else Decision.APPLY
+            decision = self.guard.decide(event.number, user.last) if guards(self.mode) else Decision.APPLY
             if decision is Decision.APPLY:
                 self._apply(candidate, user)
                 continue
@@ -131,7 +132,7 @@ class AccountBatch:
         """The batch's deliveries, and in guarded mode the parked events of its users, in the order
         they are decided: delivery order (naive), or per user by number (guarded, `_in_turn`)."""
         candidates = [_Candidate(d, d.event, index=i) for i, d in enumerate(self.deliveries)]
-        if self.mode != "guarded":
+        if not guards(self.mode):
             return candidates
         with_parked = sorted(name for name, user in users.items() if user.parked)
         if with_parked:
@@ -183,7 +184,7 @@ class AccountBatch:
         last, balance = user.last, user.balance
         user.balance, kind = apply_business_rule(user.balance, event)
         user.last = event.number
-        if self.mode == "guarded":
+        if guards(self.mode):
             candidate.facts = RuleFacts(last, user.last, balance, user.balance)
         else:  # no number rule: what it did to the balance is all there is to say
             candidate.facts = RuleFacts(balance_before=balance, balance_after=user.balance)

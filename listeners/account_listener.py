@@ -31,6 +31,8 @@ from listeners.faults import Faults
 from listeners.fetching import fetch_promptly
 from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
 from listeners.guard import GAP_TIMEOUT_ACK_WAITS, SequenceGuard
+from listeners.partitioned import PartitionedConsumer
+from listeners.partitions import DEFAULT_PARTITIONS, PartitionsError
 from listeners.status import STATUS_INTERVAL_S, ListenerStatus, control_subject, status_subject
 from publisher.credentials import redact_url
 from publisher.events import STREAM_NAME, utc_now_iso
@@ -58,6 +60,10 @@ class ListenerConfig:
     nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S
     # How long a user may be stuck waiting for a missing number before its early events are parked.
     gap_timeout_s: float | None = None  # None: GAP_TIMEOUT_ACK_WAITS ack waits
+    # The partitioned group only: how many partitions the users are split into, and those this
+    # listener pulls from the start (listeners/partitioned.py).
+    partitions: int = DEFAULT_PARTITIONS
+    home: tuple[int, ...] = ()
 
     @property
     def gap_timeout(self) -> float:
@@ -110,6 +116,8 @@ class AccountListener:
         self._status_wake = asyncio.Event()
         self._nc: NATS | None = None
         self._batches: BatchHandler | None = None
+        self._partitioned: PartitionedConsumer | None = None
+        self._db: AccountsDB | None = None
         # Why the listener stopped by itself (NATS unreachable for too long); None when it was told to.
         self.failure: str | None = None
         self._reachability = Reachability()
@@ -129,7 +137,7 @@ class AccountListener:
                 loop.add_signal_handler(sig, self.request_stop)
             except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread
                 pass
-        db = await AccountsDB.open(self.config.db_path)
+        db = self._db = await AccountsDB.open(self.config.db_path)
         self._batches = BatchHandler(self.config, db, self.guard, self.fault, self.activity, self._status_wake, self._stop)
         try:
             self._nc = await self._connect()
@@ -143,8 +151,11 @@ class AccountListener:
         status_task = asyncio.create_task(self._status_loop(), name="status")
         try:
             await nc.subscribe(control_subject(self.config.name), cb=self._on_control)
-            await self._consume(batches)
-            await batches.release_held()
+            if self.config.mode == "partitioned":
+                await self._consume_partitioned(nc)
+            else:
+                await self._consume(batches)
+                await batches.release_held()
         finally:
             self.state = "stopped"
             status_task.cancel()
@@ -256,6 +267,48 @@ class AccountListener:
             if msgs:
                 await batches.handle(msgs)
 
+    async def _consume_partitioned(self, nc: NATS) -> None:
+        """Declare the partitioned stream and consumers (asking again while there is no leader), then
+        pull the partitions until stopped."""
+        assert self._db is not None
+        db, config = self._db, self.config
+        consumer = PartitionedConsumer(
+            nc,
+            partitions=config.partitions,
+            home=list(config.home),
+            batch=config.batch,
+            ack_wait_s=config.ack_wait_s,
+            fault=self.fault,
+            make_handler=lambda p: BatchHandler(
+                config, db, self.guard, self.fault, self.activity, self._status_wake, self._stop, worker=p
+            ),
+            stop=self._stop,
+            wake=self._status_wake,
+        )
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                await ensure_stream(nc)
+                await consumer.declare()
+                break
+            except PartitionsError as exc:
+                self.failure = str(exc)
+                log.error("%s", exc)
+                self.request_stop()
+                return
+            except Exception as exc:  # no leader yet, or the connection is down: ask again
+                log.warning("declaring the partitions failed: %r", exc)
+                self.state = "no leader" if isinstance(exc, (ServiceUnavailableError, NoRespondersError)) else "reconnecting"
+                self._status_wake.set()
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        if self._stop.is_set():
+            return
+        self._partitioned = consumer
+        self.state = "running"
+        self._status_wake.set()
+        await consumer.run()
+
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
@@ -296,6 +349,7 @@ class AccountListener:
             in_flight_since=activity.in_flight_since,
             last_event=activity.last_outcome,
             deliveries=activity.take_recent(),
+            partitions=self._partitioned.owned() if self._partitioned is not None else {},
             ts=utc_now_iso(),
         )
 

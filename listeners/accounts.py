@@ -9,6 +9,7 @@ Messages are acknowledged by the caller only after `process_batch` returns, that
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +85,12 @@ CREATE INDEX IF NOT EXISTS parked_events_user ON parked_events (user_id, number)
 
 ACCOUNTS_DB = "accounts.db"
 NAIVE_ACCOUNTS_DB = "accounts-naive.db"
+PARTITIONED_ACCOUNTS_DB = "accounts-partitioned.db"
+DB_OF_MODE: dict[Mode, str] = {"guarded": ACCOUNTS_DB, "naive": NAIVE_ACCOUNTS_DB, "partitioned": PARTITIONED_ACCOUNTS_DB}
 
 
 def accounts_db_name(mode: Mode) -> str:
-    return ACCOUNTS_DB if mode == "guarded" else NAIVE_ACCOUNTS_DB
+    return DB_OF_MODE[mode]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +110,8 @@ class AccountsDB:
         self._db = db
         self.path = path
         self._checkpointer = checkpointer
+        # A partitioned listener's partitions write through this one connection, a batch at a time.
+        self._writing = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> AccountsDB:
@@ -129,4 +134,5 @@ class AccountsDB:
     ) -> BatchResult:
         """Decide and write a batch in one transaction; it commits or rolls back also when cancelled."""
         batch = AccountBatch(self._db, deliveries, mode, listener, guard)
-        return await write_transaction(self._db, batch.run)
+        async with self._writing:
+            return await write_transaction(self._db, batch.run)

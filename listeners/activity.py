@@ -44,18 +44,28 @@ def _facts(facts: RuleFacts) -> dict[str, Any]:
 class Activity:
     def __init__(self) -> None:
         self.counters = Counts()
-        self.in_flight: list[Delivery] = []
-        self.in_flight_since: float | None = None  # Unix time of the fetch that brought them
+        # What each worker holds (one worker, 0, except in a partitioned listener: one per partition),
+        # and since when (Unix time of the fetch that brought it).
+        self._held: dict[int, list[Delivery]] = {}
+        self._held_since: dict[int, float] = {}
         self.last_outcome: DeliveryReport | None = None
         self._recent: deque[DeliveryReport] = deque(maxlen=MAX_STATUS_DELIVERIES)
         self._seq = 0
 
-    def holding(self, deliveries: list[Delivery], fetched_now: bool) -> None:
-        self.in_flight = deliveries
+    def holding(self, deliveries: list[Delivery], fetched_now: bool, worker: int = 0) -> None:
+        self._held[worker] = deliveries
         if fetched_now:
-            self.in_flight_since = time.time()
+            self._held_since[worker] = time.time()
         elif not deliveries:
-            self.in_flight_since = None
+            self._held_since.pop(worker, None)
+
+    @property
+    def in_flight(self) -> list[Delivery]:
+        return [delivery for held in self._held.values() for delivery in held]
+
+    @property
+    def in_flight_since(self) -> float | None:
+        return min(self._held_since.values(), default=None)
 
     def record(self, outcomes: Iterable[Outcome]) -> None:
         """Count settled outcomes and keep them for the next status message, numbered in the order

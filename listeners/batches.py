@@ -20,6 +20,7 @@ from listeners.activity import Activity
 from listeners.faults import Faults
 from listeners.guard import SequenceGuard
 from listeners.outcomes import Delivery, Outcome
+from listeners.partitions import event_subject, source_sequence
 from publisher.events import AccountEvent, EventError
 
 if TYPE_CHECKING:
@@ -34,15 +35,20 @@ HOLD_LIMIT_S = 0.5
 MAX_HELD = 2000
 
 
-def delivery_from_msg(msg: Msg) -> Delivery:
-    """Parse a JetStream message; a contract violation becomes a poison delivery, never an exception."""
+def delivery_from_msg(msg: Msg, partitioned: bool = False) -> Delivery:
+    """Parse a JetStream message; a contract violation becomes a poison delivery, never an exception.
+    A message of the partitioned stream is taken by its event's subject, without the partition, and
+    its sequence in ACCOUNT_EVENTS, so every group's records name the same event by the same number."""
     meta = msg.metadata
+    subject, seq = msg.subject, meta.sequence.stream
+    if partitioned:
+        subject, seq = event_subject(subject), source_sequence(msg.headers) or seq
     try:
-        event: AccountEvent | None = AccountEvent.from_json(msg.data, msg.subject)
+        event: AccountEvent | None = AccountEvent.from_json(msg.data, subject)
         reason = None
     except EventError as exc:
         event, reason = None, str(exc)
-    return Delivery(meta.sequence.stream, meta.num_delivered, msg.subject, msg.data, event, reason)
+    return Delivery(seq, meta.num_delivered, subject, msg.data, event, reason)
 
 
 @dataclass(slots=True)
@@ -64,8 +70,10 @@ class BatchHandler:
         activity: Activity,
         wake: asyncio.Event,
         stopping: asyncio.Event,
+        worker: int = 0,
     ) -> None:
         self.config = config
+        self.worker = worker  # the partition this handler works on, in a partitioned listener
         self._db = db
         self.guard = guard
         self.fault = fault
@@ -85,10 +93,10 @@ class BatchHandler:
         held = list(self._held.values())
         self._held.clear()
         msgs = [entry.msg for entry in held] + fetched
-        new = [delivery_from_msg(msg) for msg in fetched]
+        new = [delivery_from_msg(msg, self.config.mode == "partitioned") for msg in fetched]
         deliveries = [entry.delivery for entry in held] + new
         held_since = [entry.since for entry in held] + [time.monotonic()] * len(new)
-        self.activity.holding(deliveries, fetched_now=bool(new))
+        self.activity.holding(deliveries, fetched_now=bool(new), worker=self.worker)
         if new:
             self._wake.set()
         if self.fault.slow_ms and fetched:
@@ -100,7 +108,7 @@ class BatchHandler:
             log.exception("batch failed; nak-ing %d messages", len(msgs))
             for msg in msgs:
                 await self.settle(msg.nak(delay=0.1))
-            self.activity.holding([], fetched_now=False)
+            self.activity.holding([], fetched_now=False, worker=self.worker)
             return
         if self.fault.crash == "after-commit":
             self._crash_now()
@@ -122,7 +130,7 @@ class BatchHandler:
             if first_look or outcome.kind != "deferred":
                 settled.append(outcome)
         self.activity.record(settled)
-        self.activity.holding([entry.delivery for entry in self._held.values()], fetched_now=False)
+        self.activity.holding([entry.delivery for entry in self._held.values()], fetched_now=False, worker=self.worker)
         if settled:
             self._wake.set()
 

@@ -29,11 +29,15 @@ class QueueGroup:
 
 GUARDED_GROUP = QueueGroup("account-service", "guarded")
 NAIVE_GROUP = QueueGroup("account-service-naive", "naive")
+# The groups that share one durable consumer of ACCOUNT_EVENTS.
 GROUPS = (GUARDED_GROUP, NAIVE_GROUP)
+# The partitioned group has one consumer per partition, on ACCOUNT_EVENTS_P (listeners/partitions.py).
+PARTITIONED_GROUP = QueueGroup("account-service-partitioned", "partitioned")
+ALL_GROUPS = (*GROUPS, PARTITIONED_GROUP)
 
 
 def group_for_mode(mode: Mode) -> QueueGroup:
-    return GUARDED_GROUP if mode == "guarded" else NAIVE_GROUP
+    return next(group for group in ALL_GROUPS if group.mode == mode)
 
 
 def consumer_config(group: QueueGroup, ack_wait_s: float) -> api.ConsumerConfig:

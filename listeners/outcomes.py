@@ -7,7 +7,14 @@ from typing import Literal
 
 from publisher.events import AccountEvent
 
-Mode = Literal["guarded", "naive"]
+Mode = Literal["guarded", "naive", "partitioned"]
+MODES: tuple[Mode, ...] = ("guarded", "naive", "partitioned")
+
+
+def guards(mode: str) -> bool:
+    """Whether the group applies the number rule: the guarded group, and the partitioned one, where
+    order comes from the partitions and the rule is a safety net."""
+    return mode != "naive"
 OutcomeKind = Literal["applied", "rejected", "duplicate", "conflict", "deferred", "parked", "poison"]
 
 

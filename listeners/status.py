@@ -288,6 +288,8 @@ class ListenerStatus:
     last_event: DeliveryReport | None = None
     deliveries: tuple[DeliveryReport, ...] = ()  # settled since the previous status
     ts: str = ""
+    # The partitioned group: partition -> the pin the server gave this listener for it (its owner).
+    partitions: dict[int, str] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -307,6 +309,7 @@ class ListenerStatus:
                 "lastEvent": None if self.last_event is None else self.last_event.to_json(),
                 "deliveries": [d.to_json() for d in self.deliveries],
                 "ts": self.ts,
+                "partitions": {str(p): pin for p, pin in self.partitions.items()},
             }
         ).encode()
 
@@ -335,7 +338,14 @@ class ListenerStatus:
             last_event=None if last is None else DeliveryReport.from_json(last),
             deliveries=tuple(DeliveryReport.from_json(d) for d in _field(data, "deliveries", list, [])),
             ts=_field(data, "ts", str, ""),
+            partitions=_partitions(data.get("partitions")),
         )
+
+
+def _partitions(value: Any) -> dict[int, str]:
+    if not isinstance(value, dict):
+        return {}
+    return {int(p): pin for p, pin in value.items() if str(p).isdigit() and isinstance(pin, str)}
 
 
 class CounterFold:

@@ -20,6 +20,7 @@ from dashboard.lab.natsserver import DEFAULT_SYNC, SYNC_INTERVAL, SYNC_MODES
 from dashboard.lab.settings import Settings, default_data_dir, unwritable_reason
 from listeners.groups import DEFAULT_ACK_WAIT_S
 from listeners.guard import GAP_TIMEOUT_ACK_WAITS
+from listeners.partitions import DEFAULT_PARTITIONS, MAX_PARTITIONS
 from publisher.credentials import ENV, Credentials, CredentialsError, redact_url, unreadable_reason
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
@@ -128,6 +129,20 @@ def add_cluster(parser: argparse.ArgumentParser) -> None:
         "--cluster", type=cluster_size, default=argparse.SUPPRESS, metavar="N",
         help="run a JetStream cluster of N embedded nodes (3 or 5) instead of one server; the stream and"
         " consumers get N replicas (env NATSLAB_CLUSTER)",
+    )  # fmt: skip
+
+
+def partition_count(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PARTITIONS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a partition count; use 1 to {MAX_PARTITIONS}")
+    return int(text)
+
+
+def add_partitions(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--partitions", type=partition_count, default=argparse.SUPPRESS, metavar="N",
+        help=f"partitions the partitioned group splits users into (default {DEFAULT_PARTITIONS}); fixed for"
+        " the life of a data dir's events",
     )  # fmt: skip
 
 
@@ -267,6 +282,8 @@ def add_sync(parser: argparse.ArgumentParser) -> None:
 LAB_OPTIONS = (
     ("dashboard_listeners", "--listeners"),
     ("dashboard_naive", "--naive"),
+    ("dashboard_partitioned", "--partitioned"),
+    ("partitions", "--partitions"),
     ("dashboard_defer", "--defer"),
     ("ack_wait", "--ack-wait"),
     ("gap_timeout", "--gap-timeout"),
@@ -286,6 +303,11 @@ def add_lab_options(parser: argparse.ArgumentParser) -> None:
         "--naive", dest="dashboard_naive", type=whole_number, default=argparse.SUPPRESS, metavar="N",
         help="naive listeners to start (default 1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--partitioned", dest="dashboard_partitioned", type=whole_number, default=argparse.SUPPRESS, metavar="N",
+        help="partitioned listeners to start (default 2)",
+    )  # fmt: skip
+    add_partitions(parser)
     add_ack_wait(parser)
     add_gap_timeout(parser)
     parser.add_argument(
@@ -326,6 +348,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ack_wait_s=_option(args, "ack_wait", "NATSLAB_ACK_WAIT", ack_wait_seconds, DEFAULT_ACK_WAIT_S),
         listeners=getattr(args, "dashboard_listeners", 2),
         naive=getattr(args, "dashboard_naive", 1),
+        partitioned=getattr(args, "dashboard_partitioned", 2),
+        partitions=getattr(args, "partitions", DEFAULT_PARTITIONS),
         defer=getattr(args, "dashboard_defer", "nak"),
         nats_timeout_s=_option(args, "nats_timeout", "NATSLAB_NATS_TIMEOUT", nats_timeout_seconds, DEFAULT_NATS_TIMEOUT_S),
         sync=_option(args, "sync", "NATSLAB_SYNC", sync_mode, DEFAULT_SYNC),

@@ -35,6 +35,7 @@ from dashboard.lab.supervisor import Member, Supervisor
 from dashboard.lab.waits import LabError, cancel, close_quietly, connect_with_retry
 from listeners.accounts import AccountRow, Mode, accounts_db_name
 from listeners.groups import GROUPS, QueueGroup, ensure_consumer
+from listeners.partitions import PartitionsError, ensure_partition_consumers, ensure_partitioned_stream
 from listeners.status import STATUS_SUBJECT_PREFIX, CounterFold, ListenerStatus, read_status
 from publisher.events import STREAM_NAME
 from publisher.jetstream import ensure_stream
@@ -132,7 +133,7 @@ def embedded_server(settings: Settings) -> EmbeddedServer | EmbeddedCluster:
     return EmbeddedServer(settings.store_dir, settings.logs_dir / "nats-server.log", sync=settings.sync)
 
 
-def supervisor_for(settings: Settings, url: str) -> Supervisor:
+def supervisor_for(settings: Settings, url: str, partitioned: int | None = None) -> Supervisor:
     return Supervisor(
         url,
         settings.data_dir,
@@ -141,19 +142,29 @@ def supervisor_for(settings: Settings, url: str) -> Supervisor:
         batch=settings.batch,
         nats_timeout_s=settings.nats_timeout_s,
         gap_timeout_s=settings.gap_timeout_s,
+        partitions=settings.partitions,
+        partitioned=settings.partitioned if partitioned is None else partitioned,
     )
 
 
-async def declare(nc: NATS, ack_wait_s: float, timeout: float = 10.0, replicas: int | None = None) -> None:
-    """Declare the stream and both groups, retrying while JetStream finishes starting (a new
-    cluster first elects its leader)."""
+async def declare(
+    nc: NATS, ack_wait_s: float, timeout: float = 10.0, replicas: int | None = None, partitions: int = 0
+) -> None:
+    """Declare the stream and the groups' consumers (with `partitions`, the partitioned stream and its
+    consumers too), retrying while JetStream finishes starting (a new cluster first elects its leader).
+    Another partition count than the data dir's events were split into is refused at once."""
     deadline = time.monotonic() + timeout
     while True:
         try:
             await ensure_stream(nc, replicas)
             for group in GROUPS:
                 await ensure_consumer(nc, group, ack_wait_s)
+            if partitions:
+                await ensure_partitioned_stream(nc, partitions, replicas)
+                await ensure_partition_consumers(nc, partitions, ack_wait_s)
             return
+        except PartitionsError as exc:
+            raise LabError(str(exc)) from exc
         except Exception as exc:
             if time.monotonic() > deadline:
                 raise LabError(f"cannot declare the stream and consumers: {exc}") from exc
@@ -193,10 +204,10 @@ class Lab:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self, *, listeners: int | None = None, naive: int | None = None) -> None:
+    async def start(self, *, listeners: int | None = None, naive: int | None = None, partitioned: int | None = None) -> None:
         """Start everything; on failure, stop what was started (the caller gets the error, not a half lab)."""
         try:
-            await self._start(listeners, naive)
+            await self._start(listeners, naive, partitioned)
         except BaseException:
             try:
                 await self.stop()
@@ -204,8 +215,9 @@ class Lab:
                 log.exception("stopping a lab that failed to start")
             raise
 
-    async def _start(self, listeners: int | None, naive: int | None) -> None:
+    async def _start(self, listeners: int | None, naive: int | None, partitioned: int | None) -> None:
         settings = self.settings
+        partitioned = settings.partitioned if partitioned is None else partitioned
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         settings.logs_dir.mkdir(parents=True, exist_ok=True)
         if settings.nats_url:
@@ -223,16 +235,18 @@ class Lab:
             self._url, "natslab-dashboard", on_disconnect=self._on_disconnect, on_reconnect=self._on_reconnect
         )
         self.connected = True
-        await declare(self.nc, settings.ack_wait_s, replicas=settings.cluster or None)
+        await declare(self.nc, settings.ack_wait_s, replicas=settings.cluster or None, partitions=settings.partitions if partitioned else 0)
         await self.nc.subscribe(f"{STATUS_SUBJECT_PREFIX}.*", cb=self._on_status)
         self.transactions = await TransactionsDB.open(settings.transactions_db)
         self.publisher = Publisher(self.transactions, self.nc)
         self._relay_task = asyncio.create_task(self.publisher.run_relay(), name="outbox-relay")
-        self.supervisor = supervisor_for(settings, self._url)
+        self.supervisor = supervisor_for(settings, self._url, partitioned)
         for _ in range(settings.listeners if listeners is None else listeners):
             self.supervisor.spawn("guarded")
         for _ in range(settings.naive if naive is None else naive):
             self.supervisor.spawn("naive")
+        for _ in range(partitioned):
+            self.supervisor.spawn("partitioned")
         self._watch_task = asyncio.create_task(self._watch(), name="lab-watch")
         if isinstance(self.server, EmbeddedCluster):
             self.node_watch = NodeWatch(self.server, self._changed)

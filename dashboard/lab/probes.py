@@ -11,6 +11,9 @@ from dashboard.lab.snapshot import read_transactions
 from dashboard.lab.waits import LabError, wait_until
 from listeners.accounts import Mode
 from listeners.groups import group_for_mode
+from listeners.outcomes import MODES
+from listeners.partitions import PARTITIONED_STREAM, partition_states
+from publisher.events import STREAM_NAME
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +89,8 @@ async def fresh_user(lab: Lab, base: str) -> str:
         taken.update(channel.per_user)
     transactions = await read_transactions(lab.settings.transactions_db)
     taken.update(event.user_id for event in transactions.published + transactions.unpublished)
-    for mode in ("guarded", "naive"):
-        taken.update(row.user_id for row in await lab.accounts(mode))  # type: ignore[arg-type]
+    for mode in MODES:
+        taken.update(row.user_id for row in await lab.accounts(mode))
     name, suffix = base, 1
     while name in taken:
         suffix += 1
@@ -106,7 +109,7 @@ def check_server(lab: Lab) -> None:
         )
 
 
-async def drained(lab: Lab, modes: tuple[Mode, ...] = ("guarded", "naive")) -> bool:
+async def drained(lab: Lab, modes: tuple[Mode, ...] = MODES) -> bool:
     """Nothing left to publish, and every event of each running group delivered and acknowledged."""
     check_server(lab)
     if lab.transactions is not None and await lab.transactions.count_unpublished():
@@ -116,6 +119,10 @@ async def drained(lab: Lab, modes: tuple[Mode, ...] = ("guarded", "naive")) -> b
         for mode in modes:
             if not any(entry.alive for entry in lab.supervisor.members(mode)):
                 continue
+            if mode == "partitioned":
+                if not await partitions_drained(lab):
+                    return False
+                continue
             info = await lab.consumer_info(group_for_mode(mode))
             if info.num_pending or info.num_ack_pending:
                 return False
@@ -124,7 +131,17 @@ async def drained(lab: Lab, modes: tuple[Mode, ...] = ("guarded", "naive")) -> b
         return False
     return True
 
-async def wait_drained(lab: Lab, timeout: float = 60.0, modes: tuple[Mode, ...] = ("guarded", "naive")) -> None:
+async def partitions_drained(lab: Lab) -> bool:
+    """The partitioned stream has every event of ACCOUNT_EVENTS, and every partition has processed its own."""
+    assert lab.nc is not None
+    js = lab.nc.jetstream()
+    source, copy = await js.stream_info(STREAM_NAME), await js.stream_info(PARTITIONED_STREAM)
+    if copy.state.messages < source.state.messages:
+        return False
+    return all(state.lag == 0 for state in await partition_states(lab.nc, lab.settings.partitions))
+
+
+async def wait_drained(lab: Lab, timeout: float = 60.0, modes: tuple[Mode, ...] = MODES) -> None:
     await wait_until(lambda: drained(lab, modes), timeout, "the listeners to drain", interval=0.1)
 
 

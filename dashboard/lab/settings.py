@@ -12,6 +12,7 @@ import platformdirs
 from dashboard.lab.logs import LOGS
 from dashboard.lab.natsserver import DEFAULT_SYNC
 from listeners.groups import DEFAULT_ACK_WAIT_S
+from listeners.partitions import DEFAULT_PARTITIONS
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 URL_FILE = "nats.url"
@@ -46,6 +47,9 @@ class Settings:
     ack_wait_s: float = DEFAULT_ACK_WAIT_S
     listeners: int = 2
     naive: int = 1
+    partitioned: int = 2
+    # Partitions of the partitioned group (listeners/partitions.py); fixed for the life of the data.
+    partitions: int = DEFAULT_PARTITIONS
     defer: str = "nak"
     batch: int = 100
     # How long a command keeps trying an unreachable NATS before it gives up.

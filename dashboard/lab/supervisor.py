@@ -21,11 +21,14 @@ from dashboard.lab.logs import listener_log
 from dashboard.lab.natsserver import die_with_parent
 from listeners.accounts import Mode
 from listeners.groups import group_for_mode
+from listeners.partitions import DEFAULT_PARTITIONS, home_partitions
 from listeners.status import failure_prefix
 from publisher.credentials import url_for_child
 from publisher.jetstream import DEFAULT_NATS_TIMEOUT_S
 
 GUARDED_NAMES = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
+# The other groups' listeners are numbered: N1, N2... and P1, P2...
+NAME_PREFIX = {"naive": "N", "partitioned": "P"}
 
 
 class SupervisorError(RuntimeError):
@@ -105,8 +108,12 @@ class Supervisor:
         batch: int = 100,
         nats_timeout_s: float = DEFAULT_NATS_TIMEOUT_S,
         gap_timeout_s: float | None = None,
+        partitions: int = DEFAULT_PARTITIONS,
+        partitioned: int = 2,
     ) -> None:
         self.nats_url = nats_url
+        self.partitions = partitions
+        self.partitioned = partitioned  # the partitioned group's size: P1..P<n> each have home partitions
         self.data_dir = data_dir
         self.ack_wait_s = ack_wait_s
         self.defer = defer
@@ -121,12 +128,19 @@ class Supervisor:
                 if name not in self.listeners:
                     return name
             raise SupervisorError("no listener names left")
+        prefix = NAME_PREFIX[mode]
         number = 1
-        while f"N{number}" in self.listeners:
+        while f"{prefix}{number}" in self.listeners:
             number += 1
-        return f"N{number}"
+        return f"{prefix}{number}"
+
+    def home(self, name: str) -> list[int]:
+        """The partitions partitioned listener P<i> pulls from the start (listeners/partitions.py)."""
+        index = int(name[1:]) if name[1:].isdigit() else 0
+        return home_partitions(index, self.partitioned, self.partitions)
 
     def command(self, name: str, mode: Mode, slow_ms: int = 0) -> list[str]:
+        partitioned = ["--partitions", str(self.partitions), "--home", ",".join(map(str, self.home(name)))]
         return [
             sys.executable, "-m", "dashboard.commands", "listener",
             "--name", name,
@@ -139,6 +153,7 @@ class Supervisor:
             "--slow-ms", str(slow_ms),
             "--nats-timeout", str(self.nats_timeout_s),
             "--parent-pid", str(os.getpid()),
+            *(partitioned if mode == "partitioned" else []),
         ] + (["--gap-timeout", str(self.gap_timeout_s)] if self.gap_timeout_s is not None else [])  # fmt: skip
 
     def environment(self) -> dict[str, str] | None:

@@ -1,0 +1,197 @@
+"""What a listener of the partitioned group does instead of fetching from one shared consumer
+(docs/design.md, "The partitioned group").
+
+It pulls its home partitions from the start: listener i of a group of L takes every L-th partition
+from i-1, so the server pins each partition to its home listener first. It watches the others once
+every WATCH_INTERVAL_S, and stands by: a partition that has events waiting and no owner for
+ORPHAN_LOOKS looks in a row (its owner died or froze, and the server unpinned it after the priority
+timeout) is pulled too, and the server pins it to whichever standby asks first. A listener holding
+another's partition hands it back once that partition's home asks for it again (a second pull waiting
+at the server for HAND_BACK_AFTER_S): it stops pulling, finishes and acknowledges what it has, then
+unpins it, so the home listener's waiting pull gets the next event.
+
+Each partition has its own worker and batch handler, so a slow event holds up its partition only;
+the batches of every partition are written through the one account database connection in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+
+from nats.aio.client import Client as NATS
+
+from listeners.batches import HOLD_RECHECK_S, BatchHandler
+from listeners.faults import Faults
+from listeners.partitions import (
+    PRIORITY_TIMEOUT_S,
+    PartitionState,
+    ensure_partition_consumers,
+    ensure_partitioned_stream,
+    partition_state,
+    unpin,
+)
+from listeners.pinned import PartitionPuller
+
+log = logging.getLogger(__name__)
+
+WATCH_INTERVAL_S = 0.5
+ORPHAN_LOOKS = 2
+# A standby that got no pin for this long after it began pulling (another standby won) stops again.
+STANDBY_GIVES_UP_S = 2 * PRIORITY_TIMEOUT_S
+# Longer than a standby that lost the race keeps pulling, so only a home listener gets a partition back.
+HAND_BACK_AFTER_S = STANDBY_GIVES_UP_S + 1.0
+IDLE_TAKE_S = 0.5
+
+
+class PartitionedConsumer:
+    """One partitioned listener's pullers, workers and watch."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        partitions: int,
+        home: list[int],
+        batch: int,
+        ack_wait_s: float,
+        fault: Faults,
+        make_handler: Callable[[int], BatchHandler],
+        stop: asyncio.Event,
+        wake: asyncio.Event,
+    ) -> None:
+        self.nc = nc
+        self.partitions = partitions
+        self.home = set(home)
+        self.batch = batch
+        self.ack_wait_s = ack_wait_s
+        self.fault = fault
+        self.handlers = {p: make_handler(p) for p in range(partitions)}
+        self.pullers: dict[int, PartitionPuller] = {}
+        self.states: dict[int, PartitionState] = {}
+        self._stop = stop
+        self._wake = wake
+        self._orphan_looks: dict[int, int] = defaultdict(int)
+        self._pulling_since: dict[int, float] = {}
+        self._crowded_since: dict[int, float] = {}
+        self._retiring: dict[int, bool] = {}  # partition -> unpin once drained (a hand-back)
+        self.pins_lost = 0
+
+    # -- what the status says ----------------------------------------------------------------------
+
+    def owned(self) -> dict[int, str]:
+        """Partition -> the pin the server gave us for it, for each partition we own as far as we know."""
+        return {p: puller.pin_id for p, puller in sorted(self.pullers.items()) if puller.pin_id}
+
+    # -- running -----------------------------------------------------------------------------------
+
+    async def declare(self) -> None:
+        await ensure_partitioned_stream(self.nc, self.partitions)
+        await ensure_partition_consumers(self.nc, self.partitions, self.ack_wait_s)
+
+    async def run(self) -> None:
+        """Work until the stop event; then settle what was taken and hand the rest back."""
+        for partition in sorted(self.home):
+            await self._pull(partition)
+        workers = [asyncio.create_task(self._work(p), name=f"partition-{p}") for p in range(self.partitions)]
+        watch = asyncio.create_task(self._watch(), name="partition-watch")
+        try:
+            await self._stop.wait()
+        finally:
+            watch.cancel()
+            for puller in self.pullers.values():
+                await puller.stop()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(watch, return_exceptions=True)
+            for partition, puller in self.pullers.items():
+                for msg in await puller.take(puller.queued, 0):
+                    await BatchHandler.settle(msg.nak())
+                await self.handlers[partition].release_held()
+
+    async def _pull(self, partition: int) -> None:
+        puller = PartitionPuller(self.nc, partition, self.batch, self.ack_wait_s)
+        await puller.start()
+        self.pullers[partition] = puller
+        self._pulling_since[partition] = time.monotonic()
+        self._wake.set()
+
+    async def _work(self, partition: int) -> None:
+        handler = self.handlers[partition]
+        while not self._stop.is_set():
+            puller = self.pullers.get(partition)
+            if puller is None:
+                await _wait(self._stop, IDLE_TAKE_S)
+                continue
+            # When slowed, one event at a time, so the delay is per event, as for the other groups.
+            batch = 1 if self.fault.slow_ms else self.batch
+            msgs = await puller.take(batch, HOLD_RECHECK_S if handler.holding else IDLE_TAKE_S)
+            if msgs or handler.holding:
+                await handler.handle(msgs)
+            if partition in self._retiring and not puller.queued and not handler.holding:
+                await self._retire(partition)
+
+    async def _retire(self, partition: int) -> None:
+        """A partition we stopped pulling is drained: forget it, and unpin it when handing it back."""
+        hand_back = self._retiring.pop(partition)
+        self.pullers.pop(partition, None)
+        self._pulling_since.pop(partition, None)
+        self._wake.set()
+        if hand_back:
+            try:
+                await unpin(self.nc, partition)
+                log.info("partition %d handed back", partition)
+            except Exception as exc:  # the pin times out by itself meanwhile
+                log.warning("unpin of partition %d failed: %r", partition, exc)
+
+    async def _watch(self) -> None:
+        while not self._stop.is_set():
+            for partition in range(self.partitions):
+                try:
+                    state = await partition_state(self.nc, partition)
+                except Exception as exc:  # no connection or no leader for now: look again later
+                    log.debug("partition %d info failed: %r", partition, exc)
+                    continue
+                self.states[partition] = state
+                await self._look(partition, state, time.monotonic())
+            self.pins_lost = sum(p.pins_lost for p in self.pullers.values())
+            await _wait(self._stop, WATCH_INTERVAL_S)
+
+    async def _look(self, partition: int, state: PartitionState, now: float) -> None:
+        puller = self.pullers.get(partition)
+        if partition in self.home or partition in self._retiring:
+            return
+        if puller is None:
+            orphan = state.pinned_id is None and state.lag > 0
+            self._orphan_looks[partition] = self._orphan_looks[partition] + 1 if orphan else 0
+            if self._orphan_looks[partition] >= ORPHAN_LOOKS:
+                log.info("partition %d has no owner and %d events waiting: standing in", partition, state.lag)
+                self._orphan_looks[partition] = 0
+                await self._pull(partition)
+            return
+        if not puller.owner:
+            if now - self._pulling_since.get(partition, now) > STANDBY_GIVES_UP_S:
+                await self._stop_pulling(partition, hand_back=False)  # another standby got it
+            return
+        if state.waiting < 2:  # nobody but us asks for it
+            self._crowded_since.pop(partition, None)
+            return
+        since = self._crowded_since.setdefault(partition, now)
+        if now - since >= HAND_BACK_AFTER_S:
+            log.info("partition %d: its home listener asks for it again; handing it back", partition)
+            await self._stop_pulling(partition, hand_back=True)
+
+    async def _stop_pulling(self, partition: int, *, hand_back: bool) -> None:
+        self._crowded_since.pop(partition, None)
+        self._retiring[partition] = hand_back
+        await self.pullers[partition].stop()
+        self._wake.set()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass
