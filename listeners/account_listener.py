@@ -32,7 +32,7 @@ from listeners.fetching import fetch_promptly
 from listeners.groups import DEFAULT_ACK_WAIT_S, QueueGroup, ensure_consumer, group_for_mode
 from listeners.guard import GAP_TIMEOUT_ACK_WAITS, SequenceGuard
 from listeners.partitioned import PartitionedConsumer
-from listeners.partitions import DEFAULT_PARTITIONS, PartitionsError
+from listeners.partitions import DEFAULT_PARTITIONS
 from listeners.status import STATUS_INTERVAL_S, ListenerStatus, control_subject, status_subject
 from publisher.credentials import redact_url
 from publisher.events import STREAM_NAME, utc_now_iso
@@ -255,9 +255,7 @@ class AccountListener:
                 if self._stop.is_set():
                     break
                 log.warning("fetch failed: %r", exc)
-                # No leader answers for the consumer (a cluster electing one), or the connection is down.
-                self.state = "no leader" if isinstance(exc, (ServiceUnavailableError, NoRespondersError)) else "reconnecting"
-                self._status_wake.set()
+                self._trouble(exc)
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
                 continue
@@ -268,46 +266,30 @@ class AccountListener:
                 await batches.handle(msgs)
 
     async def _consume_partitioned(self, nc: NATS) -> None:
-        """Declare the partitioned stream and consumers (asking again while there is no leader), then
-        pull the partitions until stopped."""
-        assert self._db is not None
-        db, config = self._db, self.config
+        """Declare the partitioned stream and consumers, then pull the partitions until stopped."""
+        config, db = self.config, self._db
+        assert db is not None
         consumer = PartitionedConsumer(
             nc,
-            partitions=config.partitions,
-            home=list(config.home),
-            batch=config.batch,
-            ack_wait_s=config.ack_wait_s,
-            fault=self.fault,
-            make_handler=lambda p: BatchHandler(
-                config, db, self.guard, self.fault, self.activity, self._status_wake, self._stop, worker=p
-            ),
-            stop=self._stop,
-            wake=self._status_wake,
+            config,
+            self.fault,
+            lambda p: BatchHandler(config, db, self.guard, self.fault, self.activity, self._status_wake, self._stop, p),
+            self._stop,
+            self._status_wake,
         )
-        backoff = 0.1
-        while not self._stop.is_set():
-            try:
-                await ensure_stream(nc)
-                await consumer.declare()
-                break
-            except PartitionsError as exc:
-                self.failure = str(exc)
-                log.error("%s", exc)
-                self.request_stop()
-                return
-            except Exception as exc:  # no leader yet, or the connection is down: ask again
-                log.warning("declaring the partitions failed: %r", exc)
-                self.state = "no leader" if isinstance(exc, (ServiceUnavailableError, NoRespondersError)) else "reconnecting"
-                self._status_wake.set()
-                await self._sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-        if self._stop.is_set():
+        self.failure = await consumer.declare(self._trouble)
+        if self.failure is not None:
+            self.request_stop()
             return
         self._partitioned = consumer
         self.state = "running"
         self._status_wake.set()
         await consumer.run()
+
+    def _trouble(self, exc: Exception) -> None:
+        """No leader answers for the consumer (a cluster electing one), or the connection is down."""
+        self.state = "no leader" if isinstance(exc, (ServiceUnavailableError, NoRespondersError)) else "reconnecting"
+        self._status_wake.set()
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -333,7 +315,6 @@ class AccountListener:
             state = "slow"
         if not self.connected and state not in ("stopped", "draining"):
             state = "disconnected"
-        activity = self.activity
         return ListenerStatus(
             name=self.config.name,
             pid=os.getpid(),
@@ -343,12 +324,7 @@ class AccountListener:
             defer=self.config.defer,
             slow_ms=self.fault.slow_ms,
             crash_armed=self.fault.crash,
-            counters=activity.counters,
-            in_flight_count=len(activity.in_flight),
-            in_flight=activity.in_flight_reports(),
-            in_flight_since=activity.in_flight_since,
-            last_event=activity.last_outcome,
-            deliveries=activity.take_recent(),
+            **self.activity.status_fields(),
             partitions=self._partitioned.owned() if self._partitioned is not None else {},
             ts=utc_now_iso(),
         )

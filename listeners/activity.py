@@ -91,5 +91,14 @@ class Activity:
         self._recent.clear()
         return recent
 
-    def in_flight_reports(self) -> tuple[DeliveryReport, ...]:
-        return tuple(report_of(d) for d in self.in_flight[:MAX_STATUS_IN_FLIGHT])
+    def status_fields(self) -> dict[str, Any]:
+        """What the status message says of this activity; the outcomes settled since the last call go once."""
+        held = self.in_flight
+        return {
+            "counters": self.counters,
+            "in_flight_count": len(held),
+            "in_flight": tuple(report_of(d) for d in held[:MAX_STATUS_IN_FLIGHT]),
+            "in_flight_since": self.in_flight_since,
+            "last_event": self.last_outcome,
+            "deliveries": self.take_recent(),
+        }

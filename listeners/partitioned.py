@@ -21,6 +21,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from nats.aio.client import Client as NATS
 
@@ -28,6 +29,7 @@ from listeners.batches import HOLD_RECHECK_S, BatchHandler
 from listeners.faults import Faults
 from listeners.partitions import (
     PRIORITY_TIMEOUT_S,
+    PartitionsError,
     PartitionState,
     ensure_partition_consumers,
     ensure_partitioned_stream,
@@ -35,6 +37,10 @@ from listeners.partitions import (
     unpin,
 )
 from listeners.pinned import PartitionPuller
+from publisher.jetstream import ensure_stream
+
+if TYPE_CHECKING:
+    from listeners.account_listener import ListenerConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,23 +59,19 @@ class PartitionedConsumer:
     def __init__(
         self,
         nc: NATS,
-        *,
-        partitions: int,
-        home: list[int],
-        batch: int,
-        ack_wait_s: float,
+        config: ListenerConfig,
         fault: Faults,
         make_handler: Callable[[int], BatchHandler],
         stop: asyncio.Event,
         wake: asyncio.Event,
     ) -> None:
         self.nc = nc
-        self.partitions = partitions
-        self.home = set(home)
-        self.batch = batch
-        self.ack_wait_s = ack_wait_s
+        self.partitions = config.partitions
+        self.home = set(config.home)
+        self.batch = config.batch
+        self.ack_wait_s = config.ack_wait_s
         self.fault = fault
-        self.handlers = {p: make_handler(p) for p in range(partitions)}
+        self.handlers = {p: make_handler(p) for p in range(self.partitions)}
         self.pullers: dict[int, PartitionPuller] = {}
         self.states: dict[int, PartitionState] = {}
         self._stop = stop
@@ -88,9 +90,26 @@ class PartitionedConsumer:
 
     # -- running -----------------------------------------------------------------------------------
 
-    async def declare(self) -> None:
-        await ensure_partitioned_stream(self.nc, self.partitions)
-        await ensure_partition_consumers(self.nc, self.partitions, self.ack_wait_s)
+    async def declare(self, trouble: Callable[[Exception], None]) -> str | None:
+        """Declare both streams and the partition consumers, asking again while there is no leader or
+        no connection (`trouble` hears why); the reason when they cannot be used (another partition
+        count), else None."""
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                await ensure_stream(self.nc)
+                await ensure_partitioned_stream(self.nc, self.partitions)
+                await ensure_partition_consumers(self.nc, self.partitions, self.ack_wait_s)
+                return None
+            except PartitionsError as exc:
+                log.error("%s", exc)
+                return str(exc)
+            except Exception as exc:
+                log.warning("declaring the partitions failed: %r", exc)
+                trouble(exc)
+                await _wait(self._stop, backoff)
+                backoff = min(backoff * 2, 2.0)
+        return None
 
     async def run(self) -> None:
         """Work until the stop event; then settle what was taken and hand the rest back."""
