@@ -13,13 +13,13 @@ import logging
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from publisher.events import format_cents
+from publisher.events import USER_ID_RE, format_cents
 
 STATUS_SUBJECT_PREFIX = "natslab.status"
 CONTROL_SUBJECT_PREFIX = "natslab.control"
 STATUS_INTERVAL_S = 0.5
 
-CONTROL_COMMANDS = ("crash-after-commit", "slow MS", "normal")
+CONTROL_COMMANDS = ("crash-after-commit", "slow MS", "slow-user USER MS", "normal")
 
 
 def status_subject(name: str) -> str:
@@ -30,16 +30,19 @@ def control_subject(name: str) -> str:
     return f"{CONTROL_SUBJECT_PREFIX}.{name}"
 
 
-def parse_control(text: str) -> tuple[str, int]:
-    """`slow 500` -> ("slow", 500); raises ValueError for anything else than CONTROL_COMMANDS."""
+def parse_control(text: str) -> tuple[str, int, str | None]:
+    """`slow 500` -> ("slow", 500, None), `slow-user jim 500` -> ("slow-user", 500, "jim"); raises
+    ValueError for anything else than CONTROL_COMMANDS."""
     parts = text.strip().split()
     if not parts:
         raise ValueError("empty control command")
     command = parts[0]
     if command in ("crash-after-commit", "normal") and len(parts) == 1:
-        return command, 0
+        return command, 0, None
     if command == "slow" and len(parts) == 2 and parts[1].isdigit():
-        return command, int(parts[1])
+        return command, int(parts[1]), None
+    if command == "slow-user" and len(parts) == 3 and USER_ID_RE.fullmatch(parts[1]) and parts[2].isdigit():
+        return command, int(parts[2]), parts[1]
     raise ValueError(f"unknown control command {text!r}; expected one of: {', '.join(CONTROL_COMMANDS)}")
 
 
@@ -281,6 +284,8 @@ class ListenerStatus:
     defer: str = "nak"
     slow_ms: int = 0
     crash_armed: str | None = None  # "after-commit" once a crash is armed
+    slow_user: str | None = None  # a user whose every event takes `slow_user_ms` to process
+    slow_user_ms: int = 0
     counters: Counts = field(default_factory=Counts)
     in_flight_count: int = 0
     in_flight: tuple[DeliveryReport, ...] = ()  # the first few of `in_flight_count`
@@ -302,6 +307,8 @@ class ListenerStatus:
                 "state": self.state,
                 "slowMs": self.slow_ms,
                 "crashArmed": self.crash_armed,
+                "slowUser": self.slow_user,
+                "slowUserMs": self.slow_user_ms,
                 "counters": self.counters.to_json(),
                 "inFlightCount": self.in_flight_count,
                 "inFlight": [d.to_json() for d in self.in_flight],
@@ -331,6 +338,8 @@ class ListenerStatus:
             defer=_field(data, "defer", str, "nak"),
             slow_ms=_field(data, "slowMs", int, 0),
             crash_armed=_field(data, "crashArmed", str),
+            slow_user=_field(data, "slowUser", str),
+            slow_user_ms=_field(data, "slowUserMs", int, 0),
             counters=Counts.from_json(data.get("counters")),
             in_flight_count=_field(data, "inFlightCount", int, 0),
             in_flight=tuple(DeliveryReport.from_json(d) for d in _field(data, "inFlight", list, [])),

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # `slow`: how long a slowed listener takes per event, unless told otherwise.
 SLOW_MS = 2000
 
-Action = Literal["kill", "pause", "resume", "restart", "crash", "slow", "normal", "add"]
+Action = Literal["kill", "pause", "resume", "restart", "crash", "slow", "normal", "add", "slow-user"]
 ACTIONS: tuple[str, ...] = get_args(Action)
 
 
@@ -54,6 +54,16 @@ async def send_control(nc: NATS, name: str, command: str, timeout: float = 2.0, 
         raise LabError(f"listener {name}: {text}")
 
 
+async def slow_user(supervisor: Supervisor, nc: NATS, user: str, ms: int) -> str:
+    """Make every event of `user` take `ms` to process in every running listener of every group (0:
+    back to normal). A listener started later does not know."""
+    names = [entry.name for entry in supervisor.listeners.values() if entry.alive and entry.state != "paused"]
+    await asyncio.gather(*(send_control(nc, name, f"slow-user {user} {ms}") for name in names))
+    if not ms:
+        return f"{user}'s events are processed at normal speed again"
+    return f"{user}'s events now take {ms} ms each to process, in every group"
+
+
 async def control(
     supervisor: Supervisor, nc: NATS, action: Action, name: str = "", *, mode: Mode = "guarded", slow_ms: int = SLOW_MS
 ) -> str:
@@ -62,7 +72,7 @@ async def control(
     kill, pause and resume are SIGKILL, SIGSTOP and SIGCONT; restart kills the listener if it runs and
     starts it again under the same name; crash arms an exit right after its next commit, before the
     ack; slow makes it take `slow_ms` per event (it tells the server it is still working), normal
-    undoes crash and slow.
+    undoes crash and slow. slow-user makes every event of user `name` take `slow_ms` in every listener.
 
     The keys, the scenarios and chaos runs all break the lab through here. Returns what was done,
     in words; raises LabError when it cannot be done (no such listener, not running, no answer).
@@ -92,6 +102,8 @@ async def control(
         elif action == "normal":
             await send_control(nc, name, "normal")
             done = f"{name} back to normal speed"
+        elif action == "slow-user":  # `name` is a user here, and slow_ms 0 makes them normal again
+            done = await slow_user(supervisor, nc, name, slow_ms)
         else:
             raise LabError(f"unknown action {action!r}; one of: {', '.join(ACTIONS)}")
     except SupervisorError as exc:
