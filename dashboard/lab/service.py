@@ -47,6 +47,7 @@ from dashboard.lab.supervisor import Member
 from dashboard.lab.traffic import TRICKLE_RATE, record_random, trickle, user_names
 from dashboard.lab.waits import LabError, cancel, describe_error
 from listeners.accounts import Mode
+from listeners.outcomes import MODES
 from publisher.credentials import redact_url
 from publisher.service import Publisher
 
@@ -211,7 +212,8 @@ class LabService:
             return reply_ok("pong", state=self.state().to_dict())
         if op == "control":
             done = await lab.control(
-                _text(fields, "action"), str(fields.get("name", "")), mode=_mode(fields)  # type: ignore[arg-type]
+                _text(fields, "action"), str(fields.get("name", "")), mode=_mode(fields),  # type: ignore[arg-type]
+                **_slow_ms(fields),
             )
             self.notice("controlled", text=done)
             self.changed()
@@ -354,10 +356,20 @@ def _text(fields: dict[str, Any], key: str) -> str:
     return value
 
 
+def _slow_ms(fields: dict[str, Any]) -> dict[str, int]:
+    """`slow_ms` when the request gives one (a whole number of ms, 0 to 3,600,000)."""
+    if "slow_ms" not in fields:
+        return {}
+    value = fields["slow_ms"]
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3_600_000:
+        raise LabError(f"slow_ms must be a whole number of milliseconds up to 3600000, not {value!r}")
+    return {"slow_ms": value}
+
+
 def _mode(fields: dict[str, Any]) -> Mode:
     mode = fields.get("mode", "guarded")
-    if mode not in ("guarded", "naive"):
-        raise LabError(f"mode must be guarded or naive, not {mode!r}")
+    if mode not in MODES:
+        raise LabError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     return mode
 
 
