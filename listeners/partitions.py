@@ -17,6 +17,7 @@ priority policy.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.errors import NotFoundError
 
+from listeners.status import ListenerStatus
 from publisher.events import STREAM_NAME
 from publisher.jetstream import MAX_REPLICAS, cluster_size
 
@@ -221,6 +223,13 @@ async def unpin(nc: NATS, partition: int) -> None:
     await api_request(
         nc, f"$JS.API.CONSUMER.UNPIN.{PARTITIONED_STREAM}.{consumer_name(partition)}", {"group": PIN_GROUP}
     )
+
+
+def partition_owners(states: Iterable[PartitionState], statuses: Iterable[ListenerStatus]) -> dict[int, str | None]:
+    """Partition -> the listener that owns it now: the one whose status names the pin the server
+    reports (a dead listener's last status names an old pin); None when nobody holds it."""
+    by_pin = {pin: status.name for status in statuses for pin in status.partitions.values()}
+    return {state.partition: by_pin.get(state.pinned_id) if state.pinned_id else None for state in states}
 
 
 def home_partitions(index: int, group_size: int, partitions: int) -> list[int]:

@@ -114,12 +114,12 @@ async def make_lab(settings: Settings) -> AsyncIterator[LabFactory]:
     """Start a lab (embedded server, publisher, listener processes); every lab is stopped afterwards."""
     labs: list[Lab] = []
 
-    async def factory(listeners: int = 2, naive: int = 0, **overrides) -> Lab:
+    async def factory(listeners: int = 2, naive: int = 0, partitioned: int = 0, **overrides) -> Lab:
         for key, value in overrides.items():
             setattr(settings, key, value)
         lab = Lab(settings)
         labs.append(lab)
-        await lab.start(listeners=listeners, naive=naive)
+        await lab.start(listeners=listeners, naive=naive, partitioned=partitioned)
         return lab
 
     try:
