@@ -45,7 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WATCH_INTERVAL_S = 0.5
-ORPHAN_LOOKS = 2
+# Three looks (at least a second): a home listener that reconnects after a server restart asks first.
+ORPHAN_LOOKS = 3
 # A standby that got no pin for this long after it began pulling (another standby won) stops again.
 STANDBY_GIVES_UP_S = 2 * PRIORITY_TIMEOUT_S
 # Longer than a standby that lost the race keeps pulling, so only a home listener gets a partition back.
@@ -168,12 +169,16 @@ class PartitionedConsumer:
     async def _watch(self) -> None:
         while not self._stop.is_set():
             for partition in range(self.partitions):
+                asked = time.monotonic()
                 try:
                     state = await partition_state(self.nc, partition)
                 except Exception as exc:  # no connection or no leader for now: look again later
                     log.debug("partition %d info failed: %r", partition, exc)
                     continue
                 self.states[partition] = state
+                puller = self.pullers.get(partition)
+                if puller is not None and state.pinned_id is None:
+                    puller.forget_pin(asked)
                 await self._look(partition, state, time.monotonic())
             self.pins_lost = sum(p.pins_lost for p in self.pullers.values())
             await _wait(self._stop, WATCH_INTERVAL_S)

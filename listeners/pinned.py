@@ -33,6 +33,8 @@ PIN_HEADER = "Nats-Pin-Id"
 PULL_EXPIRES_S = min(0.5, PRIORITY_TIMEOUT_S / 4)
 # A pull the server never ended (a connection lost meanwhile) is given up this long after it expired.
 PULL_GRACE_S = 1.0
+QUICK_END_PAUSE_S = 0.1
+RECONNECT_LOOK_S = 0.1
 
 
 class PartitionPuller:
@@ -44,6 +46,7 @@ class PartitionPuller:
         self.batch = batch
         self.ack_wait_s = ack_wait_s
         self.pin_id: str | None = None
+        self.pinned_at = 0.0  # monotonic time the server gave us the pin we hold
         self.pins_lost = 0
         self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{PARTITIONED_STREAM}.{consumer_name(partition)}"
         self._queue: deque[tuple[Msg, float]] = deque()  # (message, when it was last told in progress)
@@ -85,6 +88,14 @@ class PartitionPuller:
             self._sub = None
         self.pin_id = None
 
+    def forget_pin(self, unpinned_since: float) -> None:
+        """The server says nobody holds the partition (a restarted server or a new consumer leader
+        forgets its pins): a pull that still sends the old pin would never be given the partition, so
+        the next one goes without. A pin received after `unpinned_since` is newer than that news."""
+        if self.pin_id is not None and self.pinned_at < unpinned_since:
+            log.info("partition %d: the server forgot our pin", self.partition)
+            self.pin_id = None
+
     @property
     def queued(self) -> int:
         return len(self._queue)
@@ -109,7 +120,7 @@ class PartitionPuller:
             pin = headers.get(PIN_HEADER)
             if pin and pin != self.pin_id:
                 log.info("partition %d pinned to this listener", self.partition)
-                self.pin_id = pin
+                self.pin_id, self.pinned_at = pin, time.monotonic()
             self._queue.append((msg, time.monotonic()))
             self._arrived.set()
             self._asked -= 1
@@ -145,12 +156,22 @@ class PartitionPuller:
             request["id"] = self.pin_id
         self._ended.clear()
         self._asked = self.batch
+        sent = time.monotonic()
+        reconnects = self.nc.stats["reconnects"]
         await self.nc.publish(self._subject, json.dumps(request).encode(), reply=self._inbox)
-        try:
-            await asyncio.wait_for(self._ended.wait(), PULL_EXPIRES_S + PULL_GRACE_S)
-        except asyncio.TimeoutError:
-            pass
+        # A pull sent before a reconnect is lost with its server: ask again at once, or a standby
+        # may take the partition meanwhile.
+        while time.monotonic() - sent < PULL_EXPIRES_S + PULL_GRACE_S and self.nc.stats["reconnects"] == reconnects:
+            try:
+                await asyncio.wait_for(self._ended.wait(), RECONNECT_LOOK_S)
+                break
+            except asyncio.TimeoutError:
+                pass
         self._touch_waiting()
+        if self._asked == self.batch and time.monotonic() - sent < PULL_EXPIRES_S / 2:
+            # Ended at once with nothing (no responders while a leader is elected, a lost pin, an
+            # error): ask again in a moment rather than in a tight loop.
+            await asyncio.sleep(QUICK_END_PAUSE_S)
 
     def _touch_waiting(self) -> None:
         """Tell the server we still hold the queued events that have waited half an ack wait."""

@@ -183,3 +183,18 @@ async def test_partition_consumers_keep_their_pinned_policy_when_declared_again(
     reply = await nc.request(f"$JS.API.CONSUMER.INFO.{PARTITIONED_STREAM}.account-service-partitioned-p2", b"")
     config = __import__("json").loads(reply.data)["config"]
     assert (config["priority_policy"], config["priority_groups"], config["max_ack_pending"]) == ("pinned_client", ["owner"], 100)
+
+
+async def test_the_partitions_carry_on_after_a_server_restart(make_lab: LabFactory) -> None:
+    lab = await make_lab(listeners=0, partitioned=2)
+    await wait_listeners_ready(lab)
+    users = users_of(0, 2) + users_of(1, 2) + users_of(2, 2)
+    await publish(lab, users, 2)
+    await wait_drained(lab, 30)
+    await lab.restart_server()
+    await publish(lab, users, 2)
+    await wait_drained(lab, 40)
+    rows = await lab.accounts("partitioned")
+    assert {row.user_id: row.last_number for row in rows} == dict.fromkeys(users, 4)
+    # The server forgot the pins; the next events pin each partition to its home listener again.
+    await wait_until(lambda: _owned_by(lab, {0: "P1", 1: "P2", 2: "P1"}, users), 10, "the home listeners to own their partitions again", interval=0.5)
