@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from dashboard.lab.checker import CheckReport
 from dashboard.lab.failures import (
@@ -34,6 +34,7 @@ from dashboard.lab.failures import (
 )
 from dashboard.lab.lab import Lab
 from dashboard.lab.node_failures import leader_stepdown, node_failover
+from dashboard.lab.partition_probes import check_partitioned
 from dashboard.lab.probes import (
     HOLD_MS,
     account_is,
@@ -56,10 +57,18 @@ class Scenario:
     name: str
     summary: str  # one line of at most SUMMARY_WIDTH characters: the picker shows it in a column
     lesson: str  # what the run showed, in one or two plain sentences, said after the last caption
-    run: Callable[[Lab, Say, random.Random], Awaitable[None]]
+    # The steps; a scenario that measures returns one sentence with this run's figures (see `lesson_of`).
+    run: Callable[[Lab, Say, random.Random], Awaitable[str | None]]
     listeners: int = 2
     naive: int = 1
     cluster: int = 0  # the nodes of the JetStream cluster it needs; 0: any lab
+    # Partitioned listeners the command line's lab starts (a dashboard's lab has its own); with some,
+    # `natslab scenario` also shows and checks the partitioned database.
+    partitioned: int = 0
+
+    def lesson_of(self, measured: str | None) -> str:
+        """What a run showed: the lesson, then the run's own figures when it measured some."""
+        return f"{self.lesson} {measured}" if measured else self.lesson
 
 
 SUMMARY_WIDTH = 70
@@ -263,17 +272,46 @@ def find_scenario(name: str) -> Scenario | None:
     return SCENARIOS.get(ALIASES.get(name, name))
 
 
+@dataclass(frozen=True, slots=True)
+class ScenarioRun:
+    """How a run on a lab of its own ended: the account tables, the check, and what it showed."""
+
+    guarded: list[AccountRow]
+    naive: list[AccountRow]
+    report: CheckReport
+    lesson: str
+    partitioned: list[AccountRow] = field(default_factory=list)
+    # The checker's invariants on the partitioned database, for a scenario that runs the group.
+    partitioned_report: CheckReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        partitioned = self.partitioned_report
+        return self.report.ok and (partitioned is None or partitioned.ok)
+
+
 async def run_scenario(
     scenario: Scenario, settings: Settings, say: Say, rng: random.Random | None = None
-) -> tuple[list[AccountRow], list[AccountRow], CheckReport]:
+) -> ScenarioRun:
     rng = rng or random.Random()
     if scenario.cluster and not settings.cluster and not settings.nats_url:
         settings = replace(settings, cluster=scenario.cluster)
     lab = Lab(settings)
-    await lab.start(listeners=scenario.listeners, naive=scenario.naive)
+    await lab.start(listeners=scenario.listeners, naive=scenario.naive, partitioned=scenario.partitioned)
     try:
-        await scenario.run(lab, say, rng)
-        await wait_drained(lab, timeout=settings.ack_wait_s * 4 + 30)
-        return await lab.accounts("guarded"), await lab.accounts("naive"), await lab.check()
+        measured = await scenario.run(lab, say, rng)
+        timeout = settings.ack_wait_s * 4 + 30
+        await wait_drained(lab, timeout=timeout)
+        partitioned, partitioned_report = [], None
+        if scenario.partitioned:
+            partitioned, partitioned_report = await lab.accounts("partitioned"), await check_partitioned(lab, timeout)
+        return ScenarioRun(
+            await lab.accounts("guarded"),
+            await lab.accounts("naive"),
+            await lab.check(),
+            scenario.lesson_of(measured),
+            partitioned,
+            partitioned_report,
+        )
     finally:
         await lab.stop()

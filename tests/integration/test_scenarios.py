@@ -24,7 +24,9 @@ async def test_scenario_keeps_the_guarded_database_right(name: str, tmp_path: Pa
         captions.append(caption)
 
     settings = Settings(data_dir=tmp_path / "data", ack_wait_s=2.0)
-    guarded, naive, report = await run_scenario(scenario, settings, say, random.Random(11))
+    run = await run_scenario(scenario, settings, say, random.Random(11))
+    guarded, report = run.guarded, run.report
+    assert run.lesson == scenario.lesson, "these scenarios measure nothing of their own"
     assert report.ok, report.problems
     assert report.guarded.clean
     assert guarded, "the scenario should have applied events"
@@ -51,7 +53,8 @@ async def test_the_overtaking_withdrawal_survives_a_reader_who_pauses_past_the_a
         await asyncio.sleep(ack_wait * 1.5)  # longer than any redelivery a caption could let through
 
     settings = Settings(data_dir=tmp_path / "data", ack_wait_s=ack_wait)
-    guarded, naive, report = await run_scenario(find_scenario("slides"), settings, say, random.Random(11))  # type: ignore[arg-type]
+    run = await run_scenario(find_scenario("slides"), settings, say, random.Random(11))  # type: ignore[arg-type]
+    guarded, naive, report = run.guarded, run.naive, run.report
     assert report.ok, report.problems
     assert {row.user_id: (row.last_number, row.balance_cents) for row in guarded} == {
         "jim": (3, 1000),
