@@ -35,6 +35,7 @@ from dashboard.lab.failures import (
 from dashboard.lab.lab import Lab
 from dashboard.lab.node_failures import leader_stepdown, node_failover
 from dashboard.lab.partition_probes import check_partitioned
+from dashboard.lab.partition_scenarios import hot_partition, owner_dies, partitioned_vs_guarded
 from dashboard.lab.probes import (
     HOLD_MS,
     account_is,
@@ -259,6 +260,38 @@ SCENARIOS: dict[str, Scenario] = {
             " publishers barely notice; a crash costs the seconds the survivors need to notice the silence.",
             leader_stepdown,
             cluster=3,
+        ),
+        Scenario(
+            "partitioned-vs-guarded",
+            "guarded and partitioned groups get the same faults; both stay right",
+            "Both designs keep every balance right under the same faults, and both need the number check to skip"
+            " the copies that a crash between commit and ack brings back. They pay differently for a dead listener:"
+            " the guarded group stalls only the user whose event it held, a partition stalls all its users until a"
+            " standby takes it over.",
+            partitioned_vs_guarded,
+            naive=0,
+            partitioned=2,
+        ),
+        Scenario(
+            "hot-partition",
+            "one slow user holds up its partition-mates; the guarded group goes on",
+            "A partition is processed in order by one listener, so one slow user holds up every user who hashes to"
+            " the same partition (head-of-line blocking). The guarded group lets any listener take any event and"
+            " sorts them out by number, so a slow user delays only itself.",
+            hot_partition,
+            naive=0,
+            partitioned=2,
+        ),
+        Scenario(
+            "owner-dies",
+            "a partition's owner dies holding events: a standby takes over, no loss",
+            "When a partition's owner dies, nobody processes the partition until the server lets the silent owner"
+            " go and a standby takes it over; the events it held come back after the ack wait, in order, and"
+            " nothing is lost. When the owner returns, the standby hands the partition back.",
+            owner_dies,
+            listeners=1,
+            naive=0,
+            partitioned=2,
         ),
     )
 }
