@@ -65,6 +65,11 @@ def plural(count: int, one: str, many: str) -> str:
     return f"{count} {one if count == 1 else many}"
 
 
+def seconds(value: float) -> str:
+    """`3.1 s`, and `0.04 s` for what would round to nothing."""
+    return f"{value:.2f} s" if value < 1 else f"{value:.1f} s"
+
+
 def parts(partitions: Iterable[int]) -> str:
     return " and ".join(f"p{p}" for p in sorted(partitions))
 
@@ -134,9 +139,9 @@ async def hot_partition(lab: Lab, say: Say, rng: random.Random) -> str:
     part, guard = took["partitioned"], took["guarded"]
     await say(
         f"Partitioned: {' then '.join(owner) or 'its owner'} took p{p}'s events in order, one after the other, so each"
-        f" event of {listing(mates)} waited for the {Hot} event before it: they were done {part['mates']:.1f} s after"
-        f" publishing, with {Hot} ({part['hot']:.1f} s). {listing(others)}, in other partitions, were done in"
-        f" {part['others']:.1f} s. {_guard_acts(deferred['partitioned'])}"
+        f" event of {listing(mates)} waited for the {Hot} event before it: they were done {seconds(part['mates'])}"
+        f" after publishing, with {Hot} ({seconds(part['hot'])}). {listing(others)}, in other partitions, were done in"
+        f" {seconds(part['others'])}. {_guard_acts(deferred['partitioned'])}"
     )
     overtook = (
         f"the guard deferred {Hot}'s events {plural(deferred['guarded'], 'time', 'times')}, when one had overtaken"
@@ -146,14 +151,14 @@ async def hot_partition(lab: Lab, say: Say, rng: random.Random) -> str:
     )
     await say(
         f"Guarded: any listener takes any event. {Hot}'s went to a slow lane, one at a time, and the rest went on:"
-        f" {listing(mates)} were done in {guard['mates']:.1f} s, {listing(others)} in {guard['others']:.1f} s,"
-        f" {Hot} in {guard['hot']:.1f} s ({overtook})."
+        f" {listing(mates)} were done in {seconds(guard['mates'])}, {listing(others)} in {seconds(guard['others'])},"
+        f" {Hot} in {seconds(guard['hot'])} ({overtook})."
     )
     await say(f"{Hot}'s events are processed at normal speed again.")
     await lab.control("slow-user", hot, slow_ms=0)
     return (
-        f"Here {Hot}'s partition-mates waited {part['mates']:.1f} s in the partitioned group and {guard['mates']:.1f} s"
-        f" in the guarded group; users of other partitions {part['others']:.1f} s."
+        f"Here {Hot}'s partition-mates waited {seconds(part['mates'])} in the partitioned group and"
+        f" {seconds(guard['mates'])} in the guarded group; users of other partitions {seconds(part['others'])}."
     )
 
 
@@ -406,9 +411,9 @@ async def partitioned_vs_guarded(lab: Lab, say: Say, rng: random.Random) -> str:
     stalled = listing(sorted({delivery.user_id or "?" for delivery in held}))
     waited = (
         f"the guard deferred {stalled}'s later events ({plural(first['guarded'].deferred, 'deferral', 'deferrals')})"
-        " until what it held came back"
+        f" until what {victims[0]} held came back"
         if first["guarded"].deferred
-        else "what it held came back"
+        else f"what {victims[0]} held came back"
     )
     late = (
         f" The events published after the kill reached {listing(takers) or 'the standby'} first, so the number guard"
@@ -419,10 +424,13 @@ async def partitioned_vs_guarded(lab: Lab, say: Say, rng: random.Random) -> str:
     )
     await say(
         f"Guarded: {victims[0]} died holding {listing(d.describe() for d in held)}; {rest} went on with every other"
-        f" event, and {waited} after the ack wait ({ack_wait:g} s). Partitioned: {victims[1]} died holding"
-        f" {partition_held} events of {parts(orphaned)}, and all their users waited until {listing(takers) or 'a standby'}"
-        f" took those partitions over and the held events came back after the ack wait.{late} From publish to"
-        f" applied, guarded: {lat['guarded']}; partitioned: {lat['partitioned']}. {listing(victims)} are restarted."
+        f" event, and {waited} after the ack wait ({ack_wait:g} s)."
+    )
+    await say(
+        f"Partitioned: {victims[1]} died holding {partition_held} events of {parts(orphaned)}, and all their users"
+        f" waited until {listing(takers) or 'a standby'} took those partitions over and the held events came back"
+        f" after the ack wait.{late} From publish to applied, guarded: {lat['guarded']}; partitioned:"
+        f" {lat['partitioned']}. {listing(victims)} are restarted."
     )
     await say(
         "Fault 2: every guarded and partitioned listener is told to crash right after its next commit, before it"
