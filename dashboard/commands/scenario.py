@@ -1,7 +1,9 @@
 """`natslab scenario NAME`: one scripted failure on a fresh embedded server, narrated step by step.
 
-Prints each caption, both account tables, the checker's verdict and what the run showed (the
-scenario's lesson); exits 1 when the guarded database breaks an invariant, 2 for an unknown scenario.
+Prints each caption, the account tables, the checker's verdict and what the run showed (the
+scenario's lesson, with the run's own figures when it measured some); exits 1 when the guarded
+database (or, for a scenario that runs the partitioned group, the partitioned one) breaks an
+invariant, 2 for an unknown scenario.
 A scenario's older name (`slides`) still runs it.
 """
 
@@ -17,10 +19,11 @@ from dashboard.commands.args import UsageError, add_ack_wait, add_sync
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.checker import format_report
 from dashboard.lab.natsserver import sync_label
+from dashboard.lab.partition_probes import partitioned_verdict
 from dashboard.lab.scenarios import ALIASES, SCENARIOS, find_scenario, run_scenario
 from dashboard.lab.settings import Settings
 from listeners.accounts import AccountRow
-from listeners.groups import GUARDED_GROUP, NAIVE_GROUP
+from listeners.groups import GUARDED_GROUP, NAIVE_GROUP, PARTITIONED_GROUP
 from publisher.events import format_cents
 
 HELP = "run a failure scenario on a fresh embedded server"
@@ -64,29 +67,41 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             print(f"[{len(steps)}] {caption}", flush=True)
 
     with scratch_data_dir("scenario", settings) as scratch:
-        guarded, naive, report = loops.run(run_scenario(scenario, settings, say, random.Random(args.seed)), settings.loop)
+        done = loops.run(run_scenario(scenario, settings, say, random.Random(args.seed)), settings.loop)
+        partitioned = done.partitioned_report
         if args.json:
             result = {
                 "scenario": scenario.name,
                 "ackWait_s": settings.ack_wait_s,
                 "sync": settings.sync,
                 "steps": steps,
-                "lesson": scenario.lesson,
-                "guarded": [_row(row) for row in guarded],
-                "naive": [_row(row) for row in naive],
-                "check": report.to_json(),
+                "lesson": done.lesson,
+                "guarded": [_row(row) for row in done.guarded],
+                "naive": [_row(row) for row in done.naive],
+                "check": done.report.to_json(),
             }
+            if partitioned is not None:
+                result["partitioned"] = [_row(row) for row in done.partitioned]
+                result["partitionedCheck"] = partitioned.to_json()
             print(json.dumps(result, indent=2))
         else:
             print()
-            print("\n".join(table_lines(f"Account database (guarded, {GUARDED_GROUP.name})", guarded)))
-            print("\n".join(table_lines(f"Account database (naive, {NAIVE_GROUP.name})", naive)))
+            print("\n".join(table_lines(f"Account database (guarded, {GUARDED_GROUP.name})", done.guarded)))
+            if scenario.naive or done.naive:
+                print("\n".join(table_lines(f"Account database (naive, {NAIVE_GROUP.name})", done.naive)))
+            if partitioned is not None:
+                title = f"Account database (partitioned, {PARTITIONED_GROUP.name})"
+                print("\n".join(table_lines(title, done.partitioned)))
             print()
-            print(format_report(report))
+            print(format_report(done.report))
+            if partitioned is not None:
+                for problem in partitioned.problems:
+                    print(f"problem (partitioned database): {problem}")
+                print(partitioned_verdict(partitioned))
             print()
-            print(f"What this showed: {scenario.lesson}")
-        scratch.ok = report.ok
-    return 0 if report.ok else 1
+            print(f"What this showed: {done.lesson}")
+        scratch.ok = done.ok
+    return 0 if done.ok else 1
 
 
 def _row(row: AccountRow) -> dict[str, Any]:

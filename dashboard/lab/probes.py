@@ -82,8 +82,8 @@ async def prepare_listeners(lab: Lab) -> None:
         await lab.control("normal", entry.name)
 
 
-async def fresh_user(lab: Lab, base: str) -> str:
-    """`base`, or `base2`, `base3`... : a user with no events yet, so a story starts at #1."""
+async def taken_users(lab: Lab) -> set[str]:
+    """Every user the lab has seen: in the stream, in the outbox or in an account database."""
     taken: set[str] = set()
     for channel in (await lab.channel_stats()).values():
         taken.update(channel.per_user)
@@ -91,6 +91,12 @@ async def fresh_user(lab: Lab, base: str) -> str:
     taken.update(event.user_id for event in transactions.published + transactions.unpublished)
     for mode in MODES:
         taken.update(row.user_id for row in await lab.accounts(mode))
+    return taken
+
+
+async def fresh_user(lab: Lab, base: str) -> str:
+    """`base`, or `base2`, `base3`... : a user with no events yet, so a story starts at #1."""
+    taken = await taken_users(lab)
     name, suffix = base, 1
     while name in taken:
         suffix += 1

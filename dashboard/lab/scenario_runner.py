@@ -77,7 +77,7 @@ class ScenarioRunner:
                 await asyncio.sleep(self.caption_read_s)
 
         try:
-            await scenario.run(self.lab, say, random.Random())
+            measured = await scenario.run(self.lab, say, random.Random())
         except asyncio.CancelledError:
             state.finished, state.error = True, "stopped with the lab"
             raise
@@ -87,8 +87,8 @@ class ScenarioRunner:
             state.finished, state.waiting, state.error = True, False, describe_error(exc)
             self.notice("scenario-failed", text=state.error)
         else:
-            state.finished, state.lesson = True, scenario.lesson
-            self.notice("scenario-finished", text=scenario.lesson)
+            state.finished, state.lesson = True, scenario.lesson_of(measured)
+            self.notice("scenario-finished", text=state.lesson)
         self.changed()
 
     def next_step(self) -> str:

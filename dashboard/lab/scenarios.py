@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from dashboard.lab.checker import CheckReport
 from dashboard.lab.failures import (
@@ -34,6 +34,8 @@ from dashboard.lab.failures import (
 )
 from dashboard.lab.lab import Lab
 from dashboard.lab.node_failures import leader_stepdown, node_failover
+from dashboard.lab.partition_probes import check_partitioned
+from dashboard.lab.partition_scenarios import hot_partition, owner_dies, partitioned_vs_guarded
 from dashboard.lab.probes import (
     HOLD_MS,
     account_is,
@@ -56,10 +58,18 @@ class Scenario:
     name: str
     summary: str  # one line of at most SUMMARY_WIDTH characters: the picker shows it in a column
     lesson: str  # what the run showed, in one or two plain sentences, said after the last caption
-    run: Callable[[Lab, Say, random.Random], Awaitable[None]]
+    # The steps; a scenario that measures returns one sentence with this run's figures (see `lesson_of`).
+    run: Callable[[Lab, Say, random.Random], Awaitable[str | None]]
     listeners: int = 2
     naive: int = 1
     cluster: int = 0  # the nodes of the JetStream cluster it needs; 0: any lab
+    # Partitioned listeners the command line's lab starts (a dashboard's lab has its own); with some,
+    # `natslab scenario` also shows and checks the partitioned database.
+    partitioned: int = 0
+
+    def lesson_of(self, measured: str | None) -> str:
+        """What a run showed: the lesson, then the run's own figures when it measured some."""
+        return f"{self.lesson} {measured}" if measured else self.lesson
 
 
 SUMMARY_WIDTH = 70
@@ -251,6 +261,38 @@ SCENARIOS: dict[str, Scenario] = {
             leader_stepdown,
             cluster=3,
         ),
+        Scenario(
+            "partitioned-vs-guarded",
+            "guarded and partitioned groups get the same faults; both stay right",
+            "Both designs keep every balance right under the same faults, and both need the number check to skip"
+            " the copies that a crash between commit and ack brings back. They pay differently for a dead listener:"
+            " the guarded group stalls only the user whose event it held, a partition stalls all its users until a"
+            " standby takes it over.",
+            partitioned_vs_guarded,
+            naive=0,
+            partitioned=2,
+        ),
+        Scenario(
+            "hot-partition",
+            "one slow user holds up its partition-mates; the guarded group goes on",
+            "A partition is processed in order by one listener, so one slow user holds up every user who hashes to"
+            " the same partition (head-of-line blocking). The guarded group lets any listener take any event and"
+            " sorts them out by number, so a slow user delays only itself.",
+            hot_partition,
+            naive=0,
+            partitioned=2,
+        ),
+        Scenario(
+            "owner-dies",
+            "a partition's owner dies holding events: a standby takes over, no loss",
+            "When a partition's owner dies, nobody processes the partition until the server lets the silent owner"
+            " go and a standby takes it over; the events it held come back after the ack wait, in order, and"
+            " nothing is lost. When the owner returns, the standby hands the partition back.",
+            owner_dies,
+            listeners=1,
+            naive=0,
+            partitioned=2,
+        ),
     )
 }
 
@@ -263,17 +305,46 @@ def find_scenario(name: str) -> Scenario | None:
     return SCENARIOS.get(ALIASES.get(name, name))
 
 
+@dataclass(frozen=True, slots=True)
+class ScenarioRun:
+    """How a run on a lab of its own ended: the account tables, the check, and what it showed."""
+
+    guarded: list[AccountRow]
+    naive: list[AccountRow]
+    report: CheckReport
+    lesson: str
+    partitioned: list[AccountRow] = field(default_factory=list)
+    # The checker's invariants on the partitioned database, for a scenario that runs the group.
+    partitioned_report: CheckReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        partitioned = self.partitioned_report
+        return self.report.ok and (partitioned is None or partitioned.ok)
+
+
 async def run_scenario(
     scenario: Scenario, settings: Settings, say: Say, rng: random.Random | None = None
-) -> tuple[list[AccountRow], list[AccountRow], CheckReport]:
+) -> ScenarioRun:
     rng = rng or random.Random()
     if scenario.cluster and not settings.cluster and not settings.nats_url:
         settings = replace(settings, cluster=scenario.cluster)
     lab = Lab(settings)
-    await lab.start(listeners=scenario.listeners, naive=scenario.naive)
+    await lab.start(listeners=scenario.listeners, naive=scenario.naive, partitioned=scenario.partitioned)
     try:
-        await scenario.run(lab, say, rng)
-        await wait_drained(lab, timeout=settings.ack_wait_s * 4 + 30)
-        return await lab.accounts("guarded"), await lab.accounts("naive"), await lab.check()
+        measured = await scenario.run(lab, say, rng)
+        timeout = settings.ack_wait_s * 4 + 30
+        await wait_drained(lab, timeout=timeout)
+        partitioned, partitioned_report = [], None
+        if scenario.partitioned:
+            partitioned, partitioned_report = await lab.accounts("partitioned"), await check_partitioned(lab, timeout)
+        return ScenarioRun(
+            await lab.accounts("guarded"),
+            await lab.accounts("naive"),
+            await lab.check(),
+            scenario.lesson_of(measured),
+            partitioned,
+            partitioned_report,
+        )
     finally:
         await lab.stop()

@@ -129,6 +129,16 @@ def test_scenario_slides_runs_the_overtaking_withdrawal_to_the_lectures_balances
     assert len(data["steps"]) >= 5
 
 
+def test_a_partitioned_scenario_shows_and_checks_the_partitioned_database_and_its_own_figures() -> None:
+    result = natslab("scenario", "hot-partition", "--ack-wait", "2", "--json", timeout=150)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["partitioned"] == data["guarded"] and len(data["partitioned"]) == 7
+    assert data["partitionedCheck"]["ok"] is True and data["check"]["ok"] is True
+    # The lesson, then what this run measured.
+    assert data["lesson"].startswith(SCENARIOS["hot-partition"].lesson + " Here Hot's partition-mates waited ")
+
+
 def test_scenario_list_and_unknown_name() -> None:
     listed = natslab("scenario", "--list")
     assert listed.returncode == 0 and listed.stdout.startswith("overtaking-withdrawal  ")

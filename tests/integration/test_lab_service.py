@@ -16,6 +16,7 @@ import pytest
 from dashboard.lab.client import LabClient, LabStarting, NoLab, ping
 from dashboard.lab.host import Hosted, HostLock, lock_holder, open_lab
 from dashboard.lab.protocol import Notice
+from dashboard.lab.scenarios import SCENARIOS
 from dashboard.lab.settings import Settings
 from dashboard.lab.waits import LabError, wait_until
 
@@ -70,6 +71,29 @@ async def test_a_request_the_lab_cannot_carry_out_says_why(hosted: Hosted) -> No
             await client.request("scenario", name="nope")
         with pytest.raises(LabError, match="no scenario is waiting for a step"):
             await client.request("step")
+    finally:
+        await client.close()
+
+
+async def test_a_scenario_the_host_runs_ends_with_its_lesson_and_the_runs_own_figures(hosted: Hosted) -> None:
+    client, seen = await attached(hosted.lab.url)
+    try:
+        await client.request("scenario", name="hot-partition", step_mode=False)
+
+        def ended() -> Notice | None:
+            return next((n for n in seen if n.kind in ("scenario-finished", "scenario-failed")), None)
+
+        await wait_until(ended, 60, "the scenario to end")
+        end = ended()
+        assert end is not None and end.kind == "scenario-finished", end
+        lesson = end.fields["text"]
+        assert lesson.startswith(SCENARIOS["hot-partition"].lesson + " Here Hot's partition-mates waited "), lesson
+        # A dashboard attaching later reads the same, from the host's state.
+        await wait_until(
+            lambda: client.state is not None and client.state.scenario is not None and client.state.scenario.lesson == lesson,
+            5,
+            "the host's state to keep the lesson",
+        )
     finally:
         await client.close()
 

@@ -35,3 +35,16 @@ def test_every_scenario_has_a_one_line_summary_and_a_lesson(name: str) -> None:
     sentences = [part for part in re.split(r"(?<=[.!?])\s+", lesson) if part]
     assert lesson.endswith(".") and 1 <= len(sentences) <= 2, lesson
     assert lesson != scenario.summary
+
+
+def test_a_run_that_measured_ends_the_lesson_with_its_own_figures() -> None:
+    scenario = SCENARIOS["hot-partition"]
+    assert scenario.lesson_of(None) == scenario.lesson
+    figures = "Here Hot's partition-mates waited 3.1 s in the partitioned group and 0.2 s in the guarded group."
+    assert scenario.lesson_of(figures) == f"{scenario.lesson} {figures}"
+
+
+def test_the_partitioned_groups_scenarios_start_it_with_a_standby_and_the_others_do_not() -> None:
+    partitioned = {name: scenario.partitioned for name, scenario in SCENARIOS.items() if scenario.partitioned}
+    assert set(partitioned) == {"partitioned-vs-guarded", "hot-partition", "owner-dies"}
+    assert min(partitioned.values()) >= 2  # an owner dies only where another listener stands by
