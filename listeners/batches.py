@@ -92,6 +92,11 @@ class BatchHandler:
     def holding(self) -> bool:
         return bool(self._held)
 
+    @property
+    def held_count(self) -> int:
+        """Events this handler keeps unacknowledged for now: held early ones and the slow lane's."""
+        return len(self._held) + len(self._lane)
+
     async def handle(self, fetched: list[Msg]) -> None:
         """Process fetched messages together with the early ones still held from earlier batches.
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from listeners.batches import HOLD_RECHECK_S, BatchHandler
 from listeners.faults import Faults
@@ -52,6 +53,8 @@ STANDBY_GIVES_UP_S = 2 * PRIORITY_TIMEOUT_S
 # Longer than a standby that lost the race keeps pulling, so only a home listener gets a partition back.
 HAND_BACK_AFTER_S = STANDBY_GIVES_UP_S + 1.0
 IDLE_TAKE_S = 0.5
+# How often a listener that took a partition over looks whether its predecessor's events are back.
+FENCE_LOOK_S = 0.2
 
 
 class PartitionedConsumer:
@@ -148,10 +151,41 @@ class PartitionedConsumer:
             # When slowed, one event at a time, so the delay is per event, as for the other groups.
             batch = 1 if self.fault.slow_ms else self.batch
             msgs = await puller.take(batch, HOLD_RECHECK_S if handler.holding else IDLE_TAKE_S)
+            if msgs and puller.new_pin:
+                puller.new_pin = False
+                msgs = await self._after_predecessors(partition, puller, msgs)
             if msgs or handler.holding:
                 await handler.handle(msgs)
             if partition in self._retiring and not puller.queued and not handler.holding:
                 await self._retire(partition)
+
+    async def _after_predecessors(self, partition: int, puller: PartitionPuller, msgs: list[Msg]) -> list[Msg]:
+        """We were just given the partition. The events its previous owner (or our own previous
+        process) took and never acknowledged come back to us after the ack wait; the newer ones the
+        server sends meanwhile wait for them, so the partition is still applied in order and the
+        number rule has nothing to defer. Waits until the partition's unacknowledged events are all
+        ours, for two ack waits at most; returns everything we hold, in stream order."""
+        waited_from = touched = time.monotonic()
+        logged = False
+        while not self._stop.is_set() and time.monotonic() - waited_from < 2 * self.ack_wait_s + 1:
+            if puller.queued:
+                msgs += await puller.take(puller.queued, 0)
+            try:
+                state = await partition_state(self.nc, partition)
+            except Exception as exc:  # no answer now: look again
+                log.debug("partition %d info failed: %r", partition, exc)
+            else:
+                if state.ack_pending <= len(msgs) + self.handlers[partition].held_count:
+                    break
+                if not logged:
+                    log.info("partition %d: waiting for the %d events its previous owner held", partition, state.ack_pending - len(msgs))
+                    logged = True
+            if time.monotonic() - touched >= self.ack_wait_s / 2:
+                touched = time.monotonic()
+                for msg in msgs:
+                    await BatchHandler.settle(msg.in_progress())
+            await _wait(self._stop, FENCE_LOOK_S)
+        return sorted(msgs, key=lambda msg: msg.metadata.sequence.stream)
 
     async def _retire(self, partition: int) -> None:
         """A partition we stopped pulling is drained: forget it, and unpin it when handing it back."""

@@ -47,6 +47,7 @@ class PartitionPuller:
         self.ack_wait_s = ack_wait_s
         self.pin_id: str | None = None
         self.pinned_at = 0.0  # monotonic time the server gave us the pin we hold
+        self.new_pin = False  # set with each new pin, cleared by the worker that took note of it
         self.pins_lost = 0
         self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{PARTITIONED_STREAM}.{consumer_name(partition)}"
         self._queue: deque[tuple[Msg, float]] = deque()  # (message, when it was last told in progress)
@@ -120,7 +121,7 @@ class PartitionPuller:
             pin = headers.get(PIN_HEADER)
             if pin and pin != self.pin_id:
                 log.info("partition %d pinned to this listener", self.partition)
-                self.pin_id, self.pinned_at = pin, time.monotonic()
+                self.pin_id, self.pinned_at, self.new_pin = pin, time.monotonic(), True
             self._queue.append((msg, time.monotonic()))
             self._arrived.set()
             self._asked -= 1

@@ -198,3 +198,27 @@ async def test_the_partitions_carry_on_after_a_server_restart(make_lab: LabFacto
     assert {row.user_id: row.last_number for row in rows} == dict.fromkeys(users, 4)
     # The server forgot the pins; the next events pin each partition to its home listener again.
     await wait_until(lambda: _owned_by(lab, {0: "P1", 1: "P2", 2: "P1"}, users), 10, "the home listeners to own their partitions again", interval=0.5)
+
+
+async def test_a_standby_applies_the_dead_owners_held_events_before_the_newer_ones(make_lab: LabFactory) -> None:
+    # An ack wait longer than a takeover (about 3 s), so the standby gets #4-#6 before #1-#3 come back.
+    lab = await make_lab(listeners=0, partitioned=2, ack_wait_s=6.0)
+    await wait_listeners_ready(lab)
+    user = users_of(0, 1)[0]  # P1's partition
+    await lab.control("slow", "P1", slow_ms=3_600_000)  # P1 takes #1.. and holds them
+    await publish(lab, [user], 3)
+    await wait_until(lambda: lab.statuses["P1"].in_flight_count > 0, 10, "P1 to hold an event")
+    await lab.control("kill", "P1")
+    await publish(lab, [user], 3)  # #4-#6 reach the standby before #1-#3 come back
+    await wait_drained(lab, 40)
+    with sqlite3.connect(lab.settings.data_dir / PARTITIONED_ACCOUNTS_DB) as db:
+        rows = db.execute(
+            "SELECT number, outcome, delivery_count, listener FROM applied_events WHERE user_id = ? ORDER BY rowid",
+            (user,),
+        ).fetchall()
+    assert [(number, outcome, listener) for number, outcome, _count, listener in rows] == [
+        (n, "applied", "P2") for n in range(1, 7)
+    ]
+    assert rows[0][2] > 1  # #1 was P1's, delivered again
+    await wait_until(lambda: lab.counts.totals(mode="partitioned").applied == 6, 5, "the statuses to count")
+    assert lab.counts.totals(mode="partitioned").deferred == 0
