@@ -129,6 +129,12 @@ class AccountsDB:
         ) as cursor:
             return [AccountRow(*row) async for row in cursor]
 
+    async def last_number(self, user_id: str) -> int:
+        """The last number applied for the user (0 for a user not seen yet)."""
+        async with self._db.execute("SELECT last_number FROM accounts WHERE user_id = ?", (user_id,)) as cursor:
+            row = await cursor.fetchone()
+        return row[0] if row else 0
+
     async def process_batch(
         self, deliveries: list[Delivery], mode: Mode, listener: str, guard: SequenceGuard
     ) -> BatchResult:

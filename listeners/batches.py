@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import time
-from collections import deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from listeners.faults import Faults
 from listeners.guard import SequenceGuard
 from listeners.outcomes import Delivery, Outcome
 from listeners.partitions import event_subject, source_sequence
+from listeners.slow_user import SlowUser
 from publisher.events import AccountEvent, EventError
 
 if TYPE_CHECKING:
@@ -84,9 +84,11 @@ class BatchHandler:
         # Early events kept unacknowledged for a moment and re-checked, by stream sequence.
         self._held: dict[int, _Held] = {}
         self.hold_limit_s = min(HOLD_LIMIT_S, config.ack_wait_s / 4)
-        # The slow user's events waiting for their turn, apart from the rest (all groups but the partitioned).
-        self._lane: deque[Msg] = deque()
-        self._lane_task: asyncio.Task[None] | None = None
+        partitioned = config.mode == "partitioned"
+        self._slow = SlowUser(
+            fault, db, config.mode, config.ack_wait_s, lambda msg: delivery_from_msg(msg, partitioned),
+            self._decide, self.settle, stopping,
+        )  # fmt: skip
 
     @property
     def holding(self) -> bool:
@@ -95,42 +97,15 @@ class BatchHandler:
     @property
     def held_count(self) -> int:
         """Events this handler keeps unacknowledged for now: held early ones and the slow lane's."""
-        return len(self._held) + len(self._lane)
+        return len(self._held) + self._slow.waiting
 
     async def handle(self, fetched: list[Msg]) -> None:
-        """Process fetched messages together with the early ones still held from earlier batches.
-
-        The slow user's events (`slow-user`) take their time. A partition waits for them, in order, so
-        the events behind one wait too. The other groups take them apart, one at a time in a slow
-        lane, and go on with the rest: any listener may take any event, the number rule sorts it out.
-        """
-        if not fetched or self.fault.slow_user is None or not any(map(self.fault.is_slow, fetched)):
+        """Process fetched messages together with the early ones still held from earlier batches; the
+        slow user's events take their time (`listeners/slow_user.py`)."""
+        if fetched and self._slow.concerns(fetched):
+            await self._slow.handle(fetched)
+        else:
             await self._decide(fetched)
-            return
-        delay = self.fault.slow_user_ms / 1000
-        if self.config.mode != "partitioned":
-            self._lane.extend(msg for msg in fetched if self.fault.is_slow(msg))
-            if self._lane_task is None or self._lane_task.done():
-                self._lane_task = asyncio.create_task(self._slow_lane(delay), name="slow-lane")
-            rest = [msg for msg in fetched if not self.fault.is_slow(msg)]
-            if rest or self._held:
-                await self._decide(rest)
-            return
-        segment: list[Msg] = []
-        for msg in fetched:  # each slow event starts a segment: what is before it is done first
-            if self.fault.is_slow(msg) and segment:
-                await self._decide(segment)
-                segment = []
-            segment.append(msg)
-            if len(segment) == 1 and self.fault.is_slow(msg):
-                await self.fault.slow_down(fetched, self.config.ack_wait_s, self.settle, seconds=delay)
-        await self._decide(segment)
-
-    async def _slow_lane(self, delay: float) -> None:
-        """The slow user's events, one at a time, each after its delay (telling the server we are on it)."""
-        while self._lane and not self._stopping.is_set():
-            await self.fault.slow_down(list(self._lane), self.config.ack_wait_s, self.settle, seconds=delay)
-            await self._decide([self._lane.popleft()])
 
     async def _decide(self, fetched: list[Msg]) -> None:
         held = list(self._held.values())
@@ -164,7 +139,9 @@ class BatchHandler:
                 continue
             msg, since = msgs[outcome.index], held_since[outcome.index]
             first_look = outcome.index >= len(held)
-            if outcome.kind == "deferred" and self._may_hold(now - since):
+            # The slow user's early events go back to the server: held here, they would be applied for
+            # free with their predecessor, skipping their slow work.
+            if outcome.kind == "deferred" and not self.fault.is_slow(msg) and self._may_hold(now - since):
                 self._held[outcome.delivery.stream_seq] = _Held(msg, outcome.delivery, since)
                 if first_look:
                     settled.append(outcome)  # counted and shown once, when it was found early
@@ -183,11 +160,7 @@ class BatchHandler:
         held, self._held = list(self._held.values()), {}
         for entry in held:
             await self.settle(entry.msg.nak())
-        if self._lane_task is not None:
-            self._lane_task.cancel()
-            await asyncio.gather(self._lane_task, return_exceptions=True)
-        while self._lane:
-            await self.settle(self._lane.popleft().nak())
+        await self._slow.release()
 
     def _may_hold(self, held_for: float) -> bool:
         """Keep an early event a little while (its predecessor is often a few ms behind) before

@@ -22,6 +22,7 @@ class Faults:
     # One slow user: each of their events takes this long to process, wherever it goes.
     slow_user: str | None = None
     slow_user_ms: int = 0
+    slow_user_changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def apply(self, text: str) -> str:
         """Carry out one control command; the reply: `ok`, or `error: ...` for an unknown command."""
@@ -36,11 +37,13 @@ class Faults:
             self.slow_changed.set()
         elif command == "slow-user":
             self.slow_user, self.slow_user_ms = (user, value) if value else (None, 0)
+            self.slow_user_changed.set()
         else:
             self.crash = None
             self.slow_ms = 0
             self.slow_user, self.slow_user_ms = None, 0
             self.slow_changed.set()
+            self.slow_user_changed.set()
         return "ok"
 
     def status_fields(self) -> dict[str, Any]:
@@ -59,18 +62,12 @@ class Faults:
         tokens = msg.subject.split(".")
         return len(tokens) >= 3 and tokens[2] == self.slow_user
 
-    async def slow_down(
-        self,
-        msgs: list[Msg],
-        ack_wait_s: float,
-        settle: Callable[[Awaitable[None]], Awaitable[None]],
-        seconds: float | None = None,
-    ) -> None:
-        """Work slowly on `msgs` (`slow_ms` each, or `seconds` in all), telling the server we are still
-        on them (`in_progress`) every half ack wait, as a slow but live worker does: only a dead or
-        frozen listener's events come back. A new speed (or `normal`) ends the wait at once."""
+    async def slow_down(self, msgs: list[Msg], ack_wait_s: float, settle: Callable[[Awaitable[None]], Awaitable[None]]) -> None:
+        """Work slowly on `msgs`, telling the server we are still on them (`in_progress`) every half
+        ack wait, as a slow but live worker does: only a dead or frozen listener's events come back.
+        A new speed (or `normal`) ends the wait at once."""
         self.slow_changed.clear()
-        deadline = time.monotonic() + (self.slow_ms * len(msgs) / 1000 if seconds is None else seconds)
+        deadline = time.monotonic() + self.slow_ms * len(msgs) / 1000
         heartbeat = max(0.05, ack_wait_s / 2)
         while (remaining := deadline - time.monotonic()) > 0:
             try:

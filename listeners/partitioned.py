@@ -83,6 +83,7 @@ class PartitionedConsumer:
         self._orphan_looks: dict[int, int] = defaultdict(int)
         self._pulling_since: dict[int, float] = {}
         self._crowded_since: dict[int, float] = {}
+        self._calm_looks: dict[int, int] = defaultdict(int)
         self._retiring: dict[int, bool] = {}  # partition -> unpin once drained (a hand-back)
         self.pins_lost = 0
 
@@ -233,9 +234,12 @@ class PartitionedConsumer:
             if now - self._pulling_since.get(partition, now) > STANDBY_GIVES_UP_S:
                 await self._stop_pulling(partition, hand_back=False)  # another standby got it
             return
-        if state.waiting < 2:  # nobody but us asks for it
-            self._crowded_since.pop(partition, None)
+        if state.waiting < 2:  # nobody but us asks for it (twice in a row: a pull between two is not news)
+            self._calm_looks[partition] += 1
+            if self._calm_looks[partition] >= 2:
+                self._crowded_since.pop(partition, None)
             return
+        self._calm_looks[partition] = 0
         since = self._crowded_since.setdefault(partition, now)
         if now - since >= HAND_BACK_AFTER_S:
             log.info("partition %d: its home listener asks for it again; handing it back", partition)
