@@ -28,7 +28,7 @@ from dashboard.ui.widgets.nodes import NodesPane
 from dashboard.ui.widgets.queue_groups import QueueGroupsPane
 from dashboard.ui.widgets.status_line import StatusLine
 from dashboard.ui.widgets.timeline import DeliveryTimeline
-from listeners.groups import GUARDED_GROUP
+from listeners.groups import GUARDED_GROUP, PARTITIONED_GROUP
 
 if TYPE_CHECKING:
     from dashboard.ui.app import NatslabApp
@@ -45,7 +45,10 @@ EXPLANATIONS = {
     "control('restart')": "kill the selected listener and start it again under the same name",
     "control('crash')": "the selected listener exits right after its next database commit, before acking",
     "control('slow')": f"the selected listener takes {SLOW_MS / 1000:g} s per event, or back to normal",
-    "control('add')": f"start another guarded listener in {GUARDED_GROUP.name}",
+    "control('add')": (
+        f"start another listener in the selected listener's group ({GUARDED_GROUP.name} when none is selected);"
+        f" one added to {PARTITIONED_GROUP.name} owns no partition: it stands by to take one over"
+    ),
     "restart_server": "stop and start the embedded NATS server (every node, with --cluster); the stream is kept",
     "select_node": (
         "with --cluster, in the nodes pane: N selects the next node; K kills it (SIGKILL: what it led elects a new"
@@ -188,8 +191,10 @@ class MainScreen(Screen[None]):
         """k, p, r, c, s, a: p and s toggle, from what the selected listener's card shows."""
         if not self.lab_ready():
             return
-        if key == "add":
-            self.app.work(self.app.driver.control("add", ""), "adding a listener", "control")
+        if key == "add":  # to the selected listener's group
+            selected = self.app.view.listeners.get(self.app.view.selected or "")
+            mode = selected.mode if selected is not None else "guarded"
+            self.app.work(self.app.driver.control("add", "", mode), f"adding a {mode} listener", "control")
             return
         name = self.selected_listener()
         if name is None:
