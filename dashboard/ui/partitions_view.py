@@ -26,6 +26,7 @@ GUARD_COUNTERS = ("duplicates", "deferred", "conflicts", "parked")
 
 # What a partition's owner column says when no listener holds it.
 FAILING_OVER = "none — failing over"
+FAILING_OVER_SHORT = "failing over"
 NO_LISTENER = "none — no listener runs"
 IDLE = "—"
 UNKNOWN = "new owner…"  # pinned to a listener that has not reported the pin yet
@@ -54,15 +55,14 @@ class PartitionRow:
         """The owner runs (a killed or paused one keeps its pin until the server's priority timeout)."""
         return self.owner is not None and (self.owner_state is None or self.owner_state in PULLING)
 
-    @property
-    def owner_words(self) -> str:
+    def owner_words(self, short: bool = False) -> str:
         """`P1`, `P1 killed` (the server keeps the pin for a moment), or who would take it."""
         if self.owner is not None:
             return self.owner if self.owner_pulls else f"{self.owner} {self.owner_state}"
         if self.pinned:
             return UNKNOWN
         if self.lag > 0:
-            return NO_LISTENER if self.orphaned else FAILING_OVER
+            return NO_LISTENER if self.orphaned else FAILING_OVER_SHORT if short else FAILING_OVER
         return IDLE
 
     @property

@@ -111,10 +111,10 @@ async def test_publishing_with_the_keys_changes_the_account_pane(settings: Setti
                 (line.split() for line in accounts.shown_text().splitlines() if line.split()[:1] == ["jim"]), []
             )
 
-        # Name, then Last and Balance for guarded, naive and what the checker expects.
+        # Name, then Last and Balance for guarded, naive, partitioned and what the checker expects.
         await wait_for(
             pilot,
-            lambda: jim_row() == ["jim", "2", "$44.50", "2", "$44.50", "2", "$44.50"],
+            lambda: jim_row() == ["jim", "2", "$44.50", "2", "$44.50", "2", "$44.50", "2", "$44.50"],
             10,
             "the account pane to show Jim's row",
         )

@@ -181,6 +181,9 @@ class ListenerCard(Static):
     ListenerCard {
         height: auto;
         padding: 0 0 0 1;
+        /* A card mounted since the last layout has no width yet to cut its lines to. */
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     ListenerCard.-selected {
         background: $boost;

@@ -64,7 +64,7 @@ def partition_item(row: PartitionRow, short: bool) -> Text:
         style = "bold" if row.owner_pulls else "yellow"
     else:
         style = "dim"
-    item.append(row.owner_words, style)
+    item.append(row.owner_words(short), style)
     if row.lag or not short:
         item.append(" lag ", "dim")
         item.append(str(row.lag), "bold yellow" if row.lag else "dim")
