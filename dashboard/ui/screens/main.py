@@ -113,9 +113,9 @@ class MainScreen(Screen[None]):
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
 
     def on_resize(self) -> None:
-        # Cards fold to one line on a short terminal, the nodes pane drops columns on a narrow one:
-        # draw them again at the new size.
-        self.app.view.mark("groups", "caption", "nodes")
+        # Cards fold to one line on a short terminal, the nodes pane drops columns on a narrow one,
+        # the account pane fits its columns beside the timeline: draw them again at the new size.
+        self.app.view.mark("groups", "caption", "nodes", "accounts")
 
     def redraw(self) -> None:
         """Bring the panes that changed up to date with the view; no I/O, a few times a second."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.css.scalar import Scalar
 from textual.widgets import Static
 
 from dashboard.ui.partitions_view import has_partitioned
@@ -21,6 +22,8 @@ DIFFERS = "on #5f1f1f"
 SETTLING = "on #4a3f10"  # differs while events are still in flight: may resolve by itself
 MAX_NAME_WIDTH = 12
 EMPTY = "no accounts yet: d deposits, w withdraws, b bursts"
+# The pane's share of a wide screen, beside the timeline: at least, and at most.
+NARROWEST, WIDEST = 0.40, 0.55
 SUBTITLES = {
     False: "guarded: accounts.db · naive: accounts-naive.db",
     True: "accounts.db · accounts-naive.db · accounts-partitioned.db",
@@ -163,3 +166,18 @@ class AccountsPane(Vertical):
         header.update(header_text(names, width, partitioned) if lines else Text(EMPTY, "dim"), layout=False)
         self.query_one(AccountLines).set_lines(lines, names, width, view.report is not None, partitioned)
         self.border_subtitle = SUBTITLES[partitioned]
+        self.fit(names + len(titles(partitioned)) * (6 + width) if lines else 0)
+
+    def fit(self, content: int) -> None:
+        """Beside the timeline, as wide as its columns (a fourth one, long names or large balances) but
+        at least its share and at most WIDEST of the screen, so the expected column stays in view;
+        stacked above the timeline on a narrow terminal, the stylesheet's full width."""
+        screen = self.screen.size.width
+        if not self.screen.has_class("-wide") or not screen:
+            if self.styles.has_rule("width"):
+                self.styles.width = None
+            return
+        chrome = self.styles.gutter.width + 1  # border and padding, and a vertical scrollbar's room
+        width = max(int(screen * NARROWEST), min(int(screen * WIDEST), content + chrome))
+        if self.styles.width != Scalar.parse(str(width)):
+            self.styles.width = width
