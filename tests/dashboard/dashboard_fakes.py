@@ -106,6 +106,7 @@ def status(
     in_flight: Iterable[dict[str, Any]] = (),
     in_flight_since: float | None = None,
     partitions: dict[int, str] | None = None,
+    slow_user: tuple[str, int] | None = None,
 ) -> ListenerStatus:
     """A status as a listener would publish it, parsed as the lab parses it; a partitioned one names
     the pins of the partitions it owns."""
@@ -129,6 +130,8 @@ def status(
         "deliveries": deliveries,
         "ts": "2027-01-15T07:59:59.000Z",
         "partitions": {str(partition): pin for partition, pin in (partitions or {}).items()},
+        "slowUser": slow_user[0] if slow_user else None,
+        "slowUserMs": slow_user[1] if slow_user else 0,
     }
     return ListenerStatus.from_json(json.dumps(data))
 

@@ -199,11 +199,12 @@ LEGEND = (
 
 
 def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(key, description, explanation) for every binding the footer shows.
+    """(key, description, explanation) for every binding the footer shows, and every hidden one with an
+    explanation of its own (the footer has no room for it).
 
     `explanations` is keyed by the whole action (`control('kill')`), or by its name without arguments
-    (`select` for `select(3)`); a hidden binding is covered by a shown one, like `1` displayed as `1-9`
-    for `2` to `9`.
+    (`select` for `select(3)`); another hidden binding is covered by a shown one, like `1` displayed as
+    `1-9` for `2` to `9`.
     """
     return [
         (
@@ -212,7 +213,7 @@ def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tup
             explanations.get(binding.action) or explanations.get(binding.action.split("(", 1)[0], ""),
         )
         for binding in bindings
-        if binding.show
+        if binding.show or binding.action in explanations
     ]
 
 

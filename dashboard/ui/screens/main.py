@@ -21,12 +21,13 @@ from dashboard.ui.screens.history import HistoryScreen
 from dashboard.ui.screens.publish_form import PublishForm, PublishRequest
 from dashboard.ui.screens.scenario_log import ScenarioLogScreen
 from dashboard.ui.screens.scenario_picker import ScenarioChoice, ScenarioPicker
+from dashboard.ui.screens.slow_user_form import DEFAULT_SLOW_MS, SlowUserForm, SlowUserRequest
 from dashboard.ui.widgets.accounts import AccountsPane
 from dashboard.ui.widgets.caption import CaptionBar
 from dashboard.ui.widgets.channels import ChannelsPane
 from dashboard.ui.widgets.nodes import NodesPane
 from dashboard.ui.widgets.queue_groups import QueueGroupsPane
-from dashboard.ui.widgets.status_line import StatusLine
+from dashboard.ui.widgets.status_line import StatusLine, slow_user_now
 from dashboard.ui.widgets.timeline import DeliveryTimeline
 from listeners.groups import GUARDED_GROUP, PARTITIONED_GROUP
 
@@ -49,6 +50,10 @@ EXPLANATIONS = {
         f"start another listener in the selected listener's group ({GUARDED_GROUP.name} when none is selected);"
         f" one added to {PARTITIONED_GROUP.name} owns no partition: it stands by to take one over"
     ),
+    "slow_user": (
+        "a form for a user and milliseconds: each of that user's events takes that long in every listener of every"
+        " group (0: normal again). The partitioned group's partition waits for it; the others go on with the rest"
+    ),
     "restart_server": "stop and start the embedded NATS server (every node, with --cluster); the stream is kept",
     "select_node": (
         "with --cluster, in the nodes pane: N selects the next node; K kills it (SIGKILL: what it led elects a new"
@@ -64,34 +69,40 @@ EXPLANATIONS = {
 }
 
 
+# The keys, in the footer's order; EXPLANATIONS says what each does, under ?.
+KEYS = [
+    Binding("d", "publish('deposit')", "deposit"),
+    Binding("w", "publish('withdraw')", "withdraw"),
+    Binding("1", "select(1)", "select", key_display="1-9"),
+    *[Binding(str(n), f"select({n})", f"select listener {n}", show=False) for n in range(2, 10)],
+    Binding("k", "control('kill')", "kill"),
+    Binding("p", "control('pause')", "pause"),
+    Binding("r", "control('restart')", "restart"),
+    Binding("c", "control('crash')", "crash"),
+    Binding("s", "control('slow')", "slow"),
+    Binding("a", "control('add')", "add"),
+    # No room left in the footer at 160 columns: ? lists it (help_rows takes hidden keys it explains).
+    Binding("u", "slow_user", "slow user", show=False),
+    Binding("n", "restart_server", "nats"),
+    Binding("N", "select_node", "nodes", key_display="N K P L R"),
+    Binding("K", "node('kill')", "kill node", show=False),
+    Binding("P", "node('pause')", "pause node", show=False),
+    Binding("L", "node('lame-duck')", "lame duck node", show=False),
+    Binding("R", "node('restart')", "restart node", show=False),
+    Binding("b", "burst", "burst"),
+    Binding("t", "trickle", "trickle"),
+    Binding("x", "scenario", "scenario"),
+    Binding("space", "step", "step", key_display="␣"),
+    Binding("enter", "run_rest", "run rest", show=False),
+    Binding("l", "log", "log"),
+    Binding("h", "history", "history"),
+]
+
+
 class MainScreen(Screen[None]):
     """Channels, queue groups, listener cards, account databases and deliveries; keys to break things."""
 
-    BINDINGS = [
-        Binding("d", "publish('deposit')", "deposit"),
-        Binding("w", "publish('withdraw')", "withdraw"),
-        Binding("1", "select(1)", "select", key_display="1-9"),
-        *[Binding(str(n), f"select({n})", f"select listener {n}", show=False) for n in range(2, 10)],
-        Binding("k", "control('kill')", "kill"),
-        Binding("p", "control('pause')", "pause"),
-        Binding("r", "control('restart')", "restart"),
-        Binding("c", "control('crash')", "crash"),
-        Binding("s", "control('slow')", "slow"),
-        Binding("a", "control('add')", "add"),
-        Binding("n", "restart_server", "nats"),
-        Binding("N", "select_node", "nodes", key_display="N K P L R"),
-        Binding("K", "node('kill')", "kill node", show=False),
-        Binding("P", "node('pause')", "pause node", show=False),
-        Binding("L", "node('lame-duck')", "lame duck node", show=False),
-        Binding("R", "node('restart')", "restart node", show=False),
-        Binding("b", "burst", "burst"),
-        Binding("t", "trickle", "trickle"),
-        Binding("x", "scenario", "scenario"),
-        Binding("space", "step", "step", key_display="␣"),
-        Binding("enter", "run_rest", "run rest", show=False),
-        Binding("l", "log", "log"),
-        Binding("h", "history", "history"),
-    ]
+    BINDINGS = KEYS
 
     app: NatslabApp
 
@@ -206,6 +217,19 @@ class MainScreen(Screen[None]):
         elif key == "slow" and listener.slow_ms > 0:
             action = "normal"
         self.app.work(self.app.driver.control(action, name), f"{action} {name}", "control")
+
+    def action_slow_user(self) -> None:
+        if self.lab_ready():
+            slow = slow_user_now(self.app.view)
+            user, ms = slow if slow is not None else (self.app.last_user, DEFAULT_SLOW_MS)
+            self.app.push_screen(SlowUserForm(user, ms), self.slow_user_requested)
+
+    def slow_user_requested(self, request: SlowUserRequest | None) -> None:
+        if request is not None:
+            self.app.last_user = request.user_id
+            self.app.work(
+                self.app.driver.slow_user(request.user_id, request.ms), f"slowing {request.user_id}", "control"
+            )
 
     def action_select_node(self) -> None:
         view = self.app.view

@@ -25,6 +25,8 @@ from listeners.groups import GROUPS, PARTITIONED_GROUP
 from publisher.credentials import short_url
 
 SEPARATOR = (" │ ", "dim")
+# (short words, what each group has done, short words for the partitioned group), longest first.
+WORDINGS = ((False, True, False), (False, False, False), (False, False, True), (True, False, True))
 # (field, long words, short words): "applied twice" is the checker's duplicated, never a card's
 # "skipped duplicate".
 FIELDS = (
@@ -120,6 +122,16 @@ def partitioned_verdict(view: LabView, short: bool) -> Text:
     return text
 
 
+def slow_user_now(view: LabView) -> tuple[str, int] | None:
+    """The user every listener was told to take slowly, and how long per event, as the running
+    listeners report it; None when nobody is slow."""
+    for listener in view.ordered_listeners():
+        status = listener.live_status
+        if status is not None and status.slow_user and status.slow_user_ms:
+            return status.slow_user, status.slow_user_ms
+    return None
+
+
 class StatusLine(Widget):
     """Is the lab reachable, and is it right: the server on one line, the verdicts on the next."""
 
@@ -132,8 +144,8 @@ class StatusLine(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.server = Text()
-        # The verdicts in long words with what each group has done, in long words, and in short words.
-        self.verdicts: tuple[Text, Text, Text] = (Text(), Text(), Text())
+        # The verdicts from the longest wording to the shortest; the first that fits is shown.
+        self.verdicts: tuple[Text, ...] = (Text(),)
 
     def show(self, view: LabView) -> None:
         server = Text(no_wrap=True, overflow="ellipsis")
@@ -164,6 +176,8 @@ class StatusLine(Widget):
         server.append(f"stream {view.published()} events")
         if view.trickling:
             server.append(f" · trickle {TRICKLE_RATE:g}/s (t stops)", "cyan")
+        if (slow := slow_user_now(view)) is not None:
+            server.append(f" · {slow[0]} slow: {slow[1] / 1000:g} s/event (u)", "yellow")  # slow[0]: a Text, not markup
         if view.outbox_error:
             server.append(f" (outbox waiting: {view.outbox_error})", "yellow")
         if view.checking:
@@ -172,17 +186,17 @@ class StatusLine(Widget):
             server.append(*SEPARATOR)
             server.append(f"poll failed: {view.poll_error}", "yellow")
         self.server = server
-        self.verdicts = (self._verdicts(view, False, True), self._verdicts(view, False), self._verdicts(view, True))
+        self.verdicts = tuple(self._verdicts(view, *wording) for wording in WORDINGS)
         self.refresh()
 
     @staticmethod
-    def _verdicts(view: LabView, short: bool, with_done: bool = False) -> Text:
+    def _verdicts(view: LabView, short: bool, with_done: bool = False, short_partitioned: bool = False) -> Text:
         line = Text(no_wrap=True, overflow="ellipsis")
         for index, group in enumerate((*GROUPS, PARTITIONED_GROUP)):
             if group is PARTITIONED_GROUP:
                 if not has_partitioned(view):
                     continue
-                verdict = partitioned_verdict(view, short)
+                verdict = partitioned_verdict(view, short or short_partitioned)
             else:
                 totals = view.verdict(group.mode)
                 if group.mode == "naive" and (view.report is None or totals is None) and not view.group_members(group.name):
