@@ -172,6 +172,7 @@ class LabView:
         """Attached to another lab: its processes are not the last one's (its data is, until read again)."""
         self.listeners.clear()
         self.consumers.clear()
+        self.partitions = PartitionsView()
         self.selected = None
         self.mark(*SECTIONS)
 
