@@ -192,6 +192,10 @@ LEGEND = (
         "the publisher's table of events written but not yet sent to NATS; a relay sends them, and when NATS does"
         f" not take them (outbox waiting: why) it tries again, less often each time, up to every {RETRY_MAX_S:g} s",
     ),
+    (
+        "jim slow: N s/event (u)",
+        "every listener of every group takes N s over each of that user's events (u sets it; 0 ends it)",
+    ),
     ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),
     ("sync always", "the embedded server writes each event to disk before acknowledging it"),
     (f"sync every {SYNC_INTERVAL}", "it writes in the background: a power loss can take what was acknowledged since"),
