@@ -1,4 +1,5 @@
-"""Looking at the stream from outside: what each channel holds, per user."""
+"""Looking at the streams from outside: what each channel holds, per user, and how the partitioned
+group's partitions stand."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
+from listeners.partitions import PARTITIONED_STREAM, PartitionState, partition_states, partitions_of_transform
 from publisher.events import STREAM_NAME, STREAM_SUBJECTS, channel_of_subject
 
 
@@ -49,3 +51,40 @@ async def channel_stats(nc: NATS, previous: dict[str, ChannelStats] | None = Non
         except NotFoundError:  # purged between the two requests
             entry.last_seq = 0
     return stats
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionsSeen:
+    """The partitioned group as the server sees it: how many partitions the stream splits users into,
+    each partition consumer's state, and how many events of ACCOUNT_EVENTS the partitioned stream has
+    not copied yet (they are in no partition's lag)."""
+
+    count: int
+    states: tuple[PartitionState, ...]
+    source_lag: int = 0
+
+    @property
+    def lag(self) -> int:
+        """Events the group has not processed yet: not copied, not delivered, or not acknowledged."""
+        return self.source_lag + sum(state.lag for state in self.states)
+
+
+async def partitions_seen(nc: NATS) -> PartitionsSeen | None:
+    """The partitioned group's state; None when there is no partitioned stream (a lab without the
+    group). The partition count comes from the stream's own transform, so a dashboard attached to
+    another's lab reads it the same way."""
+    try:
+        info = await nc.jetstream().stream_info(PARTITIONED_STREAM)
+    except NotFoundError:
+        return None
+    sources = info.config.sources or []
+    transforms = [transform for source in sources for transform in (source.subject_transforms or [])]
+    count = partitions_of_transform(transforms[0].dest if transforms else None)
+    if count is None:
+        return None
+    source_lag = sum(source.lag or 0 for source in info.sources or [])
+    try:
+        states = await partition_states(nc, count)
+    except NotFoundError:  # the stream is there, its consumers not yet: a lab starting
+        return None
+    return PartitionsSeen(count, tuple(states), source_lag)

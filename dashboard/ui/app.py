@@ -80,7 +80,7 @@ class NatslabApp(LabAttachment, App[int]):
         else:
             self.view.say(
                 f"Looking for a lab on {settings.data_dir}; if none runs, starting one: NATS, the publisher,"
-                f" {settings.listeners} guarded and {settings.naive} naive listeners…"
+                f" {settings.listeners} guarded, {settings.naive} naive and {settings.partitioned} partitioned listeners…"
             )
         if self.autostart:
             self.call_after_refresh(self.work, self.driver.start_lab(), "starting the lab", "lab", exclusive=True)
@@ -124,7 +124,10 @@ class NatslabApp(LabAttachment, App[int]):
         self.view.apply_channels(message.stats, message.at)
 
     def on_accounts_read(self, message: messages.AccountsRead) -> None:
-        self.view.apply_accounts(message.guarded, message.naive)
+        self.view.apply_accounts(message.guarded, message.naive, message.partitioned, message.partitioned_caught_up)
+
+    def on_partitions_fetched(self, message: messages.PartitionsFetched) -> None:
+        self.view.apply_partitions(message.seen)
 
     def on_poll_failed(self, message: messages.PollFailed) -> None:
         self.view.poll_error = message.error

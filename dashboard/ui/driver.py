@@ -25,10 +25,11 @@ from dashboard.lab.history import HistoryError, StoredEvent, read_history
 from dashboard.lab.host import Hosted, lock_holder, open_lab
 from dashboard.lab.lab import Action, Lab, LabError, LabState
 from dashboard.lab.live_check import LiveChecker
-from dashboard.lab.observe import ChannelStats, channel_stats
+from dashboard.lab.observe import ChannelStats, channel_stats, partitions_seen
 from dashboard.lab.protocol import LOST_AFTER_S, HostState, Notice
 from dashboard.lab.service import BURST_USERS
 from dashboard.lab.settings import Settings
+from dashboard.lab.snapshot import read_accounts
 from dashboard.lab.traffic import TRICKLE_RATE
 from dashboard.lab.waits import describe_error
 from dashboard.ui.messages import (
@@ -49,6 +50,7 @@ from dashboard.ui.messages import (
     ListenerControlled,
     ListenerEnded,
     ListenerStatusReceived,
+    PartitionsFetched,
     PollFailed,
     ScenarioFailed,
     ScenarioFinished,
@@ -57,7 +59,9 @@ from dashboard.ui.messages import (
     ServerRestarted,
 )
 from dashboard.ui.view import ConsumerView
+from listeners.accounts import PARTITIONED_ACCOUNTS_DB, AccountRow
 from listeners.groups import GROUPS
+from listeners.partitions import PartitionsError
 from publisher.events import STREAM_NAME
 from publisher.sqlite import DatabaseUnavailable
 
@@ -74,7 +78,9 @@ START_TIMEOUT_S = 30.0
 # How often the dashboard looks whether its lab's host is still there.
 HOST_CHECK_S = 0.5
 # Errors a poll can meet while the server restarts or a database is busy or unreadable: shown, and the poll goes on.
-POLL_ERRORS = (NatsError, asyncio.TimeoutError, OSError, sqlite3.Error, DatabaseUnavailable, HistoryError)
+POLL_ERRORS = (
+    NatsError, asyncio.TimeoutError, OSError, sqlite3.Error, DatabaseUnavailable, HistoryError, PartitionsError,
+)  # fmt: skip
 
 
 def lab_state(state: HostState) -> LabState:
@@ -176,8 +182,8 @@ class LabDriver:
             self.post(message)
 
     async def poll_server(self) -> None:
-        """Consumer info and channel stats, one round at a time. The account rows come with the checker's
-        passes (`run_checker`), from the same read as the verdicts they are shown beside."""
+        """Consumer info, the partitions and channel stats, one round at a time. The account rows come
+        with the checker's passes (`run_checker`), from the same read as the verdicts they are shown beside."""
         client = self.ready()
         channels: dict[str, ChannelStats] | None = None
         while self.client is client:
@@ -188,6 +194,7 @@ class LabDriver:
                     for group in GROUPS:
                         info = await js.consumer_info(STREAM_NAME, group.name)
                         self.post(ConsumerInfoFetched(ConsumerView.from_info(info)))
+                    self.post(PartitionsFetched(await partitions_seen(client.nc)))
                     channels = await channel_stats(client.nc, channels)
                     self.post(ChannelStatsFetched(channels, self.clock()))
             except POLL_ERRORS as exc:
@@ -210,14 +217,25 @@ class LabDriver:
                     self.post(CheckStarted())
                 try:
                     result = await checker.check()
+                    partitioned, caught_up = await self.partitioned_rows(client)
                 except POLL_ERRORS as exc:
                     log.info("check failed: %r", exc)
                     self.post(PollFailed(f"checker: {describe_error(exc)}"))
                     self.post(CheckFinished(None))
                 else:
-                    self.post(AccountsRead(result.guarded, result.naive))
+                    self.post(AccountsRead(result.guarded, result.naive, partitioned, caught_up))
                     self.post(CheckFinished(result.report))
             await asyncio.sleep(max(0.05, CHECK_INTERVAL_S - (time.monotonic() - started)))
+
+    async def partitioned_rows(self, client: LabClient) -> tuple[list[AccountRow] | None, bool]:
+        """The partitioned group's account rows, read right after a check (the checker does not read
+        them), and whether the group had processed everything that check saw before they were read:
+        its partitions were then all caught up, the partitioned stream too. None without the group."""
+        assert client.nc is not None
+        seen = await partitions_seen(client.nc)
+        if seen is None:
+            return None, False
+        return await read_accounts(self.settings.data_dir / PARTITIONED_ACCOUNTS_DB), seen.lag == 0
 
     async def history(self) -> list[StoredEvent]:
         client = self.ready()
@@ -233,8 +251,13 @@ class LabDriver:
     async def publish_burst(self, count: int) -> None:
         await self.ready().request("burst", count=count)
 
-    async def control(self, action: Action, name: str) -> None:
-        await self.ready().request("control", action=action, name=name)
+    async def control(self, action: Action, name: str, mode: str = "guarded") -> None:
+        """`action` on listener `name`; `add` starts a listener of `mode` instead."""
+        await self.ready().request("control", action=action, name=name, mode=mode)
+
+    async def slow_user(self, user: str, ms: int) -> None:
+        """Every event of `user` takes `ms` to process in every running listener (0: normal again)."""
+        await self.ready().request("control", action="slow-user", name=user, slow_ms=ms)
 
     async def restart_server(self) -> None:
         await self.ready().request("restart-server")

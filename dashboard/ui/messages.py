@@ -12,7 +12,7 @@ from textual.message import Message
 
 from dashboard.lab.checker import CheckReport
 from dashboard.lab.lab import LabState
-from dashboard.lab.observe import ChannelStats
+from dashboard.lab.observe import ChannelStats, PartitionsSeen
 from dashboard.lab.protocol import HostState
 from dashboard.lab.supervisor import Member
 from dashboard.ui.view import ConsumerView
@@ -100,9 +100,24 @@ class ChannelStatsFetched(Message, bubble=False):
 
 
 @dataclass
+class PartitionsFetched(Message, bubble=False):
+    """The partitioned group's partitions (None: the lab has no partitioned stream); only the latest counts."""
+
+    seen: PartitionsSeen | None
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, PartitionsFetched)
+
+
+@dataclass
 class AccountsRead(Message, bubble=False):
+    """Each group's account rows, read with a check (the partitioned ones right after it; `caught_up`:
+    the partitioned group had processed everything that check saw, before they were read)."""
+
     guarded: list[AccountRow]
     naive: list[AccountRow]
+    partitioned: list[AccountRow] | None = None
+    partitioned_caught_up: bool = False
 
 
 @dataclass

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 from dashboard.lab.checker import CheckReport, Totals
 from dashboard.lab.lab import LabState
-from dashboard.lab.observe import ChannelStats
+from dashboard.lab.observe import ChannelStats, PartitionsSeen
 from dashboard.lab.supervisor import Member
+from dashboard.ui.account_view import account_lines, partitioned_wrong
 from dashboard.ui.cluster_view import ClusterView
+from dashboard.ui.partitions_view import PartitionsView
 from dashboard.ui.view_items import (
     CHANNELS,
     GONE,
@@ -32,13 +34,12 @@ from dashboard.ui.view_items import (
     ListenerView,
     ScenarioLog,
     TimelineEntry,
-    guard_waiting,
     iso_utc,
     member_event,
     parse_utc,
 )
 from listeners.accounts import AccountRow, Mode
-from listeners.groups import GROUPS
+from listeners.groups import ALL_GROUPS, PARTITIONED_GROUP
 from listeners.status import Counts, DeliveryReport, ListenerStatus
 
 __all__ = [
@@ -87,16 +88,23 @@ class LabView:
     now: float = 0.0
     selected: str | None = None
     cluster: ClusterView = field(default_factory=ClusterView)  # the nodes, with --cluster
+    partitions: PartitionsView = field(default_factory=PartitionsView)  # the partitioned group's partitions
     listeners: dict[str, ListenerView] = field(default_factory=dict)
     consumers: dict[str, ConsumerView] = field(default_factory=dict)
     channels: dict[str, ChannelView] = field(default_factory=dict)
-    accounts: dict[str, dict[str, AccountRow]] = field(default_factory=lambda: {"guarded": {}, "naive": {}})
+    accounts: dict[str, dict[str, AccountRow]] = field(
+        default_factory=lambda: {"guarded": {}, "naive": {}, "partitioned": {}}
+    )
+    # The partitioned group had processed everything the last check saw, before its rows were read:
+    # only then is a partitioned row behind the expectation wrong rather than on its way.
+    partitioned_caught_up: bool = False
     report: CheckReport | None = None
     checking: bool = False
     timeline: deque[TimelineEntry] = field(default_factory=lambda: deque(maxlen=TIMELINE_LIMIT))
     timeline_total: int = 0  # entries ever added, so the timeline pane can append only the new ones
     dirty: set[str] = field(default_factory=lambda: set(SECTIONS))
     _seen: dict[tuple[str, int, int], None] = field(default_factory=dict)
+    _partitioned_wrong: int | None = None  # users whose partitioned row disagrees; None: count again
     _lab_events: int = 0
 
     def mark(self, *sections: str) -> None:
@@ -164,6 +172,7 @@ class LabView:
         """Attached to another lab: its processes are not the last one's (its data is, until read again)."""
         self.listeners.clear()
         self.consumers.clear()
+        self.partitions = PartitionsView()
         self.selected = None
         self.mark(*SECTIONS)
 
@@ -231,21 +240,38 @@ class LabView:
         self.poll_error = None
         self.mark("channels", "status")
 
-    def apply_accounts(self, guarded: list[AccountRow], naive: list[AccountRow]) -> None:
-        rows = {"guarded": {row.user_id: row for row in guarded}, "naive": {row.user_id: row for row in naive}}
-        if rows != self.accounts:
-            self.accounts = rows
+    def apply_accounts(
+        self,
+        guarded: list[AccountRow],
+        naive: list[AccountRow],
+        partitioned: list[AccountRow] | None = None,
+        partitioned_caught_up: bool = False,
+    ) -> None:
+        rows = {
+            "guarded": {row.user_id: row for row in guarded},
+            "naive": {row.user_id: row for row in naive},
+            "partitioned": {row.user_id: row for row in partitioned or ()},
+        }
+        if rows != self.accounts or partitioned_caught_up != self.partitioned_caught_up:
+            self.accounts, self.partitioned_caught_up = rows, partitioned_caught_up
+            self._partitioned_wrong = None
             self.mark("accounts", "status")
+
+    def apply_partitions(self, seen: PartitionsSeen | None) -> None:
+        if self.partitions.apply(seen):
+            self.mark("groups", "listeners", "accounts")
 
     def apply_report(self, report: CheckReport) -> None:
         self.report, self.checking = report, False
+        self._partitioned_wrong = None
         self.mark("accounts", "status")
 
     # -- reading, for the panes --------------------------------------------------------------------
 
     def ordered_listeners(self) -> list[ListenerView]:
-        """Guarded listeners first, then naive ones; the order of the `1`-`9` keys."""
-        return sorted(self.listeners.values(), key=lambda v: (v.mode != "guarded", len(v.name), v.name))
+        """Guarded listeners first, then naive, then partitioned ones; the order of the `1`-`9` keys."""
+        order = {group.mode: index for index, group in enumerate(ALL_GROUPS)}
+        return sorted(self.listeners.values(), key=lambda v: (order.get(v.mode, len(order)), len(v.name), v.name))
 
     def held_note(self, holder: ListenerView) -> HeldNote | None:
         """For a killed or paused listener holding events: when the server hands the first one on,
@@ -267,42 +293,28 @@ class LabView:
         return [view for view in self.ordered_listeners() if view.group == group]
 
     def account_lines(self) -> list[AccountLine]:
-        verdicts = {user.user_id: user for user in self.report.users} if self.report is not None else {}
-        guarded, naive = self.accounts["guarded"], self.accounts["naive"]
-        settling = any(self.settling(group.name) for group in GROUPS)
-        lines = []
-        for name in sorted(set(guarded) | set(naive) | set(verdicts)):
-            user = verdicts.get(name)
-            waiting, stuck = guard_waiting(guarded.get(name), self.now)
-            if user is None:
-                lines.append(AccountLine(name, guarded.get(name), naive.get(name), None, waiting=waiting, stuck=stuck))
-                continue
-            expected = (user.expected_last, user.expected_balance_cents)
-            lines.append(
-                AccountLine(
-                    name,
-                    guarded.get(name),
-                    naive.get(name),
-                    expected,
-                    user.guarded_ok(),
-                    user.naive_ok(),
-                    settling,
-                    waiting,
-                    stuck,
-                )  # fmt: skip
-            )
-        return lines
+        return account_lines(self)
+
+    def partitioned_wrong(self) -> int:
+        """Users whose partitioned row disagrees with what the last check expects (counted once per change)."""
+        if self._partitioned_wrong is None:
+            self._partitioned_wrong = partitioned_wrong(self)
+        return self._partitioned_wrong
 
     def published(self) -> int:
         """Events stored in the stream, on both channels."""
         return sum(channel.stats.messages for channel in self.channels.values())
 
     def verdict(self, mode: Mode) -> Totals | None:
-        if self.report is None:
+        """The checker's totals for the guarded or the naive group (it does not judge the partitioned one)."""
+        if self.report is None or mode not in ("guarded", "naive"):
             return None
         return self.report.guarded if mode == "guarded" else self.report.naive
 
     def settling(self, group: str) -> bool:
         """The group still has events to deliver or to acknowledge: a non-clean verdict may resolve."""
+        if group == PARTITIONED_GROUP.name:
+            return bool(self.partitions.lag)
         consumer = self.consumers.get(group)
         return consumer is not None and (consumer.pending > 0 or consumer.ack_pending > 0)
+

@@ -254,11 +254,12 @@ def parse_utc(iso: str) -> float | None:
 
 @dataclass(frozen=True, slots=True)
 class AccountLine:
-    """One user in the account pane: both databases, what the checker expects and its verdicts.
+    """One user in the account pane: each group's database, what the checker expects and the verdicts.
 
-    The verdicts come from the checker's own snapshot (one consistent read of stream and databases),
-    not from comparing live rows with an older expectation; `None` when the checker has not seen
-    the user yet.
+    The guarded and naive verdicts come from the checker's own snapshot (one consistent read of stream
+    and databases), not from comparing live rows with an older expectation; `None` when the checker has
+    not seen the user yet. The partitioned one compares its row, read right after that snapshot, with
+    the expectation (`account_view.partitioned_ok`).
     """
 
     user_id: str
@@ -270,10 +271,16 @@ class AccountLine:
     settling: bool = False  # events still in flight: a difference may yet resolve
     waiting: str = ""  # "missing #4 since 12:03:10" (UTC) while the guard waits for a missing number
     stuck: bool = False  # ... and has parked the events behind it: the check fails until it comes
+    partitioned: AccountRow | None = None
+    partitioned_ok: bool | None = None
 
     @property
     def guarded_differs(self) -> bool:
         return self.guarded_ok is False
+
+    @property
+    def partitioned_differs(self) -> bool:
+        return self.partitioned_ok is False
 
     @property
     def naive_differs(self) -> bool:

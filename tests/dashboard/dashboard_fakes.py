@@ -13,7 +13,7 @@ from dashboard.lab.checker import AppliedRow, DatabaseState, check_data
 from dashboard.lab.history import StoredEvent
 from dashboard.lab.lab import LabState
 from dashboard.lab.nodes import NodeView
-from dashboard.lab.observe import ChannelStats
+from dashboard.lab.observe import ChannelStats, PartitionsSeen
 from dashboard.lab.supervisor import Member
 from dashboard.ui.app import NatslabApp
 from dashboard.ui.messages import (
@@ -23,11 +23,14 @@ from dashboard.ui.messages import (
     CheckFinished,
     ConsumerInfoFetched,
     ListenerStatusReceived,
+    PartitionsFetched,
     ScenarioFinished,
     ScenarioStarted,
 )
 from dashboard.ui.view import ConsumerView
 from listeners.accounts import AccountRow
+from listeners.groups import group_for_mode
+from listeners.partitions import PartitionState
 from listeners.status import ListenerStatus
 from publisher.events import AccountEvent
 
@@ -102,15 +105,18 @@ def status(
     deliveries: Iterable[dict[str, Any]] = (),
     in_flight: Iterable[dict[str, Any]] = (),
     in_flight_since: float | None = None,
+    partitions: dict[int, str] | None = None,
+    slow_user: tuple[str, int] | None = None,
 ) -> ListenerStatus:
-    """A status as a listener would publish it, parsed as the lab parses it."""
+    """A status as a listener would publish it, parsed as the lab parses it; a partitioned one names
+    the pins of the partitions it owns."""
     deliveries = list(deliveries)
     in_flight = list(in_flight)
     data = {
         "name": name,
         "pid": pid,
         "mode": mode,
-        "group": "account-service" if mode == "guarded" else "account-service-naive",
+        "group": group_for_mode(mode).name,  # type: ignore[arg-type]
         "defer": "nak",
         "state": "running",
         "slowMs": 0,
@@ -123,6 +129,9 @@ def status(
         "lastEvent": deliveries[-1] if deliveries else None,
         "deliveries": deliveries,
         "ts": "2027-01-15T07:59:59.000Z",
+        "partitions": {str(partition): pin for partition, pin in (partitions or {}).items()},
+        "slowUser": slow_user[0] if slow_user else None,
+        "slowUserMs": slow_user[1] if slow_user else 0,
     }
     return ListenerStatus.from_json(json.dumps(data))
 
@@ -151,7 +160,7 @@ def channels(deposits: dict[str, int], withdrawals: dict[str, int], last: tuple[
 
 def members(*entries: tuple[str, str, int, str, int]) -> list[Member]:
     return [
-        Member(name, mode, "account-service" if mode == "guarded" else "account-service-naive", pid, state, restarts)  # type: ignore[arg-type]
+        Member(name, mode, group_for_mode(mode).name, pid, state, restarts)  # type: ignore[arg-type]
         for name, mode, pid, state, restarts in entries
     ]
 
@@ -415,3 +424,54 @@ def cluster_after_a_node_kill(app: NatslabApp) -> None:
     )
     for nodes in (before, after):
         app.view.apply_state(LabState(lab_members, "running", True, "no stream leader answers (NATS may be electing one)", nodes))  # type: ignore[arg-type]
+
+
+def partition(number: int, pin: str | None, *, pending: int = 0, ack_pending: int = 0, delivered: int = 0) -> PartitionState:
+    return PartitionState(number, pin, delivered, delivered - ack_pending, ack_pending, 0, pending, 1 if pin else 0)
+
+
+def partitioned_failover(app: NatslabApp) -> None:
+    """The overtaking scenario's end, with the partitioned group beside it: P1 was killed; Jim's
+    partition p2 waits for a standby (P2) to take it over, Mary's p1 is P2's, p0 has had no event.
+    P2 skipped one duplicate, so the guard acted once."""
+    app.view.apply_members(members(("P1", "partitioned", 4104, "running", 0), ("P2", "partitioned", 4105, "running", 0)))
+    app.view.selected = None  # A is selected, as in a lab started with A first
+    after_overtaking(app)
+    app.view.apply_members(members(("P1", "partitioned", 4104, "killed", 0)))
+    guarded_accounts = {"jim": (3, 1000), "mary": (1, 4000)}
+    naive_accounts = {"jim": (2, 11000), "mary": (1, 4000)}
+    partitioned_accounts = {"jim": (1, 7000), "mary": (1, 4000)}  # Jim's #2 and #3 wait in p2
+    post_all(
+        app,
+        ListenerStatusReceived(
+            status(
+                "P1",
+                4104,
+                "partitioned",
+                counters={"applied": 1},
+                deliveries=[delivery(1, 2, 1, "applied", "01.950", last=(0, 1), balance=(0, 7000))],
+                partitions={0: "pin-p0", 2: "pin-p2"},
+            )
+        ),
+        ListenerStatusReceived(
+            status(
+                "P2",
+                4105,
+                "partitioned",
+                counters={"applied": 1, "duplicates": 1, "redelivered": 1},
+                deliveries=[delivery(1, 1, 1, "applied", "01.120", last=(0, 1), balance=(0, 4000))],
+                partitions={1: "pin-p1"},
+            )
+        ),
+        PartitionsFetched(
+            PartitionsSeen(
+                3,
+                (
+                    partition(0, None),
+                    partition(1, "pin-p1", delivered=1),
+                    partition(2, None, pending=1, ack_pending=1, delivered=2),
+                ),
+            )
+        ),
+        AccountsRead(rows(guarded_accounts), rows(naive_accounts), rows(partitioned_accounts), False),
+    )

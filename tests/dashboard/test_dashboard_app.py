@@ -111,10 +111,10 @@ async def test_publishing_with_the_keys_changes_the_account_pane(settings: Setti
                 (line.split() for line in accounts.shown_text().splitlines() if line.split()[:1] == ["jim"]), []
             )
 
-        # Name, then Last and Balance for guarded, naive and what the checker expects.
+        # Name, then Last and Balance for guarded, naive, partitioned and what the checker expects.
         await wait_for(
             pilot,
-            lambda: jim_row() == ["jim", "2", "$44.50", "2", "$44.50", "2", "$44.50"],
+            lambda: jim_row() == ["jim", "2", "$44.50", "2", "$44.50", "2", "$44.50", "2", "$44.50"],
             10,
             "the account pane to show Jim's row",
         )
@@ -122,7 +122,7 @@ async def test_publishing_with_the_keys_changes_the_account_pane(settings: Setti
 
 
 async def test_killing_a_listener_redelivers_its_event_to_the_other_once(settings: Settings) -> None:
-    settings.naive = 0
+    settings.naive = settings.partitioned = 0  # the guarded group alone: every delivery of Jim #1 is A's or B's
     app = NatslabApp(settings)
     notes: list[str] = []
 
@@ -239,7 +239,7 @@ async def test_quitting_leaves_no_child_process(settings: Settings) -> None:
         await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")
         assert app.lab is not None and app.lab.server is not None and app.lab.supervisor is not None
         pids = [app.lab.server.pid] + [entry.pid for entry in app.lab.supervisor.listeners.values()]
-        assert len(pids) == 4 and all(pids)
+        assert len(pids) == 1 + settings.listeners + settings.naive + settings.partitioned and all(pids)
         await quit_app(pilot, app)
     assert app.return_code == 0
     assert [pid for pid in pids if alive(pid)] == []
@@ -252,7 +252,7 @@ import sys
 from pathlib import Path
 from dashboard.ui.app import NatslabApp
 from dashboard.lab.settings import Settings
-NatslabApp(Settings(data_dir=Path(sys.argv[1]), ack_wait_s=2.0, listeners=2, naive=0)).run(headless=True)
+NatslabApp(Settings(data_dir=Path(sys.argv[1]), ack_wait_s=2.0, listeners=2, naive=0, partitioned=0)).run(headless=True)
 """
 
 
@@ -487,7 +487,7 @@ async def test_poison_with_markup_is_shown_literally(settings: Settings) -> None
 
     from dashboard.ui.widgets.timeline import DeliveryLines
 
-    settings.naive = 0
+    settings.naive = settings.partitioned = 0  # two poison deliveries: the guarded group's
     app = NatslabApp(settings)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")

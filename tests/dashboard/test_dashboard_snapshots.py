@@ -11,6 +11,7 @@ from dashboard_fakes import (
     fresh_start,
     frozen_clock,
     mid_scenario,
+    partitioned_failover,
     server_down,
 )
 from textual.pilot import Pilot
@@ -75,4 +76,16 @@ def test_a_cluster_whose_leader_node_was_killed(snap_compare, settings: Settings
 def test_a_cluster_at_80x24(snap_compare, settings: Settings) -> None:
     """The nodes pane narrow: no pid or port, short asset names, the node names and the selection kept."""
     app, run_before = snapshot_app(settings, cluster_after_a_node_kill)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+def test_the_partitioned_group_failing_over(snap_compare, settings: Settings) -> None:
+    """The partitioned group beside the others: P1 killed, its partition p2 failing over with 2 events
+    waiting, the guard having acted once, and a third accounts column whose Jim is behind (on its way)."""
+    app, run_before = snapshot_app(settings, partitioned_failover)
+    assert snap_compare(app, terminal_size=(160, 48), run_before=run_before)
+
+
+def test_the_partitioned_group_at_80x24(snap_compare, settings: Settings) -> None:
+    app, run_before = snapshot_app(settings, partitioned_failover)
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

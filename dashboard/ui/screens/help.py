@@ -13,6 +13,8 @@ from textual.widgets import Static
 
 from dashboard.lab.cluster import NODE_STATES
 from dashboard.lab.natsserver import SYNC_INTERVAL
+from listeners.partitioned import HAND_BACK_AFTER_S
+from listeners.partitions import PRIORITY_TIMEOUT_S
 from publisher.service import RETRY_MAX_S
 
 # What the guard does, in a few lines: the lesson the dashboard is built to show.
@@ -22,7 +24,9 @@ GUARD = (
     "acknowledgement comes within the ack wait. The guarded group applies a user's event only when its "
     "number is the account's last number + 1: an early one is deferred (not acknowledged, so it comes "
     "back), a number already processed is a duplicate (acknowledged, not applied). The naive group "
-    "applies every event as it comes: a lost acknowledgement applies it twice, an overtaking event goes first."
+    "applies every event as it comes: a lost acknowledgement applies it twice, an overtaking event goes first. "
+    "The partitioned group orders another way: each user's events go to one partition, and each partition to one "
+    "listener at a time, in stream order; it keeps the guard as a safety net, which a clean run never needs."
 )
 
 # What the words on the screen mean, pane by pane.
@@ -83,6 +87,40 @@ LEGEND = (
     ("×N", "the delivery count: ×2 and up are redeliveries"),
     ("why", "the rule that decided the outcome: last number before → after, what the guard waits for, the balance"),
     ("── … ──", "something the lab did: a kill, a pause, a restart, a publish"),
+    ("Partitioned group", ""),
+    (
+        "P1, P2 …",
+        "the listeners of account-service-partitioned. Each starts as the owner of its home partitions (2 listeners,"
+        " 3 partitions: P1 has p0 and p2, P2 has p1) and stands by to take over the others; one added with a has no"
+        " home partition and only stands by",
+    ),
+    (
+        "partition p0 p1 …",
+        "users are split into partitions by a hash of the user id: the stream ACCOUNT_EVENTS_P copies every event"
+        " and files it under its user's partition, so all of a user's events are in one partition, in order",
+    ),
+    (
+        "p0 → P1 · owner · owns",
+        "the owner of p0 is P1: the server has pinned the partition to it and delivers its events to P1 alone,"
+        " one batch after another",
+    ),
+    ("lag N", "events of the partition not processed yet: not delivered, or delivered and not acknowledged"),
+    (
+        "P1 killed · none — failing over",
+        f"failover: a killed or paused owner keeps its pin until it has not pulled for {PRIORITY_TIMEOUT_S:g} s; then a"
+        " standby listener takes the partition, and what the old owner held comes back to it after the ack wait, in"
+        f" order. A restarted home listener gets its partition back about {HAND_BACK_AFTER_S:g} s later (hand-back)",
+    ),
+    ("none — no listener runs", "events wait in the partition and no listener of the group runs to take it"),
+    ("—", "nobody owns the partition and nothing waits in it: the first listener to get one of its events will"),
+    ("new owner…", "the server just pinned the partition to a listener that has not reported it yet (a hand-over)"),
+    ("N still to copy in", "events of ACCOUNT_EVENTS the partitioned stream has not copied in yet"),
+    (
+        "guard acted N×",
+        "how often the number guard had to act for the group (skipped duplicates, deferred, conflicts, parked, over"
+        " its listeners' restarts): 0 in a clean run; a crash between commit and ack, a failover from a frozen"
+        " owner, or events published out of order make it act",
+    ),
     ("Nodes (with --cluster)", ""),
     (
         "★ leader",
@@ -117,6 +155,11 @@ LEGEND = (
     ),
     ("expected", "what the events in the stream should give, from the same read as the databases beside it"),
     (
+        "partitioned (accounts)",
+        "the partitioned group's database, accounts-partitioned.db, read just after the check: a figure in red once"
+        " the group has caught up and still disagrees; a Last above expected holds events the check has not seen yet",
+    ),
+    (
         "missing #N since T",
         "a user's event N has not come since T (UTC): the guard holds the later ones back until it does",
     ),
@@ -129,6 +172,11 @@ LEGEND = (
         "events never applied · applied more than once · applied after a later number · users whose balance is wrong (in full on a wide terminal: lost, applied twice, out of order, wrong balance)",
     ),
     ("done N", "events of the stream the group has acknowledged"),
+    (
+        "partitioned ✓ … ⟳ ✗",
+        "the partitioned group's users whose row disagrees with expected (the checker's counts are for the guarded"
+        " and naive groups); … backlog N while its partitions have events to process",
+    ),
     (
         "lab of natslab up (pid N)",
         "the lab runs in another process (natslab up, natslab web, another dashboard): every key here is a request to"
@@ -144,6 +192,10 @@ LEGEND = (
         "the publisher's table of events written but not yet sent to NATS; a relay sends them, and when NATS does"
         f" not take them (outbox waiting: why) it tries again, less often each time, up to every {RETRY_MAX_S:g} s",
     ),
+    (
+        "jim slow: N s/event (u)",
+        "every listener of every group takes N s over each of that user's events (u sets it; 0 ends it)",
+    ),
     ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),
     ("sync always", "the embedded server writes each event to disk before acknowledging it"),
     (f"sync every {SYNC_INTERVAL}", "it writes in the background: a power loss can take what was acknowledged since"),
@@ -151,11 +203,12 @@ LEGEND = (
 
 
 def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(key, description, explanation) for every binding the footer shows.
+    """(key, description, explanation) for every binding the footer shows, and every hidden one with an
+    explanation of its own (the footer has no room for it).
 
     `explanations` is keyed by the whole action (`control('kill')`), or by its name without arguments
-    (`select` for `select(3)`); a hidden binding is covered by a shown one, like `1` displayed as `1-9`
-    for `2` to `9`.
+    (`select` for `select(3)`); another hidden binding is covered by a shown one, like `1` displayed as
+    `1-9` for `2` to `9`.
     """
     return [
         (
@@ -164,7 +217,7 @@ def help_rows(bindings: list[Binding], explanations: dict[str, str]) -> list[tup
             explanations.get(binding.action) or explanations.get(binding.action.split("(", 1)[0], ""),
         )
         for binding in bindings
-        if binding.show
+        if binding.show or binding.action in explanations
     ]
 
 

@@ -21,14 +21,15 @@ from dashboard.ui.screens.history import HistoryScreen
 from dashboard.ui.screens.publish_form import PublishForm, PublishRequest
 from dashboard.ui.screens.scenario_log import ScenarioLogScreen
 from dashboard.ui.screens.scenario_picker import ScenarioChoice, ScenarioPicker
+from dashboard.ui.screens.slow_user_form import DEFAULT_SLOW_MS, SlowUserForm, SlowUserRequest
 from dashboard.ui.widgets.accounts import AccountsPane
 from dashboard.ui.widgets.caption import CaptionBar
 from dashboard.ui.widgets.channels import ChannelsPane
 from dashboard.ui.widgets.nodes import NodesPane
 from dashboard.ui.widgets.queue_groups import QueueGroupsPane
-from dashboard.ui.widgets.status_line import StatusLine
+from dashboard.ui.widgets.status_line import StatusLine, slow_user_now
 from dashboard.ui.widgets.timeline import DeliveryTimeline
-from listeners.groups import GUARDED_GROUP
+from listeners.groups import GUARDED_GROUP, PARTITIONED_GROUP
 
 if TYPE_CHECKING:
     from dashboard.ui.app import NatslabApp
@@ -45,7 +46,14 @@ EXPLANATIONS = {
     "control('restart')": "kill the selected listener and start it again under the same name",
     "control('crash')": "the selected listener exits right after its next database commit, before acking",
     "control('slow')": f"the selected listener takes {SLOW_MS / 1000:g} s per event, or back to normal",
-    "control('add')": f"start another guarded listener in {GUARDED_GROUP.name}",
+    "control('add')": (
+        f"start another listener in the selected listener's group ({GUARDED_GROUP.name} when none is selected);"
+        f" one added to {PARTITIONED_GROUP.name} owns no partition: it stands by to take one over"
+    ),
+    "slow_user": (
+        "a form for a user and milliseconds: each of that user's events takes that long in every listener of every"
+        " group (0: normal again). The partitioned group's partition waits for it; the others go on with the rest"
+    ),
     "restart_server": "stop and start the embedded NATS server (every node, with --cluster); the stream is kept",
     "select_node": (
         "with --cluster, in the nodes pane: N selects the next node; K kills it (SIGKILL: what it led elects a new"
@@ -61,34 +69,40 @@ EXPLANATIONS = {
 }
 
 
+# The keys, in the footer's order; EXPLANATIONS says what each does, under ?.
+KEYS = [
+    Binding("d", "publish('deposit')", "deposit"),
+    Binding("w", "publish('withdraw')", "withdraw"),
+    Binding("1", "select(1)", "select", key_display="1-9"),
+    *[Binding(str(n), f"select({n})", f"select listener {n}", show=False) for n in range(2, 10)],
+    Binding("k", "control('kill')", "kill"),
+    Binding("p", "control('pause')", "pause"),
+    Binding("r", "control('restart')", "restart"),
+    Binding("c", "control('crash')", "crash"),
+    Binding("s", "control('slow')", "slow"),
+    Binding("a", "control('add')", "add"),
+    # No room left in the footer at 160 columns: ? lists it (help_rows takes hidden keys it explains).
+    Binding("u", "slow_user", "slow user", show=False),
+    Binding("n", "restart_server", "nats"),
+    Binding("N", "select_node", "nodes", key_display="N K P L R"),
+    Binding("K", "node('kill')", "kill node", show=False),
+    Binding("P", "node('pause')", "pause node", show=False),
+    Binding("L", "node('lame-duck')", "lame duck node", show=False),
+    Binding("R", "node('restart')", "restart node", show=False),
+    Binding("b", "burst", "burst"),
+    Binding("t", "trickle", "trickle"),
+    Binding("x", "scenario", "scenario"),
+    Binding("space", "step", "step", key_display="␣"),
+    Binding("enter", "run_rest", "run rest", show=False),
+    Binding("l", "log", "log"),
+    Binding("h", "history", "history"),
+]
+
+
 class MainScreen(Screen[None]):
     """Channels, queue groups, listener cards, account databases and deliveries; keys to break things."""
 
-    BINDINGS = [
-        Binding("d", "publish('deposit')", "deposit"),
-        Binding("w", "publish('withdraw')", "withdraw"),
-        Binding("1", "select(1)", "select", key_display="1-9"),
-        *[Binding(str(n), f"select({n})", f"select listener {n}", show=False) for n in range(2, 10)],
-        Binding("k", "control('kill')", "kill"),
-        Binding("p", "control('pause')", "pause"),
-        Binding("r", "control('restart')", "restart"),
-        Binding("c", "control('crash')", "crash"),
-        Binding("s", "control('slow')", "slow"),
-        Binding("a", "control('add')", "add"),
-        Binding("n", "restart_server", "nats"),
-        Binding("N", "select_node", "nodes", key_display="N K P L R"),
-        Binding("K", "node('kill')", "kill node", show=False),
-        Binding("P", "node('pause')", "pause node", show=False),
-        Binding("L", "node('lame-duck')", "lame duck node", show=False),
-        Binding("R", "node('restart')", "restart node", show=False),
-        Binding("b", "burst", "burst"),
-        Binding("t", "trickle", "trickle"),
-        Binding("x", "scenario", "scenario"),
-        Binding("space", "step", "step", key_display="␣"),
-        Binding("enter", "run_rest", "run rest", show=False),
-        Binding("l", "log", "log"),
-        Binding("h", "history", "history"),
-    ]
+    BINDINGS = KEYS
 
     app: NatslabApp
 
@@ -110,9 +124,9 @@ class MainScreen(Screen[None]):
         self.set_interval(REDRAW_INTERVAL_S, self.redraw)
 
     def on_resize(self) -> None:
-        # Cards fold to one line on a short terminal, the nodes pane drops columns on a narrow one:
-        # draw them again at the new size.
-        self.app.view.mark("groups", "caption", "nodes")
+        # Cards fold to one line on a short terminal, the nodes pane drops columns on a narrow one,
+        # the account pane fits its columns beside the timeline: draw them again at the new size.
+        self.app.view.mark("groups", "caption", "nodes", "accounts")
 
     def redraw(self) -> None:
         """Bring the panes that changed up to date with the view; no I/O, a few times a second."""
@@ -188,8 +202,10 @@ class MainScreen(Screen[None]):
         """k, p, r, c, s, a: p and s toggle, from what the selected listener's card shows."""
         if not self.lab_ready():
             return
-        if key == "add":
-            self.app.work(self.app.driver.control("add", ""), "adding a listener", "control")
+        if key == "add":  # to the selected listener's group
+            selected = self.app.view.listeners.get(self.app.view.selected or "")
+            mode = selected.mode if selected is not None else "guarded"
+            self.app.work(self.app.driver.control("add", "", mode), f"adding a {mode} listener", "control")
             return
         name = self.selected_listener()
         if name is None:
@@ -201,6 +217,19 @@ class MainScreen(Screen[None]):
         elif key == "slow" and listener.slow_ms > 0:
             action = "normal"
         self.app.work(self.app.driver.control(action, name), f"{action} {name}", "control")
+
+    def action_slow_user(self) -> None:
+        if self.lab_ready():
+            slow = slow_user_now(self.app.view)
+            user, ms = slow if slow is not None else (self.app.last_user, DEFAULT_SLOW_MS)
+            self.app.push_screen(SlowUserForm(user, ms), self.slow_user_requested)
+
+    def slow_user_requested(self, request: SlowUserRequest | None) -> None:
+        if request is not None:
+            self.app.last_user = request.user_id
+            self.app.work(
+                self.app.driver.slow_user(request.user_id, request.ms), f"slowing {request.user_id}", "control"
+            )
 
     def action_select_node(self) -> None:
         view = self.app.view

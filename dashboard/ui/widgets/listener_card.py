@@ -12,8 +12,10 @@ import os
 from rich.text import Text
 from textual.widgets import Static
 
+from dashboard.ui.partitions_view import partition_rows
 from dashboard.ui.view import LabView, ListenerView
 from dashboard.ui.widgets.styles import OUTCOME_MARKS, outcome_style, state_style
+from listeners.groups import PARTITIONED_GROUP
 from listeners.status import DeliveryReport
 
 # The listener's own counters, in the words the help legend explains; conflicts and parked events are
@@ -34,14 +36,19 @@ HOLDING_MS = 60_000
 def unaccounted(view: LabView, group: str) -> int:
     """Events the server counts as delivered and unacknowledged that no member's last report holds:
     a listener paused or killed between a fetch and its next status holds them."""
-    consumer = view.consumers.get(group)
-    if consumer is None:
-        return 0
-    return max(0, consumer.ack_pending - sum(member.in_flight_count for member in view.group_members(group)))
+    if group == PARTITIONED_GROUP.name:
+        seen = view.partitions.seen
+        unacknowledged = sum(state.ack_pending for state in seen.states) if seen is not None else 0
+    else:
+        consumer = view.consumers.get(group)
+        unacknowledged = consumer.ack_pending if consumer is not None else 0
+    return max(0, unacknowledged - sum(member.in_flight_count for member in view.group_members(group)))
 
 
 def early(view: LabView, held: DeliveryReport) -> str:
-    """`waits for #2` when a held event came before its predecessor was processed (guarded database)."""
+    """`waits for #2` when a held event came before its predecessor was processed (guarded database).
+    Not for a partitioned listener: it gets a user's events in order, and by rows read up to a second
+    ago most of what it holds would look early."""
     if held.user_id is None:
         return ""
     row = view.accounts["guarded"].get(held.user_id)
@@ -138,11 +145,24 @@ def last_outcome(last: DeliveryReport | None, restarted: bool = False) -> Text:
     return text
 
 
-def detail_line(listener: ListenerView) -> Text:
+def owned(view: LabView, listener: ListenerView) -> Text:
+    """`owns p0 p2 · ` for a partitioned listener (`owns none · ` when it only stands by)."""
+    if listener.mode != "partitioned" or view.partitions.seen is None or listener.gone:
+        return Text()
+    mine = [row.label for row in partition_rows(view) if row.owner == listener.name]
+    text = Text("owns ", "dim")
+    text.append(" ".join(mine) if mine else "none", "bold" if mine else "dim")
+    text.append(" · ", "dim")
+    return text
+
+
+def detail_line(view: LabView, listener: ListenerView) -> Text:
     """`  pid 4101 · applied 3 · rejected 0 · skipped duplicates 0 · …`: its own counters, every
-    process it has been summed, so they only go up."""
+    process it has been summed, so they only go up; a partitioned listener's partitions first."""
     line = Text("    ", no_wrap=True, overflow="ellipsis")
-    line.append(f"pid {listener.pid or '-'} · over its restarts:", "dim")
+    line.append(f"pid {listener.pid or '-'} · ", "dim")
+    line.append_text(owned(view, listener))
+    line.append("over its restarts:", "dim")
     total = listener.total
     for counter, label in ALARMS:
         if total(counter):
@@ -161,6 +181,9 @@ class ListenerCard(Static):
     ListenerCard {
         height: auto;
         padding: 0 0 0 1;
+        /* A card mounted since the last layout has no width yet to cut its lines to. */
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     ListenerCard.-selected {
         background: $boost;
@@ -181,7 +204,7 @@ class ListenerCard(Static):
         self.set_class(listener.state == "paused", "-paused")
         lines = [head_line(view, listener, number)]
         if detailed:
-            lines.append(detail_line(listener))
+            lines.append(detail_line(view, listener))
         width = self.content_size.width
         if width:  # cut here: Textual wraps a renderable whatever its no_wrap says
             for line in lines:

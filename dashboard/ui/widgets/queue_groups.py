@@ -1,4 +1,5 @@
-"""The queue groups pane: each group's durable consumer, once, and a card per listener sharing it."""
+"""The queue groups pane: each group's durable consumer, once, and a card per listener sharing it; for
+the partitioned group, each partition's owner and lag instead, and how often its number guard acted."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from dashboard.ui.partitions_view import PartitionRow, guard_acted, has_partitioned, partition_rows
 from dashboard.ui.view import ConsumerView, LabView
 from dashboard.ui.widgets.listener_card import ListenerCard
-from listeners.groups import GROUPS, QueueGroup
+from listeners.groups import ALL_GROUPS, PARTITIONED_GROUP, QueueGroup
 
 
 def group_header(group: QueueGroup, consumer: ConsumerView | None, members: int, short: bool = False) -> list[Text]:
@@ -50,8 +52,75 @@ def group_header(group: QueueGroup, consumer: ConsumerView | None, members: int,
     return [text + stats] if short else [text, stats]
 
 
+def partition_item(row: PartitionRow, short: bool) -> Text:
+    """`p0 → P1 lag 0`: the partition, its owner (or why it has none) and its lag; a short one,
+    `p0→P1`, leaves out a lag of 0."""
+    item = Text(no_wrap=True)
+    item.append(row.label, "bold")
+    item.append("→" if short else " → ", "dim")
+    if row.waiting_for_owner:
+        style = "bold yellow"
+    elif row.owner is not None:
+        style = "bold" if row.owner_pulls else "yellow"
+    else:
+        style = "dim"
+    item.append(row.owner_words(short), style)
+    if row.lag or not short:
+        item.append(" lag ", "dim")
+        item.append(str(row.lag), "bold yellow" if row.lag else "dim")
+    return item
+
+
+def guard_text(view: LabView) -> Text:
+    acted = guard_acted(view)
+    text = Text(no_wrap=True)
+    text.append("guard acted ", "dim")
+    text.append(f"{acted}×", "yellow" if acted else "dim")
+    return text
+
+
+def pack(items: list[Text], width: int, indent: str) -> list[Text]:
+    """The items on as few lines of `width` as they fit, ` · ` between them."""
+    lines: list[Text] = []
+    line = Text(indent, no_wrap=True, overflow="ellipsis")
+    for item in items:
+        if line.cell_len > len(indent) and line.cell_len + 3 + item.cell_len > width:
+            lines.append(line)
+            line = Text(indent, no_wrap=True, overflow="ellipsis")
+        if line.cell_len > len(indent):
+            line.append(" · ", "dim")
+        line.append_text(item)
+    return [*lines, line]
+
+
+def partitioned_header(view: LabView, members: int, width: int, short: bool = False) -> list[Text]:
+    """`account-service-partitioned · partitioned · 2 listeners, users split into 3 partitions…`, then
+    `p0→P1 lag 0 · p1→P2 lag 0 · p2→P1 lag 0 · guard acted 0×` on as many lines as it takes; one line
+    when `short`."""
+    group, count = PARTITIONED_GROUP, view.partitions.count
+    title = Text(no_wrap=True, overflow="ellipsis")
+    title.append(group.name, "bold")
+    if not short:
+        listeners = f"{members} listeners" if members != 1 else "1 listener"
+        split = f", users split into {count} partitions, one owner each" if count is not None else ""
+        title.append(f" · {group.mode} · {listeners}{split}", "dim")
+    rows = partition_rows(view)
+    if not rows:
+        waiting = Text("waiting for the partitions' state…", "dim")
+        return [title + Text(": ", "dim") + waiting] if short else [title, Text("  ") + waiting]
+    items = [partition_item(row, short) for row in rows]
+    seen = view.partitions.seen
+    if seen is not None and seen.source_lag:
+        items.append(Text(f"{seen.source_lag} still to copy in", "yellow"))
+    items.append(guard_text(view))
+    if short:
+        return [title + Text(": ", "dim") + pack(items, 10_000, "")[0]]
+    return [title, *pack(items, width, "  ")]
+
+
 class QueueGroupsPane(Vertical):
-    """`account-service` and `account-service-naive`: the consumer's state, then the members' cards."""
+    """Each queue group (the partitioned one when the lab has it): the consumer's state, or the partitions,
+    then the members' cards."""
 
     DEFAULT_CSS = """
     QueueGroupsPane {
@@ -67,10 +136,10 @@ class QueueGroupsPane(Vertical):
         super().__init__(id=id)
         self._cards: dict[str, ListenerCard] = {}
         self._layout: list[tuple[str, tuple[str, ...]]] = []
-        self._header_lines = 0
+        self._header_lines: dict[str, int] = {}
 
     def compose(self) -> ComposeResult:
-        for group in GROUPS:
+        for group in ALL_GROUPS:
             yield Static(classes="group-header", id=f"header-{group.mode}")
 
     def on_mount(self) -> None:
@@ -79,19 +148,27 @@ class QueueGroupsPane(Vertical):
 
     def show(self, view: LabView) -> None:
         numbers = {listener.name: index for index, listener in enumerate(view.ordered_listeners(), 1)}
-        layout = [(group.name, tuple(member.name for member in view.group_members(group.name))) for group in GROUPS]
+        groups = [group for group in ALL_GROUPS if group is not PARTITIONED_GROUP or has_partitioned(view)]
+        layout = [(group.name, tuple(member.name for member in view.group_members(group.name))) for group in groups]
         if layout != self._layout:
             self._rebuild(view, layout)
         tall = self.screen.has_class("-tall")
-        relayout = (2 if tall else 1) != self._header_lines
-        self._header_lines = 2 if tall else 1
         width = max(1, self.content_size.width - 2)
-        for group in GROUPS:
+        for group in ALL_GROUPS:
             members = view.group_members(group.name)
             header = self.query_one(f"#header-{group.mode}", Static)
-            lines = group_header(group, view.consumers.get(group.name), len(members), short=not tall)
+            header.display = group in groups
+            if group not in groups:
+                continue
+            if group is PARTITIONED_GROUP:
+                lines = partitioned_header(view, len(members), width, short=not tall)
+            else:
+                lines = group_header(group, view.consumers.get(group.name), len(members), short=not tall)
             for line in lines:
                 line.truncate(width, overflow="ellipsis")
+            # Lay out again only when the header grows or shrinks by a line.
+            relayout = self._header_lines.get(group.mode) != len(lines)
+            self._header_lines[group.mode] = len(lines)
             header.update(Text("\n").join(lines), layout=relayout)
             for listener in members:
                 detailed = tall or listener.name == view.selected
@@ -103,7 +180,7 @@ class QueueGroupsPane(Vertical):
             card.remove()
         self._cards = {}
         for group, names in layout:
-            mode = next(g.mode for g in GROUPS if g.name == group)
+            mode = next(g.mode for g in ALL_GROUPS if g.name == group)
             header = self.query_one(f"#header-{mode}", Static)
             cards = [ListenerCard(name) for name in names]
             self._cards.update({card.listener_name: card for card in cards})

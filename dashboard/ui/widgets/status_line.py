@@ -5,6 +5,10 @@ A group's verdict is ✓ when the check found nothing wrong, `… backlog N` whi
 still has events to deliver or to see acknowledged, `⟳ checking` when the last check is older than the
 stream, and ✗ (red) only when a check that saw everything the group was given found something wrong.
 Every verdict shows the same fields, zero or not; a narrow terminal gets the same fields in short words.
+
+The checker judges the guarded and naive groups. The partitioned group's verdict is the account pane's:
+the users whose partitioned row disagrees with what the check expects (`account_view.partitioned_ok`), once the
+group has caught up with the check.
 """
 
 from __future__ import annotations
@@ -15,11 +19,14 @@ from textual.widget import Widget
 from dashboard.lab.checker import Totals
 from dashboard.lab.natsserver import sync_label
 from dashboard.lab.traffic import TRICKLE_RATE
+from dashboard.ui.partitions_view import has_partitioned
 from dashboard.ui.view import LabView
-from listeners.groups import GROUPS
+from listeners.groups import GROUPS, PARTITIONED_GROUP
 from publisher.credentials import short_url
 
 SEPARATOR = (" │ ", "dim")
+# (short words, what each group has done, short words for the partitioned group), longest first.
+WORDINGS = ((False, True, False), (False, False, False), (False, False, True), (True, False, True))
 # (field, long words, short words): "applied twice" is the checker's duplicated, never a card's
 # "skipped duplicate".
 FIELDS = (
@@ -44,7 +51,7 @@ def backlog(view: LabView, group: str) -> int | None:
 
 def done(view: LabView, group: str) -> int | None:
     """Events of the stream the group has acknowledged (processed, or set aside)."""
-    waiting = backlog(view, group)
+    waiting = view.partitions.lag if group == PARTITIONED_GROUP.name else backlog(view, group)
     return None if waiting is None else max(0, view.published() - waiting)
 
 
@@ -91,6 +98,40 @@ def verdict_text(view: LabView, group: str, mode: str, totals: Totals | None, sh
     return text
 
 
+def partitioned_verdict(view: LabView, short: bool) -> Text:
+    """`partitioned ✓ wrong balance 0`: `… backlog N` while its partitions have events to process,
+    `⟳ checking` until a check saw it caught up, `✗` (red) for users whose balance then disagrees."""
+    text = Text(no_wrap=True)
+    text.append(f"{PARTITIONED_GROUP.mode} ", "bold")
+    lag, wrong = view.partitions.lag, view.partitioned_wrong()
+    word = FIELDS[3][2 if short else 1]
+    if lag is None or view.report is None:
+        text.append("…", "dim")
+    elif lag:
+        text.append(f"… backlog {lag} ", "yellow")
+        text.append(f"{word} {wrong}")
+    elif not view.partitioned_caught_up:
+        text.append("⟳ checking ", "yellow")
+        text.append(f"{word} {wrong}")
+    elif wrong:
+        text.append("✗ ", "bold red")
+        text.append(f"{word} {wrong}", "bold red")
+    else:
+        text.append("✓ ", "bold green")
+        text.append(f"{word} 0")
+    return text
+
+
+def slow_user_now(view: LabView) -> tuple[str, int] | None:
+    """The user every listener was told to take slowly, and how long per event, as the running
+    listeners report it; None when nobody is slow."""
+    for listener in view.ordered_listeners():
+        status = listener.live_status
+        if status is not None and status.slow_user and status.slow_user_ms:
+            return status.slow_user, status.slow_user_ms
+    return None
+
+
 class StatusLine(Widget):
     """Is the lab reachable, and is it right: the server on one line, the verdicts on the next."""
 
@@ -103,7 +144,8 @@ class StatusLine(Widget):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.server = Text()
-        self.verdicts: tuple[Text, Text] = (Text(), Text())
+        # The verdicts from the longest wording to the shortest; the first that fits is shown.
+        self.verdicts: tuple[Text, ...] = (Text(),)
 
     def show(self, view: LabView) -> None:
         server = Text(no_wrap=True, overflow="ellipsis")
@@ -134,6 +176,8 @@ class StatusLine(Widget):
         server.append(f"stream {view.published()} events")
         if view.trickling:
             server.append(f" · trickle {TRICKLE_RATE:g}/s (t stops)", "cyan")
+        if (slow := slow_user_now(view)) is not None:
+            server.append(f" · {slow[0]} slow: {slow[1] / 1000:g} s/event (u)", "yellow")  # slow[0]: a Text, not markup
         if view.outbox_error:
             server.append(f" (outbox waiting: {view.outbox_error})", "yellow")
         if view.checking:
@@ -142,28 +186,34 @@ class StatusLine(Widget):
             server.append(*SEPARATOR)
             server.append(f"poll failed: {view.poll_error}", "yellow")
         self.server = server
-        self.verdicts = tuple(self._verdicts(view, short) for short in (False, True))  # type: ignore[assignment]
+        self.verdicts = tuple(self._verdicts(view, *wording) for wording in WORDINGS)
         self.refresh()
 
     @staticmethod
-    def _verdicts(view: LabView, short: bool) -> Text:
+    def _verdicts(view: LabView, short: bool, with_done: bool = False, short_partitioned: bool = False) -> Text:
         line = Text(no_wrap=True, overflow="ellipsis")
-        for index, group in enumerate(GROUPS):
-            totals = view.verdict(group.mode)
-            if group.mode == "naive" and (view.report is None or totals is None) and not view.group_members(group.name):
-                continue
+        for index, group in enumerate((*GROUPS, PARTITIONED_GROUP)):
+            if group is PARTITIONED_GROUP:
+                if not has_partitioned(view):
+                    continue
+                verdict = partitioned_verdict(view, short or short_partitioned)
+            else:
+                totals = view.verdict(group.mode)
+                if group.mode == "naive" and (view.report is None or totals is None) and not view.group_members(group.name):
+                    continue
+                verdict = verdict_text(view, group.name, group.mode, totals, short)
             if index:
                 line.append(*SEPARATOR)
+            line.append_text(verdict)
             done_now = done(view, group.name)
-            line.append_text(verdict_text(view, group.name, group.mode, totals, short))
-            if done_now is not None and not short:
+            if done_now is not None and with_done:
                 line.append(f" · done {done_now}", "dim")
         return line
 
     def render(self) -> Text:
         width = self.size.width or 10_000
-        full, short = self.verdicts
-        lines = [self.server.copy(), (full if full.cell_len <= width else short).copy()]
+        verdicts = next((line for line in self.verdicts if line.cell_len <= width), self.verdicts[-1])
+        lines = [self.server.copy(), verdicts.copy()]
         # Each line is cut to the width here: a renderable's no_wrap does not keep Textual from wrapping.
         for line in lines:
             line.truncate(width, overflow="ellipsis")
