@@ -51,6 +51,9 @@ class Bench:
             ack_wait_s=config.ack_wait_s,
             listeners=config.listeners,
             naive=0,
+            # No partitioned group unless asked for: its sourced stream copies every event (a second
+            # fsync per event with sync always), and its listeners would consume beside the guarded ones.
+            partitioned=0,
             defer="nak",
             batch=config.batch,
             sync=config.sync,
