@@ -371,6 +371,8 @@ def test_partitioned_bench_compares_both_groups_on_the_same_events(capsys: pytes
             assert group["counters"]["conflicts"] == group["counters"]["parked"] == 0
             assert set(group["perThousand"]) == {"redelivered", "guardActs"}
             assert sum(group["perListener"].values()) == 300
+            assert set(group["batchesPerListener"]) == set(group["perListener"])
+            assert all(0 < group["batchesPerListener"][name] <= count for name, count in group["perListener"].items())
             assert group["lastStored_s"] > 0 and set(group["partitionDone_s"]) <= {"0", "1", "2"}
         # The partitioned group never needs the guard: each user's events come in order.
         assert run["groups"]["partitioned"]["counters"]["deferred"] == 0

@@ -247,6 +247,7 @@ def group_figures(events: list[AccountEvent], rows: list[AppliedRow], partitions
     slow_partition = partition_of(SLOW_USER, partitions)
     classes: dict[str, list[float]] = {"slowUser": [], "partitionMates": [], "otherUsers": []}
     per_listener: dict[str, int] = {}
+    batches: dict[str, set[float]] = {}  # a batch's rows share its applied_at: one commit each
     per_partition_last: dict[int, float] = {}
     mates: set[str] = set()
     others_last = first
@@ -255,6 +256,7 @@ def group_figures(events: list[AccountEvent], rows: list[AppliedRow], partitions
         latency = row.applied_at - created[row.event_id]
         latencies.append(latency)
         per_listener[row.listener] = per_listener.get(row.listener, 0) + 1
+        batches.setdefault(row.listener, set()).add(row.applied_at)
         partition = partition_of(row.user_id, partitions)
         per_partition_last[partition] = max(per_partition_last.get(partition, first), row.applied_at)
         if row.user_id == SLOW_USER:
@@ -272,6 +274,7 @@ def group_figures(events: list[AccountEvent], rows: list[AppliedRow], partitions
         "eventsPerSecond": round(len(rows) / (last - first)) if last > first else None,
         "publishToApplied": spread(latencies),
         "perListener": dict(sorted(per_listener.items())),
+        "batchesPerListener": {name: len(stamps) for name, stamps in sorted(batches.items())},
         # From the phase's first createdAt to the last event of each partition applied in this group.
         "partitionDone_s": {str(p): round(t - first, 3) for p, t in sorted(per_partition_last.items())},
     }
@@ -362,7 +365,11 @@ def _cpu_text(group: dict[str, Any]) -> str:
 
 
 def _split(group: dict[str, Any]) -> str:
-    return ", ".join(f"{name} {count:,}" for name, count in group["perListener"].items())
+    batches = group.get("batchesPerListener", {})
+    return ", ".join(
+        f"{name} {count:,}" + (f" in {batches[name]:,} batches" if name in batches else "")
+        for name, count in group["perListener"].items()
+    )
 
 
 def _partitions(group: dict[str, Any], slow_partition: int | None) -> str:
@@ -403,7 +410,7 @@ def partitioned_rows(phase: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows += [
             row(f"{title}: last event stored in the group's stream, from the first publish", _stored),
             row(f"{title}: each partition's last event applied, from the first publish", lambda f: _partitions(f, marked)),
-            row(f"{title}: events applied per listener", _split),
+            row(f"{title}: events applied per listener, in batches (commits)", _split),
             row(f"{title}: listeners' CPU per 1,000 events", _cpu_text),
             row(f"{title}: per 1,000 events", _acts_text),
         ]
