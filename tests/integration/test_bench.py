@@ -337,3 +337,83 @@ def test_bench_takes_a_cluster_only_for_the_failover_measures() -> None:
     args = parse(["--cluster", "3"])
     with pytest.raises(UsageError, match="--cluster goes with --failover"):
         run_bench(args, settings_from(args))
+
+
+def test_partitioned_bench_compares_both_groups_on_the_same_events(capsys: pytest.CaptureFixture[str]) -> None:
+    # 300 events a phase over 20 users; 1 event in 30 is the slow user's (10 events, 50 ms each).
+    args = parse(["--partitioned", "--events", "300", "--users", "20", "--slow-every", "30", "--json"])
+    code = run_bench(args, settings_from(args))
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["ok"] is True and result["targets"] == []
+    # Both databases hold every event once, in order, with the right balances.
+    check = result["check"]
+    assert check["ok"] is True, check["problems"]
+    assert check["guarded"] == {"lost": 0, "duplicated": 0, "out_of_order": 0, "wrong_balance": 0, "pending": 0, "parked": 0}
+    assert check["partitioned"]["ok"] is True, check["partitioned"]["problems"]
+    assert {key: check["partitioned"][key] for key in check["guarded"]} == check["guarded"]
+    assert check["streamEvents"] == 600
+    assert set(result["phases"]) == {"partitioned"}
+    phase = result["phases"]["partitioned"]
+    assert phase["slowEvery"] == 30 and phase["slowMs"] == 50 and phase["partitions"] == 3
+    assert set(phase["runs"]) == {"plain", "slowUser"}
+    for key, run in phase["runs"].items():
+        assert run["events"] == 300
+        assert run["slowEvents"] == (10 if key == "slowUser" else 0)
+        for mode in ("guarded", "partitioned"):
+            group = run["groups"][mode]
+            assert group["applied"] == 300, (key, mode)
+            assert group["eventsPerSecond"] > 0 and group["seconds"] > 0
+            latency = group["publishToApplied"]
+            assert latency["n"] == 300 and 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
+            assert set(group["counters"]) == {"redelivered", "deferred", "duplicates", "conflicts", "parked"}
+            assert group["counters"]["conflicts"] == group["counters"]["parked"] == 0
+            assert set(group["perThousand"]) == {"redelivered", "guardActs"}
+            assert sum(group["perListener"].values()) == 300
+            assert set(group["batchesPerListener"]) == set(group["perListener"])
+            assert all(0 < group["batchesPerListener"][name] <= count for name, count in group["perListener"].items())
+            assert group["lastStored_s"] > 0 and set(group["partitionDone_s"]) <= {"0", "1", "2"}
+        # The partitioned group never needs the guard: each user's events come in order.
+        assert run["groups"]["partitioned"]["counters"]["deferred"] == 0
+        # Two listeners each: P1 has partitions 0 and 2, P2 partition 1.
+        assert set(run["groups"]["partitioned"]["perListener"]) <= {"P1", "P2"}
+        assert set(run["groups"]["guarded"]["perListener"]) <= {"A", "B"}
+    for mode in ("guarded", "partitioned"):
+        group = phase["runs"]["slowUser"]["groups"][mode]
+        # The slow user, its partition-mates and the others: every event in one of them.
+        assert group["slowUser"]["n"] == 10
+        assert group["partitionMates"]["n"] > 0 and group["partitionMateUsers"] > 0
+        assert group["slowUser"]["n"] + group["partitionMates"]["n"] + group["otherUsers"]["n"] == 300
+        assert group["partitionMates"]["p50_ms"] > 0 and group["otherUsers"]["p50_ms"] > 0
+        assert group["othersPerSecond"] > 0
+        # Each slow event took at least its 50 ms before it was applied.
+        assert group["slowUser"]["p50_ms"] >= 50
+    assert "[1/2] guarded and partitioned groups, the same events" in err and "[2/2] checking the databases" in err
+
+    # The table, from these figures: a column per group, both phases, the slow user named.
+    config = figures.BenchConfig(**result["config"])
+    table_result = figures.BenchResult(config, result["machine"], phases=result["phases"])
+    table = report.format_table(table_result)
+    assert table.splitlines()[0].startswith("natslab bench --partitioned: 300 events per phase over 20 users")
+    assert "one slow user: slowuser, 1 event in 30 (10), 50 ms per event" in table
+    header = next(line for line in table.splitlines() if line.startswith("measure"))
+    assert header.split() == ["measure", "guarded", "partitioned"]
+    lines = {line.split("  ")[0]: line for line in table.splitlines()}
+    for title in ("no faults", "one slow user"):
+        assert f"{title}: throughput, first publish -> all 300 applied" in lines
+        assert lines[f"{title}: throughput, first publish -> all 300 applied"].count("events/s") == 2
+        assert f"{title}: per 1,000 events" in lines
+    mates = next(line for line in table.splitlines() if "its partition-mates'" in line)
+    assert mates.count("p50") == 2
+
+
+def test_partitioned_options_go_with_partitioned() -> None:
+    for argv, message in (
+        (["--partitions", "4"], "--partitions goes with --partitioned"),
+        (["--slow-every", "10"], "--slow-every goes with --partitioned"),
+        (["--partitioned", "--failover"], "one at a time"),
+    ):
+        args = parse(argv)
+        with pytest.raises(UsageError, match=message):
+            run_bench(args, settings_from(args))

@@ -26,6 +26,13 @@ One run, on a fresh embedded server in a temporary data dir, phase by phase:
 told otherwise): the stream's leader SIGKILLed, sent into lame duck and SIGTERMed, `--failover-rounds`
 times each, while two probes publish; how long publishing stopped (`failover.py`).
 
+`--partitioned` runs none of these but the guarded and partitioned groups side by side, L listeners
+each, on the same events published once: without faults, then with one slow user; throughput,
+publish -> applied (the slow user's partition-mates apart), redeliveries per 1,000 events
+(`partitioned.py`). It is a run of its own, not a phase of the default one: the partitioned group's
+sourced stream copies every event (a second fsync per event), which would weigh on every other
+phase, and started late it would first copy every event the run had published so far.
+
 It ends with the checker: a fast run that loses events is no result. Progress goes to stderr, the
 table (or `--json`) to stdout. Timings are wall-clock figures on a shared machine; they belong here,
 never in timed test assertions.
@@ -39,8 +46,17 @@ import sys
 from pathlib import Path
 
 from dashboard.commands import loops
-from dashboard.commands.args import UsageError, add_ack_wait, add_cluster, add_sync, positive_int, seconds
+from dashboard.commands.args import (
+    UsageError,
+    add_ack_wait,
+    add_cluster,
+    add_partitions,
+    add_sync,
+    positive_int,
+    seconds,
+)
 from dashboard.commands.bench.figures import (
+    DEFAULT_COMPARE_EVENTS,
     DEFAULT_DASHBOARD_CPU_S,
     DEFAULT_DASHBOARD_EVENTS,
     DEFAULT_DASHBOARD_RATE,
@@ -54,6 +70,8 @@ from dashboard.commands.bench.figures import (
     DEFAULT_REPEAT,
     DEFAULT_SCALE_LISTENERS,
     DEFAULT_SCALE_USERS,
+    DEFAULT_SLOW_EVERY,
+    DEFAULT_SLOW_MS,
     DEFAULT_USERS,
     BenchConfig,
 )
@@ -98,8 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"offered events/s of the latency runs (default {','.join(map(str, DEFAULT_RATES))})")
     add("--latency-seconds", type=_duration_seconds, default=DEFAULT_LATENCY_S,
         help=f"length of each fixed-rate latency run (default {DEFAULT_LATENCY_S:g})")
-    add("--events", type=positive_int, default=DEFAULT_EVENTS,
-        help=f"events of the publish-alone runs, one per sync mode (default {DEFAULT_EVENTS:,})")
+    add("--events", type=positive_int, default=None,
+        help=f"events of the publish-alone runs, one per sync mode (default {DEFAULT_EVENTS:,});"
+             f" with --partitioned, of each phase (default {DEFAULT_COMPARE_EVENTS:,})")
     add("--dashboard-rate", type=positive_int, default=DEFAULT_DASHBOARD_RATE,
         help=f"offered events/s while the dashboard's CPU and keys are measured (default {DEFAULT_DASHBOARD_RATE:,})")
     add("--pairs", type=positive_int, default=DEFAULT_PAIRS,
@@ -118,6 +137,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--failover-rounds", type=positive_int, default=DEFAULT_FAILOVER_ROUNDS,
         help=f"rounds of each fault with --failover (default {DEFAULT_FAILOVER_ROUNDS})")
     add_cluster(parser)
+    add("--partitioned", action="store_true",
+        help="only the guarded and partitioned groups side by side (--listeners each), without faults and"
+             " with one slow user")
+    add_partitions(parser)
+    add("--slow-every", type=positive_int, default=None, metavar="N",
+        help=f"with --partitioned: one event in N is the slow user's (default {DEFAULT_SLOW_EVERY})")
+    add("--slow-ms", type=positive_int, default=None, metavar="MS",
+        help=f"with --partitioned: how long each of the slow user's events takes (default {DEFAULT_SLOW_MS})")
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -127,8 +154,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     if hasattr(args, "cluster") and not args.failover:
         raise UsageError("natslab bench runs on one server; --cluster goes with --failover (the failover measures)")
+    if args.partitioned and args.failover:
+        raise UsageError("--partitioned and --failover are runs of their own: one at a time")
+    given = [flag for flag, value in (("--partitions", getattr(args, "partitions", None)),
+                                      ("--slow-every", args.slow_every), ("--slow-ms", args.slow_ms)) if value is not None]
+    if given and not args.partitioned:
+        raise UsageError(f"{given[0]} goes with --partitioned (the partitioned group's measures)")
     config = BenchConfig(
-        events=args.events,
+        events=args.events or (DEFAULT_COMPARE_EVENTS if args.partitioned else DEFAULT_EVENTS),
         users=args.users,
         listeners=args.listeners,
         batch=args.batch or settings.batch,
@@ -150,6 +183,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         # NATSLAB_CLUSTER too, but only for the failover measures, which need a cluster.
         cluster=(settings.cluster or 3) if args.failover else 0,
         failover_rounds=args.failover_rounds,
+        partitioned=args.partitioned,
+        partitions=settings.partitions,
+        slow_every=args.slow_every or DEFAULT_SLOW_EVERY,
+        slow_ms=args.slow_ms or DEFAULT_SLOW_MS,
     )
     if max(config.listeners, *config.scale_listeners) > 26:
         raise UsageError("--listeners and --scale-listeners must be at most 26")

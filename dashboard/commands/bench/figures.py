@@ -19,11 +19,15 @@ from dashboard.lab.checker import CheckReport
 from dashboard.lab.natsserver import DEFAULT_SYNC
 from dashboard.lab.traffic import Request, random_requests, user_names
 from dashboard.lab.waits import wait_until
+from listeners.partitions import DEFAULT_PARTITIONS
 from listeners.status import ListenerStatus
 from publisher.events import AccountEvent
 from publisher.sqlite import fetch_all, read_only
 
 DEFAULT_EVENTS = 20_000
+DEFAULT_COMPARE_EVENTS = 10_000  # per phase of `--partitioned`
+DEFAULT_SLOW_EVERY = 200  # `--partitioned`'s slow user has one event in this many
+DEFAULT_SLOW_MS = 50  # and each takes this long to process
 DEFAULT_USERS = 1_000
 DEFAULT_LISTENERS = 2
 DEFAULT_REPEAT = 3
@@ -97,6 +101,11 @@ class BenchConfig:
     failover: bool = False
     cluster: int = 0
     failover_rounds: int = DEFAULT_FAILOVER_ROUNDS
+    # `--partitioned`: only the guarded and partitioned groups side by side, `events` per phase.
+    partitioned: bool = False
+    partitions: int = DEFAULT_PARTITIONS
+    slow_every: int = DEFAULT_SLOW_EVERY
+    slow_ms: int = DEFAULT_SLOW_MS
 
 
 @dataclass(slots=True)
@@ -119,9 +128,13 @@ class BenchResult:
     check: CheckReport | None = None
     check_seconds: float = 0.0
     seconds: float = 0.0
+    # With `--partitioned`: the partitioned database judged like the guarded one.
+    partitioned_check: CheckReport | None = None
 
     @property
     def ok(self) -> bool:
+        if self.config.partitioned and (self.partitioned_check is None or not self.partitioned_check.ok):
+            return False
         return self.check is not None and self.check.ok
 
     def to_json(self) -> dict[str, Any]:
@@ -136,6 +149,11 @@ class BenchResult:
                 "guarded": dataclasses.asdict(self.check.guarded),
                 "seconds": round(self.check_seconds, 1),
             }
+        if self.partitioned_check is not None and check is not None:
+            report = self.partitioned_check
+            check["partitioned"] = dataclasses.asdict(report.guarded) | {
+                "ok": report.ok, "conflicts": report.conflicts, "problems": report.problems,
+            }  # fmt: skip
         return {
             "config": dataclasses.asdict(self.config),
             "machine": self.machine,

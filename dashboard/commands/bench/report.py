@@ -17,6 +17,7 @@ from dashboard.commands.bench.figures import (
     BenchResult,
     Target,
 )
+from dashboard.commands.bench.partitioned import partitioned_rows, partitioned_verdict
 from dashboard.lab.natsserver import SYNC_MODES, sync_label
 
 
@@ -210,7 +211,30 @@ def _load(result: BenchResult) -> str:
 def _check_lines(result: BenchResult) -> list[str]:
     if result.check is None:
         return ["check: not run"]
-    return [f"check: {result.check.verdict_line()}", *(f"problem: {problem}" for problem in result.check.problems)]
+    lines = [f"check: {result.check.verdict_line()}", *(f"problem: {problem}" for problem in result.check.problems)]
+    if result.partitioned_check is not None:
+        report = result.partitioned_check
+        lines += [f"check: {partitioned_verdict(report)}", *(f"problem (partitioned): {problem}" for problem in report.problems)]
+    return lines
+
+
+def format_partitioned(result: BenchResult) -> str:
+    """`natslab bench --partitioned`: what ran, the slow user, one row per measure with a column per group."""
+    config, phase = result.config, result.phases.get("partitioned", {})
+    lines = [
+        f"natslab bench --partitioned: {config.events:,} events per phase over {config.users:,} users, published"
+        f" once to the stream and consumed at once by {config.listeners} guarded and {config.listeners} partitioned"
+        f" listeners ({config.partitions} partitions, batch {config.batch}); ack wait {config.ack_wait_s:g} s,"
+        f" sync {sync_label(config.sync)}; {_load(result)}",
+    ]
+    if phase:
+        run = phase["runs"].get("slowUser", {})
+        lines.append(
+            f"one slow user: {phase['slowUser']}, 1 event in {phase['slowEvery']} ({run.get('slowEvents', 0):,}),"
+            f" {phase['slowMs']} ms per event in every listener of both groups; its partition is p{phase['slowPartition']} (* below)"
+        )
+    lines += ["", *_lines([("measure", "guarded", "partitioned"), *partitioned_rows(phase)]), ""]
+    return "\n".join(lines + _check_lines(result))
 
 
 def format_failover(result: BenchResult) -> str:
@@ -230,6 +254,8 @@ def format_table(result: BenchResult) -> str:
     """The results as a table: measure, figure, target and verdict; then the targets and the check."""
     if result.config.failover:
         return format_failover(result)
+    if result.config.partitioned:
+        return format_partitioned(result)
     config, phases = result.config, result.phases
     verdicts = {target.name: target for target in result.targets}
 

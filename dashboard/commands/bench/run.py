@@ -24,6 +24,7 @@ from dashboard.commands.bench.figures import (
     machine_info,
     parse_iso,
 )
+from dashboard.commands.bench.partitioned import check_partitioned, compare, partitioned_verdict
 from dashboard.commands.bench.phases import durability, latencies, out_of_order, recovery
 from dashboard.commands.bench.report import targets
 from dashboard.commands.bench.throughput import rounds, scaling
@@ -31,7 +32,7 @@ from dashboard.lab.lab import Lab
 from dashboard.lab.probes import wait_drained, wait_listeners_ready
 from dashboard.lab.settings import Settings
 from dashboard.lab.traffic import Request
-from listeners.accounts import ACCOUNTS_DB
+from listeners.accounts import ACCOUNTS_DB, Mode
 from publisher.service import Publisher
 
 # Requests offered at once to the transactions service by `Bench.offer`; overlapping calls share a commit.
@@ -51,6 +52,10 @@ class Bench:
             ack_wait_s=config.ack_wait_s,
             listeners=config.listeners,
             naive=0,
+            # No partitioned group unless asked for: its sourced stream copies every event (a second
+            # fsync per event with sync always), and its listeners would consume beside the guarded ones.
+            partitioned=config.listeners if config.partitioned else 0,
+            partitions=config.partitions,
             defer="nak",
             batch=config.batch,
             sync=config.sync,
@@ -78,7 +83,9 @@ class Bench:
         started = time.monotonic()
         what = f"a cluster of {self.config.cluster} embedded nats-servers" if self.config.cluster else "an embedded nats-server"
         self.progress(f"starting {what} in {self.data_dir}")
-        await self.lab.start(listeners=0, naive=0)
+        # `--partitioned` measures both groups on their own listeners from the start; the other
+        # phases start the guarded listeners they need.
+        await self.lab.start(listeners=self.config.listeners if self.config.partitioned else 0, naive=0)
         self.lab.on_status.append(self.deliveries.on_status)
         try:
             phases: list[tuple[str, str, Callable[[], Awaitable[dict[str, Any]]]]] = [
@@ -95,6 +102,10 @@ class Bench:
             ]
             if self.config.failover:
                 phases = [("failover", "the stream leader's failover", lambda: failover(self))]
+            modes: tuple[Mode, ...] = ("guarded",)
+            if self.config.partitioned:
+                phases = [("partitioned", "guarded and partitioned groups, the same events", lambda: compare(self))]
+                modes = ("guarded", "partitioned")
             for index, (key, title, phase) in enumerate(phases, 1):
                 self.progress(f"[{index}/{len(phases) + 1}] {title}")
                 phase_started = time.monotonic()
@@ -102,15 +113,18 @@ class Bench:
                 self.result.phases[key]["phaseSeconds"] = round(time.monotonic() - phase_started, 1)
             self.progress(f"[{len(phases) + 1}/{len(phases) + 1}] checking the databases")
             phase_started = time.monotonic()
-            await wait_drained(self.lab, timeout=self.config.ack_wait_s * 4 + 60, modes=("guarded",))
+            await wait_drained(self.lab, timeout=self.config.ack_wait_s * 4 + 60, modes=modes)
             self.result.check = await self.lab.check()
+            if self.config.partitioned:
+                self.result.partitioned_check = await check_partitioned(self)
+                self.progress(f"    {partitioned_verdict(self.result.partitioned_check)}")
             self.result.check_seconds = time.monotonic() - phase_started
             self.progress(f"    {self.result.check.verdict_line()} ({self.result.check_seconds:.1f} s)")
         finally:
             await self.lab.stop()
         self.result.seconds = time.monotonic() - started
         self.result.machine = machine_info()
-        self.result.targets = [] if self.config.failover else targets(self.result)
+        self.result.targets = [] if self.config.failover or self.config.partitioned else targets(self.result)
         return self.result
 
     async def ensure_listeners(self, defer: str, count: int | None = None) -> None:
