@@ -130,9 +130,12 @@ class AccountsDB:
             return [AccountRow(*row) async for row in cursor]
 
     async def last_number(self, user_id: str) -> int:
-        """The last number applied for the user (0 for a user not seen yet)."""
-        async with self._db.execute("SELECT last_number FROM accounts WHERE user_id = ?", (user_id,)) as cursor:
-            row = await cursor.fetchone()
+        """The last number applied for the user (0 for a user not seen yet). Between two batches: a
+        read left open on this connection while another task begins a write transaction makes SQLite
+        refuse the write at once ("database is locked"), without waiting."""
+        async with self._writing:
+            async with self._db.execute("SELECT last_number FROM accounts WHERE user_id = ?", (user_id,)) as cursor:
+                row = await cursor.fetchone()
         return row[0] if row else 0
 
     async def process_batch(

@@ -87,7 +87,7 @@ class BatchHandler:
         partitioned = config.mode == "partitioned"
         self._slow = SlowUser(
             fault, db, config.mode, config.ack_wait_s, lambda msg: delivery_from_msg(msg, partitioned),
-            self._decide, self.settle, stopping,
+            self._decide, self.settle, stopping, self.hold_limit_s,
         )  # fmt: skip
 
     @property

@@ -178,7 +178,7 @@ class PartitionedConsumer:
             else:
                 if state.ack_pending <= len(msgs) + self.handlers[partition].held_count:
                     break
-                if not logged:
+                if not logged and time.monotonic() - waited_from > FENCE_LOOK_S:  # not just in flight to us
                     log.info("partition %d: waiting for the %d events its previous owner held", partition, state.ack_pending - len(msgs))
                     logged = True
             if time.monotonic() - touched >= self.ack_wait_s / 2:

@@ -23,12 +23,16 @@ from listeners.accounts import AccountsDB
 from listeners.faults import Faults
 from listeners.outcomes import Delivery, guards
 
+# How often an early event in the lane looks again whether its predecessor came.
+LANE_RECHECK_S = 0.02
+
 
 @dataclass(slots=True)
 class _Waiting:
     msg: Msg
     delivery: Delivery
     touched: float  # when the server was last told we hold it
+    since: float = 0.0  # when it came into the lane
 
 
 class SlowUser:
@@ -44,8 +48,10 @@ class SlowUser:
         decide: Callable[[list[Msg]], Awaitable[None]],
         settle: Callable[[Awaitable[None] | None], Awaitable[None]],
         stopping: asyncio.Event,
+        hold_s: float,
     ) -> None:
         self.fault = fault
+        self._hold_s = hold_s  # how long an early event waits in the lane for its predecessor
         self._db = db
         self._mode = mode
         self._ack_wait_s = ack_wait_s
@@ -55,6 +61,7 @@ class SlowUser:
         self._stopping = stopping
         self._lane: list[_Waiting] = []
         self._lane_task: asyncio.Task[None] | None = None
+        self._lane_grew = asyncio.Event()
 
     def concerns(self, fetched: list[Msg]) -> bool:
         return self.fault.slow_user is not None and any(map(self.fault.is_slow, fetched))
@@ -65,44 +72,59 @@ class SlowUser:
 
     async def handle(self, fetched: list[Msg]) -> None:
         """A batch with some of the slow user's events in it."""
+        # When the server was last told about an event before it came here is not known: at once.
+        never = 0.0
         if self._mode != "partitioned":
             now = time.monotonic()
-            self._lane += [_Waiting(msg, self._parse(msg), now) for msg in fetched if self.fault.is_slow(msg)]
+            self._lane += [_Waiting(msg, self._parse(msg), never, now) for msg in fetched if self.fault.is_slow(msg)]
+            self._lane_grew.set()
             if self._lane_task is None or self._lane_task.done():
                 self._lane_task = asyncio.create_task(self._run_lane(), name="slow-lane")
             rest = [msg for msg in fetched if not self.fault.is_slow(msg)]
             if rest:
                 await self._decide(rest)
             return
-        now = time.monotonic()
-        waiting = [_Waiting(msg, self._parse(msg), now) for msg in fetched]
+        waiting = [_Waiting(msg, self._parse(msg), never) for msg in fetched]
         segment: list[Msg] = []
         for entry in waiting:  # each slow event starts a segment: what is before it is done first
             if self.fault.is_slow(entry.msg):
                 if segment:
                     await self._decide(segment)
                     segment = []
-                if await self._costs_time(entry.delivery):
+                if await self._rank(entry.delivery) == "next":
                     await self._work(waiting[waiting.index(entry):])
             segment.append(entry.msg)
         await self._decide(segment)
 
     async def _run_lane(self) -> None:
+        """Lowest number first. The next event costs the time; an early one waits in the lane a
+        moment for its predecessor (often in another listener's lane) and then goes back to the
+        server; one already applied is decided at once."""
         while self._lane and not self._stopping.is_set():
             entry = min(self._lane, key=lambda e: e.delivery.event.number if e.delivery.event else 0)
-            if await self._costs_time(entry.delivery):
+            rank = await self._rank(entry.delivery)
+            if rank == "next":
                 await self._work(self._lane)
+            elif rank == "early" and time.monotonic() - entry.since < self._hold_s:
+                self._lane_grew.clear()
+                try:
+                    await asyncio.wait_for(self._lane_grew.wait(), LANE_RECHECK_S)
+                except asyncio.TimeoutError:
+                    pass
+                continue
             self._lane.remove(entry)
             await self._decide([entry.msg])
 
-    async def _costs_time(self, delivery: Delivery) -> bool:
-        """Whether the rule would apply the event (the naive group applies everything)."""
+    async def _rank(self, delivery: Delivery) -> str:
+        """`next` when the rule would apply the event now (the naive group applies everything), else
+        `early` or `done` (applied before, or not an event at all)."""
         event = delivery.event
         if event is None:
-            return False
+            return "done"
         if not guards(self._mode):
-            return True
-        return event.number == await self._db.last_number(event.user_id) + 1
+            return "next"
+        last = await self._db.last_number(event.user_id)
+        return "next" if event.number == last + 1 else "early" if event.number > last + 1 else "done"
 
     async def _work(self, waiting: list[_Waiting]) -> None:
         """Spend the slow user's time on one event, telling the server we hold `waiting`; the slow user
