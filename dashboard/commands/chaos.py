@@ -14,7 +14,7 @@ from dashboard.commands import loops
 from dashboard.commands.args import UsageError, add_cluster, add_sync, seconds, whole_number
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.chaos import ChaosConfig, run_chaos
-from dashboard.lab.checker import format_report
+from dashboard.lab.check_format import format_report
 from dashboard.lab.natsserver import sync_label
 from dashboard.lab.settings import Settings
 

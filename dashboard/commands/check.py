@@ -8,7 +8,7 @@ import sys
 
 from dashboard.commands import loops
 from dashboard.commands.args import add_common, require_url, seconds
-from dashboard.lab.checker import format_report
+from dashboard.lab.check_format import format_report
 from dashboard.lab.history import HistoryError
 from dashboard.lab.settings import Settings
 from dashboard.lab.snapshot import run_check, wait_settled
