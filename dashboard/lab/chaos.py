@@ -27,6 +27,7 @@ from dashboard.lab.cluster import EmbeddedCluster
 from dashboard.lab.lab import Lab
 from dashboard.lab.probes import stream_leader, wait_cluster_whole, wait_drained, wait_listeners_ready
 from dashboard.lab.settings import Settings
+from dashboard.lab.sourcing import SourcingWatch
 from dashboard.lab.traffic import random_requests, user_names
 from dashboard.lab.waits import LabError, cancel, wait_until
 from listeners.groups import GROUPS
@@ -80,6 +81,8 @@ class ChaosResult:
     report: CheckReport | None = None
     # The partitioned group's listeners' counters, summed over every process.
     partitioned_counts: Counts = field(default_factory=Counts)
+    # Each time the partitioned stream, stalled behind its source on a cluster, was nudged (`sourcing`).
+    sourcing_nudges: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         assert self.report is not None
@@ -104,6 +107,7 @@ class ChaosResult:
             f" out_of_order={p.out_of_order} wrong_balance={p.wrong_balance} redeliveries={counts.redelivered}"
             f" guard_acted={self.guard_acted()} (duplicates={counts.duplicates} deferred={counts.deferred}"
             f" conflicts={counts.conflicts} parked={counts.parked})"
+            + (f" sourcing_nudges={len(self.sourcing_nudges)}" if self.sourcing_nudges else "")
         )
 
     def guard_acted(self) -> int:
@@ -139,6 +143,7 @@ class ChaosResult:
                 "redeliveries": self.partitioned_counts.redelivered,
                 "guardActed": self.guard_acted(),
                 "counters": self.partitioned_counts.to_json(),
+                "sourcingNudges": self.sourcing_nudges,
             },
             "check": None if self.report is None else self.report.to_json(),
             "ok": self.ok,
@@ -222,6 +227,34 @@ async def _disarm(lab: Lab, name: str) -> None:
             if lab.supervisor.get(name).alive:
                 raise
     await lab.control("restart", name)
+
+
+async def _drain(lab: Lab, timeout: float, result: ChaosResult) -> None:
+    """Wait for every group to drain; on a cluster, a partitioned stream that stopped sourcing is
+    nudged meanwhile (`SourcingWatch`), and each nudge is kept in the result."""
+    assert lab.nc is not None
+    watcher: asyncio.Task | None = None
+    if result.config.partitioned and isinstance(lab.server, EmbeddedCluster):
+        watch = SourcingWatch(lab.nc)
+
+        async def nudge() -> None:
+            while True:
+                try:
+                    done = await watch.look()
+                except Exception as exc:  # a node still coming back: look again
+                    log.debug("sourcing watch: %r", exc)
+                    done = None
+                if done is not None:
+                    result.sourcing_nudges.append(done)
+                await asyncio.sleep(1.0)
+
+        watcher = asyncio.create_task(nudge(), name="sourcing-watch")
+    try:
+        await wait_drained(lab, timeout=timeout)
+    except TimeoutError:
+        raise LabError(f"the listeners did not drain within {timeout:g} s: {await _backlogs(lab)}") from None
+    finally:
+        await cancel(watcher)
 
 
 async def _backlogs(lab: Lab) -> str:
@@ -349,11 +382,7 @@ async def run_chaos(config: ChaosConfig, settings: Settings, progress: Callable[
         if progress is not None:
             progress(f"published {config.events}/{config.events}; draining")
         drain_started = time.monotonic()
-        drain_timeout = settings.ack_wait_s * 20 + config.events / 50
-        try:
-            await wait_drained(lab, timeout=drain_timeout)
-        except TimeoutError:
-            raise LabError(f"the listeners did not drain within {drain_timeout:g} s: {await _backlogs(lab)}") from None
+        await _drain(lab, settings.ack_wait_s * 20 + config.events / 50, result)
         result.drain_s = time.monotonic() - drain_started
         result.report = await lab.check()
         result.redeliveries = lab.counts.total("redelivered", mode="guarded")
