@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=seconds(0, 3600),
         default=0.0,
         metavar="S",
-        help="first wait up to S seconds for the guarded group to process what is pending (default 0)",
+        help="first wait up to S seconds for the guarded and partitioned groups to process what is pending"
+        " (default 0)",
     )
 
 

@@ -216,10 +216,14 @@ class NodeFaults:
         await cancel(task)
 
 
-async def _disarm(lab: Lab, name: str) -> None:
-    """Tell a listener armed to crash to be normal again; one that crashed meanwhile is restarted."""
+async def _disarm(lab: Lab, name: str, pid: int | None) -> None:
+    """Tell listener process `pid`, armed to crash, to be normal again, if it still runs (a process
+    started since is not armed); one that crashed meanwhile is restarted."""
     assert lab.supervisor is not None
-    if lab.supervisor.get(name).alive:
+    entry = lab.supervisor.get(name)
+    if entry.pid != pid:
+        return
+    if entry.alive:
         try:
             await lab.control("normal", name)
             return
@@ -289,7 +293,7 @@ async def run_chaos(config: ChaosConfig, settings: Settings, progress: Callable[
     nodes = NodeFaults(lab, rng)
     pending: set[asyncio.Task] = set()
     published = asyncio.Event()
-    armed: set[str] = set()  # listeners told to crash
+    armed: dict[str, int | None] = {}  # listeners told to crash: the pid of the process told
     try:
         assert lab.publisher is not None and lab.supervisor is not None
         supervisor = lab.supervisor
@@ -355,7 +359,7 @@ async def run_chaos(config: ChaosConfig, settings: Settings, progress: Callable[
                     schedule(restart_if_down(name, rng.uniform(0.1, 1.0)))
                 elif fault == "crash":  # it dies at its next commit, and is restarted a moment after
                     await lab.control("crash", name)
-                    armed.add(name)
+                    armed[name] = supervisor.get(name).pid
                     schedule(restart_after_crash(name, rng.uniform(0.1, 1.0)))
                 else:
                     await lab.control("pause", name)
@@ -377,8 +381,8 @@ async def run_chaos(config: ChaosConfig, settings: Settings, progress: Callable[
                 await lab.control("resume", entry.name)
             elif not entry.alive:
                 await lab.control("restart", entry.name)
-        for name in sorted(armed):  # a crash still armed would go off while draining
-            await _disarm(lab, name)
+        for name, pid in sorted(armed.items()):  # a crash still armed would go off while draining
+            await _disarm(lab, name, pid)
         if progress is not None:
             progress(f"published {config.events}/{config.events}; draining")
         drain_started = time.monotonic()

@@ -38,23 +38,24 @@ async def test_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
     )
     lines: list[str] = []
     result = await run_chaos(config, Settings(data_dir=tmp_path / "data", ack_wait_s=1.0), lines.append)
-    assert result.ok, result.report.problems
+    said = (result.summary(), result.report.verdict_line(), result.report.problems, result.faults)
+    assert result.ok, said
     assert result.report.stream_events == 300
     assert len(result.faults) == 6
     listener_faults = [fault.split(": ", 1)[1] for fault in result.faults if "server restart" not in fault]
     assert listener_faults[0] == "crash P1", result.faults
-    assert sum(fault.startswith("crash ") for fault in listener_faults) == 1
+    assert sum(fault.startswith("crash ") for fault in listener_faults) == 1, said
     summary = result.summary()
     assert "lost=0 duplicated=0 out_of_order=0" in summary
-    assert "| partitioned: listeners=2 lost=0 duplicated=0 out_of_order=0 wrong_balance=0 redeliveries=" in summary
+    assert "| partitioned: listeners=2 lost=0 duplicated=0 out_of_order=0 wrong_balance=0 redeliveries=" in summary, said
     assert f"guard_acted={result.guard_acted()} (duplicates=" in summary
     # The check judged the third database, every user of it, and its group processed every event.
     partitioned = result.report.partitioned
-    assert partitioned is not None and partitioned.clean and partitioned.pending == 0
+    assert partitioned is not None and partitioned.clean and partitioned.pending == 0, said
     assert all(user.partitioned is not None and user.partitioned.last_number == user.expected_last for user in result.report.users)
     assert result.partitioned_counts.applied + result.partitioned_counts.rejected > 0
     # What P1 committed before it died came back: the partitioned group's guard dropped it as a duplicate.
-    assert result.partitioned_counts.duplicates >= 1 and result.guard_acted() >= 1, summary
+    assert result.partitioned_counts.duplicates >= 1 and result.guard_acted() >= 1, said
     assert result.to_json()["partitioned"]["guardActed"] == result.guard_acted()
     assert result.redeliveries + result.partitioned_counts.redelivered > 0, "killing listeners with events in flight must cause redeliveries"
     assert lines and lines[-1].endswith("draining")

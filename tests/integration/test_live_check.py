@@ -15,7 +15,7 @@ from test_trust import account, publish_raw, rows
 from dashboard.lab.lab import Lab
 from dashboard.lab.live_check import LiveChecker, LivePass
 from dashboard.lab.probes import HOLD_MS, wait_drained, wait_listeners_ready
-from dashboard.lab.snapshot import ack_floors, read_accounts, run_check
+from dashboard.lab.snapshot import ack_floors, backlog, read_accounts, run_check, wait_settled
 from dashboard.lab.waits import wait_until
 from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, PARTITIONED_ACCOUNTS_DB
 from listeners.partitions import partition_of, partition_states
@@ -193,6 +193,7 @@ async def test_the_partitioned_group_is_judged_by_the_ack_floor_of_each_users_pa
     pending = (await stable_same(live, lab)).report
     assert pending.partitioned is not None and (pending.partitioned.pending, pending.partitioned.lost) == (3, 0)
     assert pending.verdict == "PENDING", pending.problems
+    assert await backlog(lab.nc, lab.settings.data_dir) == 3  # what `natslab check --wait` waits for
     # Break the database on purpose: jim's last event is gone from it, though his partition acknowledged it.
     path = lab.settings.data_dir / PARTITIONED_ACCOUNTS_DB
     db = sqlite3.connect(path)
@@ -203,3 +204,9 @@ async def test_the_partitioned_group_is_judged_by_the_ack_floor_of_each_users_pa
     assert broken.partitioned is not None and (broken.partitioned.pending, broken.partitioned.lost) == (3, 1)
     assert broken.verdict == "FAILED" and any(p.startswith("jim: partitioned has last=6") for p in broken.problems)
     assert broken.guarded.clean
+    # Once P1 lets go, mary's events are processed; jim's lost one stays lost.
+    await lab.control("normal", "P1")
+    assert await wait_settled(lab.nc, lab.settings.data_dir, 30) == 0
+    settled = (await stable_same(live, lab)).report
+    assert settled.partitioned is not None and (settled.partitioned.pending, settled.partitioned.lost) == (0, 1)
+    assert settled.verdict == "FAILED"
