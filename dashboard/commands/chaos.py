@@ -1,7 +1,7 @@
 """`natslab chaos`: publish while killing, pausing and restarting at random; then drain and check.
 
 Runs on a fresh embedded server in a temporary data dir; progress on stderr, the verdict on stdout.
-Exits 1 when the guarded group lost, duplicated or reordered anything.
+Exits 1 when the guarded or the partitioned group lost, duplicated or reordered anything.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import json
 import sys
 
 from dashboard.commands import loops
-from dashboard.commands.args import UsageError, add_cluster, add_sync, seconds, whole_number
+from dashboard.commands.args import UsageError, add_cluster, add_partitions, add_sync, seconds, whole_number
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.chaos import ChaosConfig, run_chaos
-from dashboard.lab.checker import format_report
+from dashboard.lab.check_format import format_report
 from dashboard.lab.natsserver import sync_label
 from dashboard.lab.settings import Settings
 
@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--users", type=whole_number, default=defaults.users, help=f"users (default {defaults.users})")
     add("--kills", type=whole_number, default=defaults.kills, help="listener SIGKILLs, each followed by a restart")
     add("--pauses", type=whole_number, default=defaults.pauses, help="listener SIGSTOPs past the ack wait")
+    add("--crashes", type=whole_number, default=defaults.crashes,
+        help="listeners told to crash right after their next commit, before acking; each restarted after")
     add("--server-restarts", type=whole_number, default=defaults.server_restarts,
         help="nats-server restarts (with --cluster, of every node at once)")
     add("--node-kills", type=whole_number, default=0,
@@ -38,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--node-pauses", type=whole_number, default=0,
         help="with --cluster: SIGSTOPs of a node past the election timeout, each followed by SIGCONT")
     add("--listeners", type=whole_number, default=defaults.listeners, help="guarded listeners")
+    add("--partitioned", type=whole_number, default=defaults.partitioned,
+        help=f"partitioned listeners (default {defaults.partitioned}; 0 leaves the group out)")
+    add_partitions(parser)
     add("--seed", type=int, default=None, help="random seed (the same seed gives the same plan)")
     add("--json", action="store_true", help="print the result as JSON")
     add("--ack-wait", type=seconds(0.5, MAX_ACK_WAIT_S), default=argparse.SUPPRESS,
@@ -56,9 +61,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         users=args.users,
         kills=args.kills,
         pauses=args.pauses,
+        crashes=args.crashes,
         server_restarts=args.server_restarts,
         seed=args.seed,
         listeners=args.listeners,
+        partitioned=args.partitioned,
         cluster=settings.cluster,
         node_kills=args.node_kills,
         node_pauses=args.node_pauses,

@@ -8,7 +8,7 @@ import sys
 
 from dashboard.commands import loops
 from dashboard.commands.args import add_common, require_url, seconds
-from dashboard.lab.checker import format_report
+from dashboard.lab.check_format import format_report
 from dashboard.lab.history import HistoryError
 from dashboard.lab.settings import Settings
 from dashboard.lab.snapshot import run_check, wait_settled
@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=seconds(0, 3600),
         default=0.0,
         metavar="S",
-        help="first wait up to S seconds for the guarded group to process what is pending (default 0)",
+        help="first wait up to S seconds for the guarded and partitioned groups to process what is pending"
+        " (default 0)",
     )
 
 

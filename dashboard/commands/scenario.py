@@ -17,7 +17,7 @@ from typing import Any
 from dashboard.commands import loops
 from dashboard.commands.args import UsageError, add_ack_wait, add_sync
 from dashboard.commands.harness import scratch_data_dir
-from dashboard.lab.checker import format_report
+from dashboard.lab.check_format import format_report
 from dashboard.lab.natsserver import sync_label
 from dashboard.lab.partition_probes import partitioned_verdict
 from dashboard.lab.scenarios import ALIASES, SCENARIOS, find_scenario, run_scenario

@@ -4,11 +4,13 @@ For every user, the guarded database must have processed exactly the events numb
 published, each once, in increasing order, each the very event (by id) published with its number, with
 the balance the business rule gives. Events the group has not acknowledged yet (above its consumer's
 ack floor) and events still in the outbox are pending, not lost. A number used by two different events
-is a conflict, an event parked behind a missing number is parked, and both fail the check. The naive
-database is measured the same way and reported, never fatal.
+is a conflict, an event parked behind a missing number is parked, and both fail the check. The
+partitioned group's database, when there is one, is held to the same invariants (its pending events are
+those above the ack floor of the user's partition). The naive database is measured the same way and
+reported, never fatal.
 
 `check_data` is pure (hand-made inputs in unit tests); `dashboard.lab.snapshot` gathers its inputs
-from the stream, the consumers and the three databases.
+from the stream, the consumers and the account and transactions databases.
 """
 
 from __future__ import annotations
@@ -18,7 +20,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dashboard.lab.history import StoredEvent
-from publisher.events import AccountEvent, apply_business_rule, format_cents
+from listeners.partitions import partition_of
+from publisher.events import AccountEvent, apply_business_rule
+
+# A group's ack floor: every event of ACCOUNT_EVENTS at or below this seq was acknowledged by the group.
+# The partitioned group has one per partition, in partition order: its consumer's ack floor mapped to
+# the ACCOUNT_EVENTS seq of the event stored there (None: the partition has no consumer).
+Floor = int | tuple[int | None, ...]
+
+
+def floor_of(floors: dict[str, Floor], mode: str, user: str) -> int | None:
+    """The ack floor that tells `user`'s pending events from lost ones in `mode`'s group; None: none
+    (every missing event is lost)."""
+    floor = floors.get(mode)
+    if isinstance(floor, tuple):
+        return floor[partition_of(user, len(floor))] if floor else None
+    return floor
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +115,15 @@ class UserReport:
     guarded: UserVerdict
     naive: UserVerdict | None
     conflicts: int = 0
+    partitioned: UserVerdict | None = None  # None: the partitioned group has no database
 
     def guarded_ok(self) -> bool:
         """Nothing wrong so far: pending events may still move the balance on, a gap or conflict never."""
         return self.guarded.ok_counts and self.gap_at is None and self.conflicts == 0
+
+    def partitioned_ok(self) -> bool:
+        """`guarded_ok` for the partitioned group's database."""
+        return self.partitioned is None or (self.partitioned.ok_counts and self.gap_at is None and self.conflicts == 0)
 
     def naive_ok(self) -> bool:
         return self.naive is None or self.naive.ok_counts
@@ -143,11 +165,13 @@ class CheckReport:
     problems: list[str]
     conflicts: int = 0
     snapshot_seq: int = 0  # the stream sequence the check is a snapshot of
+    partitioned: Totals | None = None  # None: the partitioned group has no database
 
     @property
     def pending(self) -> int:
-        """Events not yet processed by the guarded group: still with its consumer, or in the outbox."""
-        return self.guarded.pending + self.unpublished
+        """Events not yet processed by the guarded group or the partitioned group: still with their
+        consumers, or in the outbox."""
+        return self.guarded.pending + (self.partitioned.pending if self.partitioned else 0) + self.unpublished
 
     @property
     def ok(self) -> bool:
@@ -172,6 +196,12 @@ class CheckReport:
             f" wrong_balance={g.wrong_balance} conflicts={self.conflicts} parked={g.parked} pending={g.pending}"
             f" poison={self.poison_in_stream} unpublished={self.unpublished}"
         )
+        if self.partitioned is not None:
+            p = self.partitioned
+            line += (
+                f" | partitioned: lost={p.lost} duplicated={p.duplicated} out_of_order={p.out_of_order}"
+                f" wrong_balance={p.wrong_balance} parked={p.parked} pending={p.pending}"
+            )
         if self.naive is not None:
             n = self.naive
             line += (
@@ -179,35 +209,6 @@ class CheckReport:
                 f" wrong_balance={n.wrong_balance} pending={n.pending}"
             )
         return f"{line} | {self.verdict}"
-
-
-def format_report(report: CheckReport) -> str:
-    """The report as a table (user, expected, guarded, naive; `!` marks a wrong row, `…` one with events
-    pending) and its verdict."""
-    lines = [f"{'user':<16} {'expected':>14} {'guarded':>22} {'naive':>22}"]
-    for user in report.users:
-        expected = f"#{user.expected_last} {format_cents(user.expected_balance_cents)}"
-        guarded = f"#{user.guarded.last_number or 0} {format_cents(user.guarded.balance_cents or 0)}"
-        guarded += _mark(user.guarded_ok(), user.settled(user.guarded))
-        naive = "-"
-        if user.naive is not None:
-            naive = f"#{user.naive.last_number or 0} {format_cents(user.naive.balance_cents or 0)}"
-            naive += _mark(user.naive_ok(), user.settled(user.naive))
-        lines.append(f"{user.user_id:<16} {expected:>14} {guarded:>22} {naive:>22}")
-    lines += [f"problem: {problem}" for problem in report.problems]
-    if report.pending and not report.problems:
-        lines.append(
-            f"pending: {report.pending} events not processed yet ({report.guarded.pending} with the guarded"
-            f" group, {report.unpublished} in the outbox); `natslab check --wait S` waits for them first"
-        )
-    lines.append(report.verdict_line())
-    return "\n".join(lines)
-
-
-def _mark(ok: bool, settled: bool) -> str:
-    if not ok:
-        return " !"
-    return "" if settled else " …"
 
 
 @dataclass(slots=True)
@@ -284,24 +285,24 @@ def check_data(
     guarded: DatabaseState,
     naive: DatabaseState | None,
     *,
-    ack_floors: dict[str, int] | None = None,
+    ack_floors: dict[str, Floor] | None = None,
     published_seqs: dict[str, int] | None = None,
     snapshot_seq: int = 0,
+    partitioned: DatabaseState | None = None,
 ) -> CheckReport:
-    """Judge both databases against the history. `ack_floors` (mode -> the group consumer's ack floor,
-    read before the databases) tells pending from lost: a missing event above the floor has not been
-    acknowledged yet. Without it every missing event is lost."""
+    """Judge the databases against the history: the guarded one and the partitioned one (None: it has
+    none) by every invariant, the naive one measured only. `ack_floors` (mode -> the group's ack floor,
+    read before the databases; see `Floor`) tells pending from lost: a missing event above the floor
+    has not been acknowledged yet. Without it every missing event is lost."""
     floors = ack_floors or {}
     expected, poison = _expected_events(stream, published, published_seqs or {})
     unpublished_by_user = Counter(event.user_id for event in unpublished)
     parked_by_user = Counter(row.user_id for row in guarded.parked)
-    users = sorted(
-        set(expected) | set(unpublished_by_user) | set(guarded.accounts) | set(naive.accounts if naive else ())
-    )
+    dbs = (("guarded", guarded), ("partitioned", partitioned), ("naive", naive))
+    judged = [(mode, db, Totals()) for mode, db in dbs if db is not None]
+    users = sorted(set(expected) | set(unpublished_by_user) | {user for _, db, _ in judged for user in db.accounts})
     reports: list[UserReport] = []
     problems: list[str] = []
-    totals = Totals()
-    naive_totals = Totals() if naive is not None else None
     conflicts = 0
     for user in users:
         history = expected.get(user, _Expected())
@@ -316,37 +317,45 @@ def check_data(
             last = number
         user_conflicts = sum(len(ids) - 1 for ids in history.ids.values())
         conflicts += user_conflicts
+        verdicts = {mode: _judge(user, history, last, db, floor_of(floors, mode, user)) for mode, db, _ in judged}
         report = UserReport(
             user,
             last,
             balance,
             unpublished_by_user.get(user, 0),
             gap_at,
-            _judge(user, history, last, guarded, floors.get("guarded")),
-            _judge(user, history, last, naive, floors.get("naive")) if naive is not None else None,
+            verdicts["guarded"],
+            verdicts.get("naive"),
             user_conflicts,
+            verdicts.get("partitioned"),
         )
         reports.append(report)
-        for verdict, total in ((report.guarded, totals), (report.naive, naive_totals)):
-            if verdict is None or total is None:
-                continue
-            reached = verdict.last_number or 0
-            tally(verdict, total, balances[reached] if reached < len(balances) else None, last)
-        problems += _user_problems(report, history, guarded, parked_by_user.get(user, 0), floors.get("guarded"))
+        for mode, _, total in judged:
+            reached = verdicts[mode].last_number or 0
+            tally(verdicts[mode], total, balances[reached] if reached < len(balances) else None, last)
+        problems += _user_problems(report, history, guarded, parked_by_user.get(user, 0), floor_of(floors, "guarded", user))
+        if partitioned is not None:
+            problems += group_problems(report, "partitioned", [row for row in partitioned.parked if row.user_id == user])
     unrecorded = [stored for stored in poison if stored.stream_seq not in guarded.poison_seqs]
     if unrecorded:
         problems.append(unrecorded_poison_problem(len(unrecorded), unrecorded[0].stream_seq))
+    if partitioned is not None:
+        missed = [stored.stream_seq for stored in poison if stored.stream_seq not in partitioned.poison_seqs]
+        if missed:
+            problems.append(unrecorded_poison_problem(len(missed), missed[0], "partitioned"))
+    totals = {mode: total for mode, _, total in judged}
     return CheckReport(
         reports,
         len(stream),
         len(poison),
         len(unrecorded),
         sum(unpublished_by_user.values()),
-        totals,
-        naive_totals,
+        totals["guarded"],
+        totals.get("naive"),
         problems,
         conflicts,
         snapshot_seq,
+        totals.get("partitioned"),
     )
 
 
@@ -367,8 +376,9 @@ def tally(verdict: UserVerdict, total: Totals, expected_at_reached: int | None, 
     total.wrong_balance += verdict.wrong_balance
 
 
-def unrecorded_poison_problem(count: int, first_seq: int) -> str:
-    return f"{count} malformed events are not recorded as poison (first at stream seq {first_seq})"
+def unrecorded_poison_problem(count: int, first_seq: int, group: str = "guarded") -> str:
+    where = "" if group == "guarded" else f" in the {group} database"
+    return f"{count} malformed events are not recorded as poison{where} (first at stream seq {first_seq})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +403,7 @@ def user_problems(
     """One user's problem lines, from what the check found: the numbers shared by several events (in
     increasing order), what the guarded group processed (number, id), the stream seqs it recorded as
     conflicts, and its parked rows of that user (in the database's order)."""
-    user, g = report.user_id, report.guarded
+    user = report.user_id
     problems = []
     if report.gap_at is not None:
         problems.append(f"{user}: number {report.gap_at} is missing from the stream; later events cannot be applied")
@@ -407,18 +417,29 @@ def user_problems(
             f"{user}: number {entry.number} was published for {len(entry.ids)} different events: {events};"
             f" the expected balance counts {entry.counted} ({source})"
         )
+    return problems + group_problems(report, "guarded", parked_rows)
+
+
+def group_problems(report: UserReport, group: str, parked_rows: list[ParkedRow]) -> list[str]:
+    """One user's problem lines of a group held to the invariants ("guarded" or "partitioned"): its
+    parked rows of that user, and what its database has wrong (unless the user's gap says it)."""
+    user, verdict = report.user_id, report.guarded if group == "guarded" else report.partitioned
+    if verdict is None:
+        return []
+    problems = []
     if parked_rows:
         first = min(parked_rows, key=lambda row: row.number)
+        where = "" if group == "guarded" else f" in the {group} group"
         problems.append(
-            f"{user}: {len(parked_rows)} events parked since {first.parked_at}, waiting for"
-            f" #{(g.last_number or 0) + 1} (first parked: #{first.number}, stream seq {first.stream_seq})"
+            f"{user}: {len(parked_rows)} events parked{where} since {first.parked_at}, waiting for"
+            f" #{(verdict.last_number or 0) + 1} (first parked: #{first.number}, stream seq {first.stream_seq})"
         )
-    wrong = g.lost or g.duplicated or g.unexpected or g.out_of_order or g.wrong_balance
-    if wrong and report.gap_at is None:
+    v = verdict
+    if (v.lost or v.duplicated or v.unexpected or v.out_of_order or v.wrong_balance) and report.gap_at is None:
         problems.append(
-            f"{user}: guarded has last={g.last_number or 0} balance={g.balance_cents or 0}, expected"
-            f" last={report.expected_last} balance={report.expected_balance_cents} (lost={g.lost}"
-            f" duplicated={g.duplicated} unexpected={g.unexpected} out_of_order={g.out_of_order})"
+            f"{user}: {group} has last={v.last_number or 0} balance={v.balance_cents or 0}, expected"
+            f" last={report.expected_last} balance={report.expected_balance_cents} (lost={v.lost}"
+            f" duplicated={v.duplicated} unexpected={v.unexpected} out_of_order={v.out_of_order})"
         )
     return problems
 

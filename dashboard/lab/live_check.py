@@ -1,7 +1,8 @@
 """The live checker: `natslab check` for the dashboard, a pass every half second, reading only what is
 new since the pass before (docs/design.md, "Checker invariants", "The live checker").
 
-A pass reads in `run_check`'s order, so it is one snapshot too: the groups' ack floors; each account
+A pass reads in `run_check`'s order, so it is one snapshot too: the groups' ack floors (the
+partitioned group's per partition); each account
 database in one read transaction (the account rows whole, which are few; processed events, poison and
 conflict rows by rowid past what the last pass read; the parked rows not yet resolved); then
 `transactions.db` in one read transaction (new rows by rowid, and the rows still in the outbox or
@@ -12,8 +13,8 @@ verdicts, so a row is never newer than what it is compared with.
 
 When what was read no longer holds, it starts over with a full read: the stream was purged or
 recreated (its first seq moved past what was read, its last seq went back, or its creation time
-changed), a database was replaced or shrank, the naive database appeared or went, or a settled number
-was published again with another id.
+changed), a database was replaced or shrank, the naive or the partitioned database appeared or went,
+or a settled number was published again with another id.
 """
 
 from __future__ import annotations
@@ -30,9 +31,20 @@ from nats.js.errors import NotFoundError
 
 from dashboard.lab.checker import CheckReport, ParkedRow
 from dashboard.lab.history import HistoryError, StoredEvent, fetch_stored, parse_stored, stream_reader
-from dashboard.lab.live_state import GUARDED, NAIVE, AccountsSnapshot, Key, LiveState, Outbox, Restart, build_report
-from dashboard.lab.snapshot import account_rows, ack_floors, checked_tables
-from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, AccountRow
+from dashboard.lab.live_state import (
+    GUARDED,
+    JUDGED,
+    NAIVE,
+    PARTITIONED,
+    AccountsSnapshot,
+    Key,
+    LiveState,
+    Outbox,
+    Restart,
+    build_report,
+)
+from dashboard.lab.snapshot import account_rows, ack_floors, checked_tables, require_present
+from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, PARTITIONED_ACCOUNTS_DB, AccountRow
 from listeners.accounts import SCHEMA as ACCOUNTS_SCHEMA
 from publisher.events import STREAM_NAME, AccountEvent, apply_business_rule
 from publisher.sqlite import DatabaseUnavailable, fetch_all, read_only, select_in
@@ -57,6 +69,7 @@ class LivePass:
     guarded: list[AccountRow]
     naive: list[AccountRow]
     full: bool  # the pass read everything (the first, or after a start-over)
+    partitioned: list[AccountRow] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -73,8 +86,8 @@ class _Marks:
 class _Position:
     """Everything read so far, besides the state."""
 
-    dbs: tuple[_Marks, _Marks] = field(default_factory=lambda: (_Marks(), _Marks()))
-    naive_present: bool | None = None
+    dbs: tuple[_Marks, ...] = field(default_factory=lambda: (_Marks(), _Marks(), _Marks()))  # in MODES order
+    present: tuple[bool, bool] | None = None  # whether the naive and the partitioned database are there
     tx_identity: tuple[int, int] | None = None
     tx_mark: int = 0
     read_to: int = 0  # every stored message up to this stream seq has been folded
@@ -123,19 +136,18 @@ class LiveChecker:
     async def _pass(self, full: bool) -> LivePass:
         floors = await ack_floors(self.nc)
         guarded, guarded_rows = await self._read_accounts(GUARDED, self.data_dir / ACCOUNTS_DB)
-        if not guarded.present and floors.get("guarded", 0) > 0:
-            raise DatabaseUnavailable(
-                self.data_dir / ACCOUNTS_DB,
-                f"missing, yet the guarded group has acknowledged events up to stream seq {floors['guarded']};"
-                " is this the data dir of the lab on that server?",
-            )
+        require_present(guarded.present, self.data_dir / ACCOUNTS_DB, "guarded", floors)
         naive, naive_rows = await self._read_accounts(NAIVE, self.data_dir / NAIVE_ACCOUNTS_DB)
+        partitioned, partitioned_rows = await self._read_accounts(PARTITIONED, self.data_dir / PARTITIONED_ACCOUNTS_DB)
+        require_present(partitioned.present, self.data_dir / PARTITIONED_ACCOUNTS_DB, "partitioned", floors)
         position = self.position
-        if position.naive_present is not None and position.naive_present != naive.present:
-            raise Restart("the naive account database appeared or went")
-        position.naive_present = naive.present
-        snapshot = await self._read_transactions_and_stream((guarded, naive))
-        report = build_report(self.state, floors, (guarded, naive), self.outbox.unpublished, snapshot)
+        present = (naive.present, partitioned.present)
+        if position.present is not None and position.present != present:
+            raise Restart("the naive or the partitioned account database appeared or went")
+        position.present = present
+        dbs = (guarded, naive, partitioned)
+        snapshot = await self._read_transactions_and_stream(dbs)
+        report = build_report(self.state, floors, dbs, self.outbox.unpublished, snapshot)
         position.passes += 1
         if full or position.passes % LOG_EVERY == 0:  # what it keeps, for whoever wonders about its memory
             log.info(
@@ -144,7 +156,7 @@ class LiveChecker:
                 position.passes, snapshot, len(self.state.users), self.state.settled(), self.state.window(),
                 len(self.outbox.watch),
             )  # fmt: skip
-        return LivePass(report, guarded_rows, naive_rows if naive.present else [], full)
+        return LivePass(report, guarded_rows, naive_rows if naive.present else [], full, partitioned_rows)
 
     # -- the account databases ---------------------------------------------------------------------
 
@@ -172,9 +184,10 @@ class LiveChecker:
                         " WHERE resolved_at IS NULL ORDER BY rowid",
                     )
                     parked = [ParkedRow(*row) for row in found]
-                if mode == GUARDED:  # the checker looks at the guarded group's poison and conflicts only
+                if mode in JUDGED:  # the checker looks at the poison of the groups it holds to every invariant
                     seqs = await _new_rows(db, "poison_events", "stream_seq", marks, "poison")
-                    self.state.add_poison_recorded(seqs)
+                    self.state.add_poison_recorded(seqs, mode)
+                if mode == GUARDED:  # and at the guarded group's conflicts, to say what became of them
                     if "conflict_events" in tables:
                         self.state.conflict_seqs.update(
                             await _new_rows(db, "conflict_events", "stream_seq", marks, "conflicts")
@@ -207,7 +220,7 @@ class LiveChecker:
 
     # -- transactions.db and the stream -------------------------------------------------------------
 
-    async def _read_transactions_and_stream(self, dbs: tuple[AccountsSnapshot, AccountsSnapshot]) -> int:
+    async def _read_transactions_and_stream(self, dbs: tuple[AccountsSnapshot, ...]) -> int:
         """Read transactions.db, then the stream up to its last seq S, fold both; returns S."""
         path = self.data_dir / "transactions.db"
         position = self.position
@@ -244,7 +257,7 @@ class LiveChecker:
                         break
                     self.state.add_transactions(found, snapshot, self.outbox)
                     position.tx_mark = found[-1][0]
-                self.state.settle(bool(position.naive_present))
+                self.state.settle(*(position.present or (False, False)))
                 await self._look_up_balances(db, dbs)
                 return snapshot
         except sqlite3.Error as exc:
@@ -291,7 +304,7 @@ class LiveChecker:
         position.first_read = position.first_read or chunk[0].stream_seq
         position.read_to = chunk[-1].stream_seq
 
-    async def _look_up_balances(self, db, dbs: tuple[AccountsSnapshot, AccountsSnapshot]) -> None:
+    async def _look_up_balances(self, db, dbs: tuple[AccountsSnapshot, ...]) -> None:
         """The balance after a settled k, for a database whose account stands there (the naive group
         after a late redelivery): the publisher's events 1..k, which are the ones that count."""
         for name, number in self.state.needed_balances(list(dbs)):

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 
 from dashboard.lab.checker import (
     CheckReport,
+    Floor,
     ParkedRow,
     SharedNumber,
     Totals,
     UserReport,
     UserVerdict,
+    floor_of,
+    group_problems,
     tally,
     unrecorded_poison_problem,
     user_problems,
@@ -36,8 +39,10 @@ from dashboard.lab.checker import (
 from dashboard.lab.history import StoredEvent
 from publisher.events import AccountEvent, apply_business_rule
 
-GUARDED, NAIVE = 0, 1
-MODES = ("guarded", "naive")
+GUARDED, NAIVE, PARTITIONED = 0, 1, 2
+MODES = ("guarded", "naive", "partitioned")
+# The databases held to every invariant, whose poison must be recorded.
+JUDGED = (GUARDED, PARTITIONED)
 Key = tuple[str, int]  # (user, number)
 
 
@@ -57,7 +62,7 @@ class Slot:
         self.ids: dict[str, int] = {}
         self.tx_only: str | None = None  # an id only transactions.db has shown so far: it comes last
         self.from_publisher = False
-        self.rows: tuple[list[str], list[str]] = ([], [])  # processed event ids, per database
+        self.rows: tuple[list[str], ...] = ([], [], [])  # processed event ids, per database (MODES)
 
     def add_stored(self, event: AccountEvent, seq: int) -> None:
         if self.event is None:
@@ -108,7 +113,7 @@ class UserState:
         self.base_balance = 0  # the balance the rule gives after 1..base
         self.slots: dict[int, Slot] = {}
         self.has_history = False  # a valid stored event or a published transaction names this user
-        self.dbs = (DbUser(), DbUser())
+        self.dbs = (DbUser(), DbUser(), DbUser())
         self.balances: dict[int, int] = {}  # settled k -> balance after 1..k, looked up for a database at k
 
     def slot(self, number: int) -> Slot:
@@ -135,6 +140,28 @@ class AccountsSnapshot:
     parked: list[ParkedRow]
 
 
+class PoisonRecord:
+    """The poison of the stream one database has not recorded (yet), and the reverse."""
+
+    __slots__ = ("unrecorded", "recorded_early")
+
+    def __init__(self) -> None:
+        self.unrecorded: dict[int, None] = {}  # stream seqs of poison the database has not recorded
+        self.recorded_early: set[int] = set()  # recorded poison seqs the stream has not shown (yet)
+
+    def recorded(self, seq: int) -> None:
+        if seq in self.unrecorded:
+            del self.unrecorded[seq]
+        else:
+            self.recorded_early.add(seq)
+
+    def stored(self, seq: int) -> None:
+        if seq in self.recorded_early:
+            self.recorded_early.discard(seq)
+        else:
+            self.unrecorded[seq] = None
+
+
 class LiveState:
     """Everything the live checker keeps; pure (the caller reads, this folds and judges)."""
 
@@ -142,9 +169,8 @@ class LiveState:
         self.users: dict[str, UserState] = {}
         self.stream_events = 0
         self.poison = 0
-        self.unrecorded: dict[int, None] = {}  # stream seqs of poison the guarded database has not recorded
-        self.recorded_early: set[int] = set()  # recorded poison seqs the stream has not shown (yet)
-        self.conflict_seqs: set[int] = set()
+        self.poison_records = {mode: PoisonRecord() for mode in JUDGED}
+        self.conflict_seqs: set[int] = set()  # the guarded database's
         self._dirty: set[str] = set()
 
     def user(self, name: str) -> UserState:
@@ -198,12 +224,9 @@ class LiveState:
             if settled[(name, number)] != event_id:
                 self.users[name].dbs[mode].unexpected += 1
 
-    def add_poison_recorded(self, seqs: list[int]) -> None:
+    def add_poison_recorded(self, seqs: list[int], mode: int = GUARDED) -> None:
         for seq in seqs:
-            if seq in self.unrecorded:
-                del self.unrecorded[seq]
-            else:
-                self.recorded_early.add(seq)
+            self.poison_records[mode].recorded(seq)
 
     def add_stored(self, stored: list[StoredEvent], settled: dict[Key, str]) -> None:
         """Stream events in stream order; `settled` has the publisher's id of each settled number among them."""
@@ -212,10 +235,8 @@ class LiveState:
             event = item.event
             if event is None:
                 self.poison += 1
-                if item.stream_seq in self.recorded_early:
-                    self.recorded_early.discard(item.stream_seq)
-                else:
-                    self.unrecorded[item.stream_seq] = None
+                for record in self.poison_records.values():
+                    record.stored(item.stream_seq)
                 continue
             state = self.user(event.user_id)
             state.has_history = True
@@ -260,9 +281,9 @@ class LiveState:
             state.slot(event.number).add_published(event, seq)
             self._dirty.add(event.user_id)
 
-    def settle(self, naive_present: bool) -> None:
+    def settle(self, naive_present: bool, partitioned_present: bool = False) -> None:
         """Move each changed user's settled prefix up as far as it goes."""
-        judged = (GUARDED, NAIVE) if naive_present else (GUARDED,)
+        judged = (GUARDED,) + ((NAIVE,) if naive_present else ()) + ((PARTITIONED,) if partitioned_present else ())
         for name in self._dirty:
             state = self.users[name]
             while True:
@@ -276,7 +297,7 @@ class LiveState:
                 ):
                     break
                 event_id = slot.event.id
-                for mode in (GUARDED, NAIVE):
+                for mode in range(len(MODES)):
                     state.dbs[mode].unexpected += sum(1 for row in slot.rows[mode] if row != event_id)
                 state.base_balance, _ = apply_business_rule(state.base_balance, slot.event)
                 state.base += 1
@@ -306,60 +327,78 @@ class LiveState:
 
 def build_report(
     live: LiveState,
-    floors: dict[str, int],
-    dbs: tuple[AccountsSnapshot, AccountsSnapshot],
+    floors: dict[str, Floor],
+    dbs: tuple[AccountsSnapshot, ...],
     unpublished: Counter[str],
     snapshot_seq: int,
 ) -> CheckReport:
-    """The report `check_data` gives on the same snapshot (the naive database judged when present)."""
-    guarded, naive = dbs
-    judged = (GUARDED, NAIVE) if naive.present else (GUARDED,)
-    parked: tuple[dict[str, list[ParkedRow]], dict[str, list[ParkedRow]]] = ({}, {})
+    """The report `check_data` gives on the same snapshot: `dbs` in MODES order (a partitioned one left
+    out is absent), the naive and partitioned databases judged when present."""
+    dbs = (*dbs, *(AccountsSnapshot(False, {}, []) for _ in range(len(MODES) - len(dbs))))
+    judged = [mode for mode in (GUARDED, PARTITIONED, NAIVE) if mode == GUARDED or dbs[mode].present]
+    parked: list[dict[str, list[ParkedRow]]] = [{} for _ in MODES]
     for mode in judged:
         for row in dbs[mode].parked:
             parked[mode].setdefault(row.user_id, []).append(row)
     names = {name for name, state in live.users.items() if state.has_history}
-    names |= set(unpublished) | set(guarded.accounts) | (set(naive.accounts) if naive.present else set())
-    totals = (Totals(), Totals() if naive.present else None)
+    names |= set(unpublished) | {name for mode in judged for name in dbs[mode].accounts}
+    totals: list[Totals | None] = [Totals() if mode in judged else None for mode in range(len(MODES))]
     reports: list[UserReport] = []
     problems: list[str] = []
     conflicts = 0
     empty = UserState()
     for name in sorted(names):
         state = live.users.get(name, empty)
-        reached = [(dbs[mode].accounts.get(name, (None, None))[0] or 0) for mode in (GUARDED, NAIVE)]
+        reached = [(db.accounts.get(name, (None, None))[0] or 0) for db in dbs]
         last, balance, at = _walk(state, set(reached))
         gap_at = last + 1 if any(n > last and s.event is not None for n, s in state.slots.items()) else None
         user_conflicts = sum(len(slot.ids) - 1 for slot in state.slots.values() if len(slot.ids) > 1)
         conflicts += user_conflicts
-        verdicts: list[UserVerdict | None] = [None, None]
+        verdicts: list[UserVerdict | None] = [None] * len(MODES)
         for mode in judged:
             numbers = {row.number for row in parked[mode].get(name, ())}
-            verdicts[mode] = _judge(name, state, mode, last, dbs[mode].accounts, numbers, floors.get(MODES[mode]))
+            floor = floor_of(floors, MODES[mode], name)
+            verdicts[mode] = _judge(name, state, mode, last, dbs[mode].accounts, numbers, floor)
         guarded_verdict = verdicts[GUARDED]
         assert guarded_verdict is not None
         report = UserReport(
-            name, last, balance, unpublished.get(name, 0), gap_at, guarded_verdict, verdicts[NAIVE], user_conflicts
+            name,
+            last,
+            balance,
+            unpublished.get(name, 0),
+            gap_at,
+            guarded_verdict,
+            verdicts[NAIVE],
+            user_conflicts,
+            verdicts[PARTITIONED],
         )
         reports.append(report)
         for mode in judged:
             verdict, total = verdicts[mode], totals[mode]
             assert verdict is not None and total is not None
             tally(verdict, total, at.get(reached[mode]), last)
-        problems += _problems(report, state, parked[GUARDED].get(name, []), live.conflict_seqs, floors.get("guarded"))
-    if live.unrecorded:
-        problems.append(unrecorded_poison_problem(len(live.unrecorded), next(iter(live.unrecorded))))
+        floor = floor_of(floors, "guarded", name)
+        problems += _problems(report, state, parked[GUARDED].get(name, []), live.conflict_seqs, floor)
+        if PARTITIONED in judged:
+            problems += group_problems(report, "partitioned", parked[PARTITIONED].get(name, []))
+    for mode in (mode for mode in JUDGED if mode in judged):
+        unrecorded = live.poison_records[mode].unrecorded
+        if unrecorded:
+            problems.append(unrecorded_poison_problem(len(unrecorded), next(iter(unrecorded)), MODES[mode]))
+    guarded_totals = totals[GUARDED]
+    assert guarded_totals is not None
     return CheckReport(
         reports,
         live.stream_events,
         live.poison,
-        len(live.unrecorded),
+        len(live.poison_records[GUARDED].unrecorded),
         sum(unpublished.values()),
-        totals[GUARDED],
+        guarded_totals,
         totals[NAIVE],
         problems,
         conflicts,
         snapshot_seq,
+        totals[PARTITIONED],
     )
 
 

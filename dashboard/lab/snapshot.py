@@ -2,8 +2,9 @@
 "Checker invariants").
 
 1. Each group consumer's ack floor: every event at or below it was acknowledged, so committed, before
-   this moment; a missing one above it may still be on its way (pending), one below it is lost.
-2. Both account databases, each in one read transaction.
+   this moment; a missing one above it may still be on its way (pending), one below it is lost. The
+   partitioned group has one per partition (`partition_floors`).
+2. The account databases, each in one read transaction.
 3. `transactions.db`.
 4. The stream's last sequence S, then the history up to S, complete or not at all.
 
@@ -22,13 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
+from nats.js import api
 from nats.js.errors import NotFoundError
 
-from dashboard.lab.checker import AppliedRow, CheckReport, DatabaseState, ParkedRow, check_data
-from dashboard.lab.history import StoredEvent, last_seq, read_history
-from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, AccountRow
+from dashboard.lab.checker import AppliedRow, CheckReport, DatabaseState, Floor, ParkedRow, check_data
+from dashboard.lab.history import HistoryError, StoredEvent, last_seq, read_history
+from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, PARTITIONED_ACCOUNTS_DB, AccountRow
 from listeners.accounts import SCHEMA as ACCOUNTS_SCHEMA
 from listeners.groups import GROUPS, GUARDED_GROUP
+from listeners.partitions import (
+    PARTITIONED_STREAM,
+    PartitionsError,
+    partition_state,
+    partitions_of_transform,
+    source_sequence,
+)
 from publisher.events import STREAM_NAME, AccountEvent
 from publisher.sqlite import DatabaseUnavailable, Schema, fetch_all, read_only, schema_problem
 from publisher.transactions import SCHEMA as TRANSACTIONS_SCHEMA
@@ -139,44 +148,105 @@ async def account_rows(db, tables: set[str]) -> list[AccountRow]:
     return [AccountRow(*row) for row in rows]
 
 
-async def ack_floors(nc: NATS) -> dict[str, int]:
-    """mode -> the stream sequence up to which the group's consumer has every event acknowledged."""
+async def ack_floors(nc: NATS) -> dict[str, Floor]:
+    """mode -> the stream sequence up to which the group's consumer has every event acknowledged; for
+    the partitioned group, one per partition (`partition_floors`), when its stream exists."""
     js = nc.jetstream()
-    floors: dict[str, int] = {}
+    floors: dict[str, Floor] = {}
     for group in GROUPS:
         try:
             info = await js.consumer_info(STREAM_NAME, group.name)
         except NotFoundError:  # no consumer: nothing is on its way to that group
             continue
         floors[group.mode] = info.ack_floor.stream_seq if info.ack_floor is not None else 0
+    partitions = await partition_floors(nc)
+    if partitions is not None:
+        floors["partitioned"] = partitions
     return floors
+
+
+async def partition_floors(nc: NATS) -> tuple[int | None, ...] | None:
+    """Per partition of the partitioned group, the ACCOUNT_EVENTS seq up to which every event of the
+    partition was acknowledged; None without a partitioned stream.
+
+    A partition consumer's ack floor is a seq of ACCOUNT_EVENTS_P. The server sources ACCOUNT_EVENTS
+    into it in order, so the events of the partition up to the one stored at the floor are the ones
+    acknowledged: the floor maps to that event's seq in ACCOUNT_EVENTS (its `Nats-Stream-Source`
+    header). A partition without a consumer has None (nothing is on its way: a missing event is lost);
+    a floor whose message cannot be read maps to 0 (every missing event pending, never verified).
+    """
+    js = nc.jetstream()
+    try:
+        count = partition_count(await js.stream_info(PARTITIONED_STREAM))
+    except NotFoundError:
+        return None
+    if count is None:
+        return None
+    floors: list[int | None] = []
+    for partition in range(count):
+        try:
+            floor = (await partition_state(nc, partition)).ack_floor
+        except NotFoundError:
+            floors.append(None)
+            continue
+        except PartitionsError as exc:  # a JetStream error: no judgement on what cannot be read
+            raise HistoryError(f"the partitioned group's consumers cannot be read: {exc}") from None
+        floors.append(await _source_seq(js, floor))
+    return tuple(floors)
+
+
+def partition_count(info: api.StreamInfo) -> int | None:
+    """N of the partitioned stream's `{{partition(N,2)}}` transform; None when it has none."""
+    transforms = [t for source in info.config.sources or [] for t in source.subject_transforms or []]
+    return partitions_of_transform(transforms[0].dest if transforms else None)
+
+
+async def _source_seq(js, seq: int) -> int:
+    """The ACCOUNT_EVENTS seq of the event stored at `seq` of the partitioned stream (0: none)."""
+    if seq <= 0:
+        return 0
+    try:
+        msg = await js.get_msg(PARTITIONED_STREAM, seq)
+    except NotFoundError:
+        return 0
+    return source_sequence(msg.headers) or 0
 
 
 async def run_check(nc: NATS, data_dir: Path) -> CheckReport:
     """The check of a lab's data dir against its server, as one snapshot (see the module's docstring)."""
     floors = await ack_floors(nc)
     guarded = await read_database(data_dir / ACCOUNTS_DB)
-    if not guarded.present and floors.get("guarded", 0) > 0:
-        # Acknowledged events were processed into an account database somewhere: not in this data dir.
-        raise DatabaseUnavailable(
-            data_dir / ACCOUNTS_DB,
-            f"missing, yet the guarded group has acknowledged events up to stream seq {floors['guarded']};"
-            " is this the data dir of the lab on that server?",
-        )
+    require_present(guarded.present, data_dir / ACCOUNTS_DB, "guarded", floors)
     naive = await read_database(data_dir / NAIVE_ACCOUNTS_DB)
+    partitioned = await read_database(data_dir / PARTITIONED_ACCOUNTS_DB)
+    require_present(partitioned.present, data_dir / PARTITIONED_ACCOUNTS_DB, "partitioned", floors)
     transactions = await read_transactions(data_dir / "transactions.db")
     snapshot = await last_seq(nc)
     stream = await read_history(nc, upto=snapshot)
-    return check_snapshot(floors, guarded, naive, transactions, stream, snapshot)
+    return check_snapshot(floors, guarded, naive, transactions, stream, snapshot, partitioned)
+
+
+def require_present(present: bool, path: Path, mode: str, floors: dict[str, Floor]) -> None:
+    """A missing account database is an error when its group has acknowledged events: they were
+    processed into an account database somewhere, not in this data dir."""
+    floor = floors.get(mode, 0)
+    acknowledged = max((f or 0 for f in floor), default=0) if isinstance(floor, tuple) else floor
+    if not present and acknowledged > 0:
+        raise DatabaseUnavailable(
+            path,
+            f"missing, yet the {mode} group has acknowledged events up to stream seq {acknowledged};"
+            " is this the data dir of the lab on that server?",
+        )
 
 
 def check_snapshot(
-    floors: dict[str, int],
+    floors: dict[str, Floor],
     guarded: DatabaseState,
     naive: DatabaseState,
     transactions: Transactions,
     stream: list[StoredEvent],
     snapshot: int,
+    partitioned: DatabaseState | None = None,
 ) -> CheckReport:
     """`check_data` on what `run_check` read: transactions acknowledged past the snapshot are left out,
     and those still in the outbox but already in the stream count as published."""
@@ -199,17 +269,36 @@ def check_snapshot(
         ack_floors=floors,
         published_seqs=seqs,
         snapshot_seq=snapshot,
+        partitioned=partitioned if partitioned is not None and partitioned.present else None,
     )
 
 
 async def backlog(nc: NATS, data_dir: Path) -> int:
-    """Events the guarded group has still to process: in the outbox, or with its consumer."""
+    """Events the guarded group, or the partitioned group when its stream exists, has still to
+    process: in the outbox, with the group's consumer, or not yet in the partitioned stream."""
+    js = nc.jetstream()
     try:
-        info = await nc.jetstream().consumer_info(STREAM_NAME, GUARDED_GROUP.name)
+        info = await js.consumer_info(STREAM_NAME, GUARDED_GROUP.name)
         with_group = info.num_pending + info.num_ack_pending
     except NotFoundError:
         with_group = 0
-    return with_group + await _outbox_count(data_dir / "transactions.db")
+    return with_group + await _partitioned_backlog(nc) + await _outbox_count(data_dir / "transactions.db")
+
+
+async def _partitioned_backlog(nc: NATS) -> int:
+    js = nc.jetstream()
+    try:
+        copy = await js.stream_info(PARTITIONED_STREAM)
+    except NotFoundError:
+        return 0
+    count = partition_count(copy) or 0
+    lag = max(0, (await js.stream_info(STREAM_NAME)).state.messages - copy.state.messages)
+    for partition in range(count):
+        try:
+            lag += (await partition_state(nc, partition)).lag
+        except (NotFoundError, PartitionsError):
+            continue
+    return lag
 
 
 async def _outbox_count(path: Path) -> int:
@@ -228,7 +317,8 @@ async def _outbox_count(path: Path) -> int:
 async def wait_settled(
     nc: NATS, data_dir: Path, timeout: float, progress: Callable[[int, float], None] | None = None
 ) -> int:
-    """Wait up to `timeout` s for the guarded group to process everything; the backlog left (0 when done).
+    """Wait up to `timeout` s for the guarded and partitioned groups to process everything; the backlog
+    left (0 when done).
 
     `progress(backlog, elapsed)` is called about once a second while there is a backlog.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -23,17 +24,40 @@ def test_fault_plan_is_seeded_and_complete() -> None:
     faults = [fault for faults in plan.values() for fault in faults]
     assert sorted(faults) == sorted(["kill"] * 7 + ["pause"] * 3 + ["server-restart"] * 2)
     assert all(0 <= index < 500 for index in plan)
+    # Crashes come last: the other faults of a seed stay where they were.
+    crashing = fault_plan(dataclasses.replace(config, crashes=2), random.Random(9))
+    assert sorted(f for faults in crashing.values() for f in faults) == sorted(faults + ["crash"] * 2)
+    assert all([f for f in crashing[index] if f != "crash"] == faults for index, faults in plan.items())
 
 
 async def test_small_chaos_run_loses_nothing(tmp_path: Path) -> None:
-    config = ChaosConfig(events=300, users=4, kills=3, pauses=1, server_restarts=1, seed=5, listeners=2)
+    # With this seed the first listener fault, which finds every listener running (A, N1, P1, P2), is
+    # P1's crash after a commit; the others land where they will.
+    config = ChaosConfig(
+        events=300, users=4, kills=3, pauses=1, crashes=1, server_restarts=1, seed=17, listeners=1, partitioned=2
+    )
     lines: list[str] = []
     result = await run_chaos(config, Settings(data_dir=tmp_path / "data", ack_wait_s=1.0), lines.append)
-    assert result.ok, result.report.problems
+    said = (result.summary(), result.report.verdict_line(), result.report.problems, result.faults)
+    assert result.ok, said
     assert result.report.stream_events == 300
-    assert len(result.faults) == 5
-    assert "lost=0 duplicated=0 out_of_order=0" in result.summary()
-    assert result.redeliveries > 0, "killing listeners with events in flight must cause redeliveries"
+    assert len(result.faults) == 6
+    listener_faults = [fault.split(": ", 1)[1] for fault in result.faults if "server restart" not in fault]
+    assert listener_faults[0] == "crash P1", result.faults
+    assert sum(fault.startswith("crash ") for fault in listener_faults) == 1, said
+    summary = result.summary()
+    assert "lost=0 duplicated=0 out_of_order=0" in summary
+    assert "| partitioned: listeners=2 lost=0 duplicated=0 out_of_order=0 wrong_balance=0 redeliveries=" in summary, said
+    assert f"guard_acted={result.guard_acted()} (duplicates=" in summary
+    # The check judged the third database, every user of it, and its group processed every event.
+    partitioned = result.report.partitioned
+    assert partitioned is not None and partitioned.clean and partitioned.pending == 0, said
+    assert all(user.partitioned is not None and user.partitioned.last_number == user.expected_last for user in result.report.users)
+    assert result.partitioned_counts.applied + result.partitioned_counts.rejected > 0
+    # What P1 committed before it died came back: the partitioned group's guard dropped it as a duplicate.
+    assert result.partitioned_counts.duplicates >= 1 and result.guard_acted() >= 1, said
+    assert result.to_json()["partitioned"]["guardActed"] == result.guard_acted()
+    assert result.redeliveries + result.partitioned_counts.redelivered > 0, "killing listeners with events in flight must cause redeliveries"
     assert lines and lines[-1].endswith("draining")
 
 
@@ -84,6 +108,9 @@ async def test_small_cluster_chaos_run_breaks_one_node_at_a_time_and_loses_nothi
     assert down_at_fault == []
     assert "cluster=3 node_kills=2 node_pauses=1" in result.summary()
     assert "lost=0 duplicated=0 out_of_order=0" in result.summary()
+    # The partitioned group (2 listeners by default) rode out the node faults too, and was checked.
+    assert "| partitioned: listeners=2 lost=0 duplicated=0 out_of_order=0 wrong_balance=0" in result.summary()
+    assert result.report.partitioned is not None and result.report.partitioned.clean
     assert result.to_json()["config"]["node_kills"] == 2
     assert lines and lines[-1].endswith("draining")
 

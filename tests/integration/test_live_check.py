@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import time
 from pathlib import Path
 
@@ -13,10 +14,11 @@ from test_trust import account, publish_raw, rows
 
 from dashboard.lab.lab import Lab
 from dashboard.lab.live_check import LiveChecker, LivePass
-from dashboard.lab.probes import wait_drained, wait_listeners_ready
-from dashboard.lab.snapshot import read_accounts, run_check
+from dashboard.lab.probes import HOLD_MS, wait_drained, wait_listeners_ready
+from dashboard.lab.snapshot import ack_floors, backlog, read_accounts, run_check, wait_settled
 from dashboard.lab.waits import wait_until
-from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB
+from listeners.accounts import ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, PARTITIONED_ACCOUNTS_DB
+from listeners.partitions import partition_of, partition_states
 from publisher.events import STREAM_NAME
 
 
@@ -27,6 +29,7 @@ async def same_as_run_check(live: LiveChecker, nc: NATS, data_dir: Path) -> Live
     assert dataclasses.asdict(result.report) == dataclasses.asdict(expected)
     assert result.guarded == await read_accounts(data_dir / ACCOUNTS_DB)
     assert result.naive == await read_accounts(data_dir / NAIVE_ACCOUNTS_DB)
+    assert result.partitioned == await read_accounts(data_dir / PARTITIONED_ACCOUNTS_DB)
     return result
 
 
@@ -94,7 +97,7 @@ async def stable_same(live: LiveChecker, lab: Lab) -> LivePass:
 
     async def everything() -> tuple:
         report = await run_check(lab.nc, data_dir)
-        accounts = (await read_accounts(data_dir / ACCOUNTS_DB), await read_accounts(data_dir / NAIVE_ACCOUNTS_DB))
+        accounts = tuple([await read_accounts(data_dir / name) for name in (ACCOUNTS_DB, NAIVE_ACCOUNTS_DB, PARTITIONED_ACCOUNTS_DB)])
         return dataclasses.asdict(report), accounts
 
     deadline = time.monotonic() + 30
@@ -104,7 +107,7 @@ async def stable_same(live: LiveChecker, lab: Lab) -> LivePass:
         after = await everything()
         if before == after:
             assert dataclasses.asdict(result.report) == after[0]
-            assert (result.guarded, result.naive) == after[1]
+            assert (result.guarded, result.naive, result.partitioned) == after[1]
             return result
         assert time.monotonic() < deadline, "the lab never stood still for a check"
 
@@ -159,3 +162,51 @@ async def test_on_a_running_lab_with_its_faults_the_live_report_is_run_checks(ma
     await wait_until(lambda: rows(conflicts, parked) == [(2,)], 30, "ann #3 and #4 parked")
     assert (await quiet()).report.guarded.parked == 2
     assert live.full_reads == 1
+
+
+async def test_the_partitioned_group_is_judged_by_the_ack_floor_of_each_users_partition(make_lab) -> None:
+    """P1 holds mary's partition up, P2 works jim's: mary's events are pending, one of jim's that the
+    database lacks is lost. One floor for the group would get one of them wrong."""
+    lab = await make_lab(listeners=1, naive=0, partitioned=2, partitions=2)
+    assert lab.nc is not None and lab.publisher is not None
+    assert (partition_of("mary", 2), partition_of("jim", 2)) == (0, 1)  # P1's home partition is 0, P2's is 1
+    await wait_listeners_ready(lab)
+    live = LiveChecker(lab.nc, lab.settings.data_dir)
+    for index in range(6):
+        await lab.publisher.record("deposit", ("mary", "jim")[index % 2], 1000 + index)
+    await wait_drained(lab, 30)
+    clean = (await stable_same(live, lab)).report
+    assert clean.ok and clean.partitioned is not None and clean.partitioned.clean, clean.problems
+    floors = (await ack_floors(lab.nc))["partitioned"]
+    assert floors == (5, 6)  # mary's last event is stream seq 5, jim's 6: each partition's floor, mapped
+
+    await lab.control("slow", "P1", slow_ms=HOLD_MS)  # takes mary's next event and holds it
+    for index in range(6):
+        await lab.publisher.record("deposit", ("mary", "jim")[index % 2], 100)
+
+    async def jim_done() -> bool:
+        states = await partition_states(lab.nc, 2)
+        return states[1].lag == 0 and states[0].lag == 3
+
+    await wait_until(jim_done, 30, "jim's partition to drain while mary's waits")
+    await wait_drained(lab, 30, ("guarded",))
+    pending = (await stable_same(live, lab)).report
+    assert pending.partitioned is not None and (pending.partitioned.pending, pending.partitioned.lost) == (3, 0)
+    assert pending.verdict == "PENDING", pending.problems
+    assert await backlog(lab.nc, lab.settings.data_dir) == 3  # what `natslab check --wait` waits for
+    # Break the database on purpose: jim's last event is gone from it, though his partition acknowledged it.
+    path = lab.settings.data_dir / PARTITIONED_ACCOUNTS_DB
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("DELETE FROM applied_events WHERE rowid = (SELECT MAX(rowid) FROM applied_events WHERE user_id = 'jim')")
+    db.close()
+    broken = (await stable_same(live, lab)).report
+    assert broken.partitioned is not None and (broken.partitioned.pending, broken.partitioned.lost) == (3, 1)
+    assert broken.verdict == "FAILED" and any(p.startswith("jim: partitioned has last=6") for p in broken.problems)
+    assert broken.guarded.clean
+    # Once P1 lets go, mary's events are processed; jim's lost one stays lost.
+    await lab.control("normal", "P1")
+    assert await wait_settled(lab.nc, lab.settings.data_dir, 30) == 0
+    settled = (await stable_same(live, lab)).report
+    assert settled.partitioned is not None and (settled.partitioned.pending, settled.partitioned.lost) == (0, 1)
+    assert settled.verdict == "FAILED"
