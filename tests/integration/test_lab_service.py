@@ -146,7 +146,7 @@ async def test_up_runs_the_lab_until_down_stops_it(tmp_path: Path) -> None:
         assert url.startswith("nats://127.0.0.1:")
         state = await ping(url)
         assert state is not None and state.host.command == "natslab up" and state.host.pid == up.pid
-        assert {member.name for member in state.members} == {"A", "B", "N1"}
+        assert {member.name for member in state.members} == {"A", "B", "N1", "P1", "P2"}
 
         again = natslab("up", "--data-dir", str(data))
         assert again.returncode == 1
