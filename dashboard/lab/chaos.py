@@ -27,7 +27,6 @@ from dashboard.lab.cluster import EmbeddedCluster
 from dashboard.lab.lab import Lab
 from dashboard.lab.probes import stream_leader, wait_cluster_whole, wait_drained, wait_listeners_ready
 from dashboard.lab.settings import Settings
-from dashboard.lab.sourcing import SourcingWatch
 from dashboard.lab.traffic import random_requests, user_names
 from dashboard.lab.waits import LabError, cancel, wait_until
 from listeners.groups import GROUPS
@@ -234,31 +233,15 @@ async def _disarm(lab: Lab, name: str, pid: int | None) -> None:
 
 
 async def _drain(lab: Lab, timeout: float, result: ChaosResult) -> None:
-    """Wait for every group to drain; on a cluster, a partitioned stream that stopped sourcing is
-    nudged meanwhile (`SourcingWatch`), and each nudge is kept in the result."""
-    assert lab.nc is not None
-    watcher: asyncio.Task | None = None
-    if result.config.partitioned and isinstance(lab.server, EmbeddedCluster):
-        watch = SourcingWatch(lab.nc)
-
-        async def nudge() -> None:
-            while True:
-                try:
-                    done = await watch.look()
-                except Exception as exc:  # a node still coming back: look again
-                    log.debug("sourcing watch: %r", exc)
-                    done = None
-                if done is not None:
-                    result.sourcing_nudges.append(done)
-                await asyncio.sleep(1.0)
-
-        watcher = asyncio.create_task(nudge(), name="sourcing-watch")
+    """Wait for every group to drain; on a cluster, the lab's node watch nudges a partitioned stream
+    that stopped sourcing (`SourcingWatch`), and each nudge is kept in the result."""
     try:
         await wait_drained(lab, timeout=timeout)
     except TimeoutError:
         raise LabError(f"the listeners did not drain within {timeout:g} s: {await _backlogs(lab)}") from None
     finally:
-        await cancel(watcher)
+        if lab.node_watch is not None:
+            result.sourcing_nudges = list(lab.node_watch.sourcing_nudges)
 
 
 async def _backlogs(lab: Lab) -> str:

@@ -18,9 +18,11 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import api
+from nats.js.errors import NotFoundError
 
 from dashboard.lab.cluster import EmbeddedCluster, NodeProcess
 from dashboard.lab.natsserver import ServerError
+from dashboard.lab.sourcing import SourcingWatch
 from dashboard.lab.waits import LabError
 from listeners.groups import GROUPS
 from publisher.events import STREAM_NAME
@@ -139,6 +141,7 @@ class NodeWatch:
         self.changed = changed
         self.views: tuple[NodeView, ...] = node_views(cluster.processes(), [])
         self._roles: list[dict[str, str] | None] = []
+        self.sourcing_nudges: list[str] = []  # each stall of the partitioned stream's sourcing, and what was done
         cluster.on_state = self._state_changed
 
     def _state_changed(self) -> None:
@@ -154,10 +157,14 @@ class NodeWatch:
             self.refresh()
 
     async def run(self, connection: Callable[[], NATS | None]) -> None:
+        sourcing: SourcingWatch | None = None
         while True:
             try:
                 nc = connection()
                 if nc is not None and nc.is_connected:
+                    if sourcing is None or sourcing.nc is not nc:
+                        sourcing = SourcingWatch(nc)
+                    await self._nudge(sourcing)
                     roles = await asset_roles(nc)
                     # None at all: this connection's own node is frozen, not every asset electing at once
                     # (a dead leader of all three leads nothing in the views anyway).
@@ -168,6 +175,20 @@ class NodeWatch:
             except Exception:
                 log.exception("watching the nodes")
             await asyncio.sleep(NODES_INTERVAL_S)
+
+    async def _nudge(self, sourcing: SourcingWatch) -> None:
+        """After node faults nats-server may wait up to 2 minutes before it sources again into the
+        partitioned stream (`dashboard/lab/sourcing.py`): a stall of 5 s steps that stream's leader
+        down, so the partitioned group does not wait for it."""
+        try:
+            done = await sourcing.look()
+        except NotFoundError:  # no partitioned stream in this lab
+            return
+        except Exception as exc:  # a node still coming back: look again next time
+            log.debug("sourcing watch: %r", exc)
+            return
+        if done is not None:
+            self.sourcing_nudges.append(done)
 
     async def control(self, action: str, name: str) -> str:
         """What was done, in words, with what the node led: those assets elect a new leader."""
