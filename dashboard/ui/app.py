@@ -124,7 +124,7 @@ class NatslabApp(LabAttachment, App[int]):
         self.view.apply_channels(message.stats, message.at)
 
     def on_accounts_read(self, message: messages.AccountsRead) -> None:
-        self.view.apply_accounts(message.guarded, message.naive, message.partitioned, message.partitioned_caught_up)
+        self.view.apply_accounts(message.guarded, message.naive, message.partitioned)
 
     def on_partitions_fetched(self, message: messages.PartitionsFetched) -> None:
         self.view.apply_partitions(message.seen)

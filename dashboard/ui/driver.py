@@ -29,7 +29,6 @@ from dashboard.lab.observe import ChannelStats, channel_stats, partitions_seen
 from dashboard.lab.protocol import LOST_AFTER_S, HostState, Notice
 from dashboard.lab.service import BURST_USERS
 from dashboard.lab.settings import Settings
-from dashboard.lab.snapshot import read_accounts
 from dashboard.lab.traffic import TRICKLE_RATE
 from dashboard.lab.waits import describe_error
 from dashboard.ui.messages import (
@@ -59,7 +58,6 @@ from dashboard.ui.messages import (
     ServerRestarted,
 )
 from dashboard.ui.view import ConsumerView
-from listeners.accounts import PARTITIONED_ACCOUNTS_DB, AccountRow
 from listeners.groups import GROUPS
 from listeners.partitions import PartitionsError
 from publisher.events import STREAM_NAME
@@ -217,25 +215,14 @@ class LabDriver:
                     self.post(CheckStarted())
                 try:
                     result = await checker.check()
-                    partitioned, caught_up = await self.partitioned_rows(client)
                 except POLL_ERRORS as exc:
                     log.info("check failed: %r", exc)
                     self.post(PollFailed(f"checker: {describe_error(exc)}"))
                     self.post(CheckFinished(None))
                 else:
-                    self.post(AccountsRead(result.guarded, result.naive, partitioned, caught_up))
+                    self.post(AccountsRead(result.guarded, result.naive, result.partitioned))
                     self.post(CheckFinished(result.report))
             await asyncio.sleep(max(0.05, CHECK_INTERVAL_S - (time.monotonic() - started)))
-
-    async def partitioned_rows(self, client: LabClient) -> tuple[list[AccountRow] | None, bool]:
-        """The partitioned group's account rows, read right after a check (the checker does not read
-        them), and whether the group had processed everything that check saw before they were read:
-        its partitions were then all caught up, the partitioned stream too. None without the group."""
-        assert client.nc is not None
-        seen = await partitions_seen(client.nc)
-        if seen is None:
-            return None, False
-        return await read_accounts(self.settings.data_dir / PARTITIONED_ACCOUNTS_DB), seen.lag == 0
 
     async def history(self) -> list[StoredEvent]:
         client = self.ready()

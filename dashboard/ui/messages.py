@@ -111,13 +111,11 @@ class PartitionsFetched(Message, bubble=False):
 
 @dataclass
 class AccountsRead(Message, bubble=False):
-    """Each group's account rows, read with a check (the partitioned ones right after it; `caught_up`:
-    the partitioned group had processed everything that check saw, before they were read)."""
+    """Each group's account rows, read by a check pass in the same transactions as its verdicts."""
 
     guarded: list[AccountRow]
     naive: list[AccountRow]
     partitioned: list[AccountRow] | None = None
-    partitioned_caught_up: bool = False
 
 
 @dataclass

@@ -16,7 +16,7 @@ from dashboard.lab.checker import CheckReport, Totals
 from dashboard.lab.lab import LabState
 from dashboard.lab.observe import ChannelStats, PartitionsSeen
 from dashboard.lab.supervisor import Member
-from dashboard.ui.account_view import account_lines, partitioned_wrong
+from dashboard.ui.account_view import account_lines
 from dashboard.ui.cluster_view import ClusterView
 from dashboard.ui.partitions_view import PartitionsView
 from dashboard.ui.view_items import (
@@ -95,16 +95,12 @@ class LabView:
     accounts: dict[str, dict[str, AccountRow]] = field(
         default_factory=lambda: {"guarded": {}, "naive": {}, "partitioned": {}}
     )
-    # The partitioned group had processed everything the last check saw, before its rows were read:
-    # only then is a partitioned row behind the expectation wrong rather than on its way.
-    partitioned_caught_up: bool = False
     report: CheckReport | None = None
     checking: bool = False
     timeline: deque[TimelineEntry] = field(default_factory=lambda: deque(maxlen=TIMELINE_LIMIT))
     timeline_total: int = 0  # entries ever added, so the timeline pane can append only the new ones
     dirty: set[str] = field(default_factory=lambda: set(SECTIONS))
     _seen: dict[tuple[str, int, int], None] = field(default_factory=dict)
-    _partitioned_wrong: int | None = None  # users whose partitioned row disagrees; None: count again
     _lab_events: int = 0
 
     def mark(self, *sections: str) -> None:
@@ -245,16 +241,14 @@ class LabView:
         guarded: list[AccountRow],
         naive: list[AccountRow],
         partitioned: list[AccountRow] | None = None,
-        partitioned_caught_up: bool = False,
     ) -> None:
         rows = {
             "guarded": {row.user_id: row for row in guarded},
             "naive": {row.user_id: row for row in naive},
             "partitioned": {row.user_id: row for row in partitioned or ()},
         }
-        if rows != self.accounts or partitioned_caught_up != self.partitioned_caught_up:
-            self.accounts, self.partitioned_caught_up = rows, partitioned_caught_up
-            self._partitioned_wrong = None
+        if rows != self.accounts:
+            self.accounts = rows
             self.mark("accounts", "status")
 
     def apply_partitions(self, seen: PartitionsSeen | None) -> None:
@@ -263,7 +257,6 @@ class LabView:
 
     def apply_report(self, report: CheckReport) -> None:
         self.report, self.checking = report, False
-        self._partitioned_wrong = None
         self.mark("accounts", "status")
 
     # -- reading, for the panes --------------------------------------------------------------------
@@ -295,21 +288,16 @@ class LabView:
     def account_lines(self) -> list[AccountLine]:
         return account_lines(self)
 
-    def partitioned_wrong(self) -> int:
-        """Users whose partitioned row disagrees with what the last check expects (counted once per change)."""
-        if self._partitioned_wrong is None:
-            self._partitioned_wrong = partitioned_wrong(self)
-        return self._partitioned_wrong
-
     def published(self) -> int:
         """Events stored in the stream, on both channels."""
         return sum(channel.stats.messages for channel in self.channels.values())
 
     def verdict(self, mode: Mode) -> Totals | None:
-        """The checker's totals for the guarded or the naive group (it does not judge the partitioned one)."""
-        if self.report is None or mode not in ("guarded", "naive"):
+        """The checker's totals for a group; None before the first check, or for a group it has no
+        database of (naive, partitioned)."""
+        if self.report is None:
             return None
-        return self.report.guarded if mode == "guarded" else self.report.naive
+        return {"guarded": self.report.guarded, "naive": self.report.naive, "partitioned": self.report.partitioned}.get(mode)
 
     def settling(self, group: str) -> bool:
         """The group still has events to deliver or to acknowledge: a non-clean verdict may resolve."""

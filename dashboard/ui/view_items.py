@@ -256,10 +256,9 @@ def parse_utc(iso: str) -> float | None:
 class AccountLine:
     """One user in the account pane: each group's database, what the checker expects and the verdicts.
 
-    The guarded and naive verdicts come from the checker's own snapshot (one consistent read of stream
-    and databases), not from comparing live rows with an older expectation; `None` when the checker has
-    not seen the user yet. The partitioned one compares its row, read right after that snapshot, with
-    the expectation (`account_view.partitioned_ok`).
+    Every verdict comes from the checker's own snapshot (one consistent read of stream and databases),
+    not from comparing live rows with an older expectation; `None` when the checker has not seen the
+    user yet (or, for the partitioned group, has no database of it to judge).
     """
 
     user_id: str

@@ -46,6 +46,10 @@ JIM_AND_MARY = [
 ]
 
 
+# Every event of JIM_AND_MARY applied, in a database's commit order.
+JIM_AND_MARY_APPLIED = (("mary", 1, "applied"), ("jim", 1, "applied"), ("jim", 2, "applied"), ("jim", 3, "applied"))
+
+
 def frozen_clock() -> float:
     return FROZEN_NOW
 
@@ -165,12 +169,29 @@ def members(*entries: tuple[str, str, int, str, int]) -> list[Member]:
     ]
 
 
-def report(events: list[tuple[int, str, str, int, int]], guarded: DatabaseState, naive: DatabaseState):
+def report(
+    events: list[tuple[int, str, str, int, int]],
+    guarded: DatabaseState,
+    naive: DatabaseState,
+    partitioned: DatabaseState | None = None,
+    partition_floors: tuple[int | None, ...] = (),
+    snapshot_seq: int | None = None,
+):
+    """The checker's report on these databases; `partition_floors` (the ACCOUNT_EVENTS seq each
+    partition acknowledged up to) tell the partitioned group's pending events from lost ones."""
     stream = [stored(*row) for row in events]
-    # A check of the whole stream: it has seen everything the latest poll has.
-    snapshot = max((row[0] for row in events), default=0)
+    # By default a check of the whole stream: it has seen everything the latest poll has.
+    snapshot = max((row[0] for row in events), default=0) if snapshot_seq is None else snapshot_seq
+    floors = {"partitioned": partition_floors} if partition_floors else None
     return check_data(
-        stream, [s.event for s in stream if s.event is not None], [], guarded, naive, snapshot_seq=snapshot
+        stream,
+        [s.event for s in stream if s.event is not None],
+        [],
+        guarded,
+        naive,
+        ack_floors=floors,
+        snapshot_seq=snapshot,
+        partitioned=partitioned,
     )
 
 
@@ -433,7 +454,8 @@ def partition(number: int, pin: str | None, *, pending: int = 0, ack_pending: in
 def partitioned_failover(app: NatslabApp) -> None:
     """The overtaking scenario's end, with the partitioned group beside it: P1 was killed; Jim's
     partition p2 waits for a standby (P2) to take it over, Mary's p1 is P2's, p0 has had no event.
-    P2 skipped one duplicate, so the guard acted once."""
+    P2 skipped one duplicate, so the guard acted once. The check sees Jim's #2 and #3 pending in p2
+    (its ack floor is Jim #1, stream seq 2)."""
     app.view.apply_members(members(("P1", "partitioned", 4104, "running", 0), ("P2", "partitioned", 4105, "running", 0)))
     app.view.selected = None  # A is selected, as in a lab started with A first
     after_overtaking(app)
@@ -473,5 +495,14 @@ def partitioned_failover(app: NatslabApp) -> None:
                 ),
             )
         ),
-        AccountsRead(rows(guarded_accounts), rows(naive_accounts), rows(partitioned_accounts), False),
+        AccountsRead(rows(guarded_accounts), rows(naive_accounts), rows(partitioned_accounts)),
+        CheckFinished(
+            report(
+                JIM_AND_MARY,
+                database(guarded_accounts, [*JIM_AND_MARY_APPLIED]),
+                database(naive_accounts, [("mary", 1, "applied"), ("jim", 1, "applied"), ("jim", 3, "rejected"), ("jim", 2, "applied")]),
+                database(partitioned_accounts, [("mary", 1, "applied"), ("jim", 1, "applied")]),
+                (0, 1, 2),
+            )
+        ),
     )

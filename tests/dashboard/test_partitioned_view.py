@@ -1,18 +1,16 @@
 """The partitioned group in the dashboard's view: who owns each partition, its lag, the guard's count,
-the third accounts column and its verdict; no Textual, no I/O."""
+the third accounts column and its verdict, both the checker's; no Textual, no I/O."""
 
 from __future__ import annotations
 
-from dashboard_fakes import JIM_AND_MARY, database, partition, report, rows, status
+from dashboard_fakes import JIM_AND_MARY, JIM_AND_MARY_APPLIED, channels, database, partition, report, rows, status
 
 from dashboard.lab.observe import PartitionsSeen
 from dashboard.lab.supervisor import Member
-from dashboard.ui.account_view import partitioned_ok
 from dashboard.ui.partitions_view import FAILING_OVER, IDLE, NO_LISTENER, UNKNOWN, guard_acted, partition_rows
 from dashboard.ui.view import LabView
-from dashboard.ui.widgets.status_line import partitioned_verdict
-from listeners.accounts import AccountRow
-from listeners.groups import group_for_mode
+from dashboard.ui.widgets.status_line import verdict_text
+from listeners.groups import PARTITIONED_GROUP, group_for_mode
 
 
 def member(name: str, mode: str, pid: int, state: str = "running") -> Member:
@@ -87,46 +85,71 @@ def test_the_guard_acted_count_sums_the_groups_guard_counters_over_restarts() ->
     assert guard_acted(view) == 1 + 2 + 1 + 1
 
 
-def test_a_partitioned_row_is_judged_only_where_timing_cannot_explain_a_difference() -> None:
-    expected = (3, 1000)
-    assert partitioned_ok(AccountRow("jim", 3, 1000), expected, caught_up=False) is True
-    # The same number with another balance is wrong whatever is still on its way.
-    assert partitioned_ok(AccountRow("jim", 3, 11000), expected, caught_up=False) is False
-    # Past the check's snapshot: events it has not seen, nothing to judge.
-    assert partitioned_ok(AccountRow("jim", 4, 0), expected, caught_up=True) is None
-    # Behind, or missing: on its way while the group has work, lost once it has none.
-    assert partitioned_ok(AccountRow("jim", 2, 11000), expected, caught_up=False) is None
-    assert partitioned_ok(AccountRow("jim", 2, 11000), expected, caught_up=True) is False
-    assert partitioned_ok(None, expected, caught_up=False) is None
-    assert partitioned_ok(None, expected, caught_up=True) is False
-
-
-def checked_lab(partitioned: dict[str, tuple[int, int]], *, lag: int, caught_up: bool) -> LabView:
-    """Jim and Mary checked (Jim expected at #3, $10); the partitioned rows and partitions as given."""
+def checked_lab(
+    partitioned: dict[str, tuple[int, int]],
+    applied: list[tuple[str, int, str]],
+    *,
+    lag: int,
+    floors: tuple[int, int, int] = (4, 4, 4),
+    snapshot_seq: int | None = None,
+) -> LabView:
+    """Jim and Mary (Jim expected at #3, $10; Jim is in p2, Mary in p1), checked with the partitioned
+    database as given, its partitions acknowledged up to `floors` and `lag` events left in p2."""
     view = partitioned_lab()
     accounts = {"jim": (3, 1000), "mary": (1, 4000)}
-    applied = [("mary", 1, "applied"), ("jim", 1, "applied"), ("jim", 2, "applied"), ("jim", 3, "applied")]
-    view.apply_report(report(JIM_AND_MARY, database(accounts, applied), database(accounts, applied)))
     view.apply_partitions(PartitionsSeen(3, (partition(0, "pin-0"), partition(1, "pin-1"), partition(2, "pin-2", pending=lag))))
-    view.apply_accounts(rows(accounts), rows(accounts), rows(partitioned), caught_up)
+    view.apply_accounts(rows(accounts), rows(accounts), rows(partitioned))
+    all_applied = list(JIM_AND_MARY_APPLIED)
+    view.apply_report(
+        report(
+            JIM_AND_MARY,
+            database(accounts, all_applied),
+            database(accounts, all_applied),
+            database(partitioned, applied),
+            floors,
+            snapshot_seq,
+        )
+    )
     return view
 
 
-def test_the_accounts_pane_and_the_status_line_say_when_the_partitioned_balance_disagrees() -> None:
-    on_its_way = checked_lab({"jim": (1, 7000), "mary": (1, 4000)}, lag=2, caught_up=False)
+def status_verdict(view: LabView, short: bool = False) -> str:
+    return verdict_text(view, PARTITIONED_GROUP.name, PARTITIONED_GROUP.mode, view.verdict("partitioned"), short).plain
+
+
+def test_the_partitioned_column_and_verdict_are_the_checkers() -> None:
+    behind = {"jim": (1, 7000), "mary": (1, 4000)}
+    mary_and_jim_1 = [("mary", 1, "applied"), ("jim", 1, "applied")]
+    # Jim's #2 and #3 are above p2's ack floor: on their way, not judged wrong.
+    on_its_way = checked_lab(behind, mary_and_jim_1, lag=2, floors=(0, 1, 2))
     jim = on_its_way.account_lines()[0]
-    assert (jim.user_id, jim.partitioned_ok, jim.partitioned_differs) == ("jim", None, False)
-    assert partitioned_verdict(on_its_way, short=False).plain == "partitioned … backlog 2 wrong balance 0"
+    assert (jim.user_id, jim.partitioned_ok, jim.partitioned_differs) == ("jim", True, False)
+    assert status_verdict(on_its_way) == "partitioned … backlog 2 lost 0 applied twice 0 out of order 0 wrong balance 0"
 
-    # Caught up before the rows were read, and still at #1: Jim's #2 and #3 never came.
-    stuck = checked_lab({"jim": (1, 7000), "mary": (1, 4000)}, lag=0, caught_up=True)
-    assert stuck.account_lines()[0].partitioned_differs
-    assert partitioned_verdict(stuck, short=True).plain == "partitioned ✗ bal 1"
+    # p2 acknowledged them, yet the database never applied them: lost, the checker says.
+    lost = checked_lab(behind, mary_and_jim_1, lag=0)
+    assert lost.account_lines()[0].partitioned_differs and not lost.account_lines()[1].partitioned_differs
+    assert status_verdict(lost, short=True) == "partitioned ✗ lost 2 twice 0 order 0 bal 1"
 
-    # Lag 0 now, but the last rows were read before the group caught up: look again first.
-    not_yet = checked_lab({"jim": (1, 7000), "mary": (1, 4000)}, lag=0, caught_up=False)
-    assert "⟳ checking" in partitioned_verdict(not_yet, short=False).plain
+    # The stream has grown past that check: it may be out of date, so look again first.
+    lost.apply_channels(channels({"jim": 3, "mary": 1}, {"jim": 1}, (5, 4)), 0.0)
+    assert status_verdict(lost, short=True) == "partitioned ⟳ checking lost 2 twice 0 order 0 bal 1"
 
-    right = checked_lab({"jim": (3, 1000), "mary": (1, 4000)}, lag=0, caught_up=True)
+    # Applied twice: the figures match, the row is still red (the checker saw it in applied_events).
+    twice = checked_lab({"jim": (3, 1000), "mary": (1, 4000)}, [*JIM_AND_MARY_APPLIED, ("jim", 3, "applied")], lag=0)
+    assert [line.partitioned_ok for line in twice.account_lines()] == [False, True]
+    assert status_verdict(twice, short=True) == "partitioned ✗ lost 0 twice 1 order 0 bal 0"
+
+    right = checked_lab({"jim": (3, 1000), "mary": (1, 4000)}, list(JIM_AND_MARY_APPLIED), lag=0)
     assert [line.partitioned_ok for line in right.account_lines()] == [True, True]
-    assert partitioned_verdict(right, short=False).plain == "partitioned ✓ wrong balance 0"
+    assert status_verdict(right) == "partitioned ✓ lost 0 applied twice 0 out of order 0 wrong balance 0"
+
+
+def test_without_a_partitioned_database_the_group_is_not_judged() -> None:
+    view = partitioned_lab()
+    accounts = {"jim": (3, 1000)}
+    applied = [("jim", 1, "applied")]
+    view.apply_report(report(JIM_AND_MARY, database(accounts, applied), database(accounts, applied)))
+    assert view.verdict("partitioned") is None
+    assert [line.partitioned_ok for line in view.account_lines()] == [None, None]
+    assert status_verdict(view) == "partitioned …"

@@ -147,7 +147,7 @@ LEGEND = (
     ("Accounts and status line", ""),
     (
         "Last",
-        "guarded: the last number processed for the user; naive: the number of the last event it applied, in whatever order they came",
+        "guarded, partitioned: the last number processed for the user; naive: the number of the last event it applied, in whatever order they came",
     ),
     (
         "red figure · red row",
@@ -156,8 +156,9 @@ LEGEND = (
     ("expected", "what the events in the stream should give, from the same read as the databases beside it"),
     (
         "partitioned (accounts)",
-        "the partitioned group's database, accounts-partitioned.db, read just after the check: a figure in red once"
-        " the group has caught up and still disagrees; a Last above expected holds events the check has not seen yet",
+        "the partitioned group's database, accounts-partitioned.db, read and judged by the check as the guarded one is:"
+        " red where it lost, applied twice, reordered or mis-summed events; a Last below expected is on its way while"
+        " its partitions still hold the rest",
     ),
     (
         "missing #N since T",
@@ -173,9 +174,9 @@ LEGEND = (
     ),
     ("done N", "events of the stream the group has acknowledged"),
     (
-        "partitioned ✓ … ⟳ ✗",
-        "the partitioned group's users whose row disagrees with expected (the checker's counts are for the guarded"
-        " and naive groups); … backlog N while its partitions have events to process",
+        "partitioned … backlog N",
+        "the partitioned group's backlog: events its partitions still have to deliver or see acknowledged, and events"
+        " not yet copied into its stream",
     ),
     (
         "lab of natslab up (pid N)",
