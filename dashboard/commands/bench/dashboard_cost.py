@@ -48,6 +48,7 @@ async def dashboard_cost(bench: Bench) -> dict[str, Any]:
         "--data-dir", str(bench.data_dir),
         "--listeners", "0",
         "--naive", "0",
+        "--partitioned", "0",
         "--ack-wait", f"{bench.config.ack_wait_s:g}",
     ]  # fmt: skip
     try:
