@@ -19,7 +19,6 @@ from dashboard.commands.args import UsageError, add_ack_wait, add_sync
 from dashboard.commands.harness import scratch_data_dir
 from dashboard.lab.check_format import format_report
 from dashboard.lab.natsserver import sync_label
-from dashboard.lab.partition_probes import partitioned_verdict
 from dashboard.lab.scenarios import ALIASES, SCENARIOS, find_scenario, run_scenario
 from dashboard.lab.settings import Settings
 from listeners.accounts import AccountRow
@@ -68,7 +67,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
     with scratch_data_dir("scenario", settings) as scratch:
         done = loops.run(run_scenario(scenario, settings, say, random.Random(args.seed)), settings.loop)
-        partitioned = done.partitioned_report
         if args.json:
             result = {
                 "scenario": scenario.name,
@@ -80,24 +78,19 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "naive": [_row(row) for row in done.naive],
                 "check": done.report.to_json(),
             }
-            if partitioned is not None:
+            if scenario.partitioned:
                 result["partitioned"] = [_row(row) for row in done.partitioned]
-                result["partitionedCheck"] = partitioned.to_json()
             print(json.dumps(result, indent=2))
         else:
             print()
             print("\n".join(table_lines(f"Account database (guarded, {GUARDED_GROUP.name})", done.guarded)))
             if scenario.naive or done.naive:
                 print("\n".join(table_lines(f"Account database (naive, {NAIVE_GROUP.name})", done.naive)))
-            if partitioned is not None:
+            if scenario.partitioned:
                 title = f"Account database (partitioned, {PARTITIONED_GROUP.name})"
                 print("\n".join(table_lines(title, done.partitioned)))
             print()
             print(format_report(done.report))
-            if partitioned is not None:
-                for problem in partitioned.problems:
-                    print(f"problem (partitioned database): {problem}")
-                print(partitioned_verdict(partitioned))
             print()
             print(f"What this showed: {done.lesson}")
         scratch.ok = done.ok

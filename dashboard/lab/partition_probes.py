@@ -1,6 +1,6 @@
 """Questions the partitioned scenarios ask a running lab (see `partition_scenarios`): which users
-share a partition, who owns each partition now, when each event was applied and how long after it
-was created, and whether the partitioned database is right.
+share a partition, who owns each partition now, and when each event was applied and how long after
+it was created (the check judges the partitioned database: docs/design.md, "Checker invariants").
 
 Times come from the databases, not from polling: each `applied_events` row has the time its batch
 was decided (after any slowness), and each event the time the publisher stamped on it, both UTC on
@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from dashboard.lab.checker import CheckReport, DatabaseState
-from dashboard.lab.history import last_seq, read_history
 from dashboard.lab.lab import Lab
-from dashboard.lab.probes import alive, partitions_drained, wait_listeners_ready
-from dashboard.lab.snapshot import check_snapshot, read_database, read_transactions
-from dashboard.lab.waits import wait_until
+from dashboard.lab.probes import alive, wait_listeners_ready
 from listeners.accounts import Mode, accounts_db_name
 from listeners.partitions import partition_of, partition_owners, partition_states
 from publisher.events import AccountEvent
@@ -151,40 +146,3 @@ class Spread:
 
     def __str__(self) -> str:
         return f"median {self.median:.2f} s, longest {self.longest:.1f} s"
-
-
-# -- is the partitioned database right? ------------------------------------------------------------
-
-
-async def check_partitioned(lab: Lab, timeout: float = 30.0) -> CheckReport:
-    """The checker's invariants (`natslab check`) applied to the partitioned group's database.
-
-    The checker knows the guarded group's ack floor, below which a missing event is lost rather than
-    pending; the partitioned group's consumers count in another stream. Its stand-in: the last
-    sequence of ACCOUNT_EVENTS read just before every partition was found drained, so every event up
-    to it was processed. The report's "guarded" totals are the partitioned database's.
-    """
-    assert lab.nc is not None
-    nc = lab.nc
-    floor = [0]
-
-    async def drained() -> bool:
-        floor[0] = await last_seq(nc)
-        return await partitions_drained(lab)
-
-    started = time.monotonic()
-    await wait_until(drained, timeout, "the partitioned group to process every event", interval=0.1)
-    state = await read_database(lab.settings.data_dir / accounts_db_name("partitioned"))
-    transactions = await read_transactions(lab.settings.transactions_db)
-    snapshot = await last_seq(nc)
-    stream = await read_history(nc, upto=snapshot, timeout=max(5.0, timeout - (time.monotonic() - started)))
-    return check_snapshot({"guarded": floor[0]}, state, DatabaseState(present=False), transactions, stream, snapshot)
-
-
-def partitioned_verdict(report: CheckReport) -> str:
-    """The partitioned database's verdict in the checker's words."""
-    totals = report.guarded
-    return (
-        f"partitioned: lost={totals.lost} duplicated={totals.duplicated} out_of_order={totals.out_of_order}"
-        f" wrong_balance={totals.wrong_balance} parked={totals.parked} pending={totals.pending} | {report.verdict}"
-    )

@@ -134,7 +134,8 @@ def test_a_partitioned_scenario_shows_and_checks_the_partitioned_database_and_it
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["partitioned"] == data["guarded"] and len(data["partitioned"]) == 7
-    assert data["partitionedCheck"]["ok"] is True and data["check"]["ok"] is True
+    partitioned = data["check"]["partitioned"]
+    assert data["check"]["ok"] is True and partitioned["lost"] == partitioned["pending"] == partitioned["wrong_balance"] == 0
     # The lesson, then what this run measured.
     assert data["lesson"].startswith(SCENARIOS["hot-partition"].lesson + " Here Hot's partition-mates waited ")
 
