@@ -128,14 +128,13 @@ class BenchResult:
     check: CheckReport | None = None
     check_seconds: float = 0.0
     seconds: float = 0.0
-    # With `--partitioned`: the partitioned database judged like the guarded one.
-    partitioned_check: CheckReport | None = None
 
     @property
     def ok(self) -> bool:
-        if self.config.partitioned and (self.partitioned_check is None or not self.partitioned_check.ok):
+        """The check passed; with `--partitioned` it judged the partitioned database too."""
+        if self.check is None or not self.check.ok:
             return False
-        return self.check is not None and self.check.ok
+        return not self.config.partitioned or self.check.partitioned is not None
 
     def to_json(self) -> dict[str, Any]:
         check: dict[str, Any] | None = None
@@ -149,11 +148,8 @@ class BenchResult:
                 "guarded": dataclasses.asdict(self.check.guarded),
                 "seconds": round(self.check_seconds, 1),
             }
-        if self.partitioned_check is not None and check is not None:
-            report = self.partitioned_check
-            check["partitioned"] = dataclasses.asdict(report.guarded) | {
-                "ok": report.ok, "conflicts": report.conflicts, "problems": report.problems,
-            }  # fmt: skip
+        if self.check is not None and self.check.partitioned is not None and check is not None:
+            check["partitioned"] = dataclasses.asdict(self.check.partitioned)
         return {
             "config": dataclasses.asdict(self.config),
             "machine": self.machine,

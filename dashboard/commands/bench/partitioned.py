@@ -33,13 +33,10 @@ from typing import TYPE_CHECKING, Any
 from dashboard.commands.bench.dashboard_cost import proc_cpu_seconds
 from dashboard.commands.bench.figures import AccountsReader, AppliedRow, parse_iso, spread, traffic
 from dashboard.commands.bench.throughput import PUBLISH_WINDOW
-from dashboard.lab.checker import CheckReport, DatabaseState
-from dashboard.lab.history import last_seq, read_history
 from dashboard.lab.probes import wait_drained, wait_listeners_ready
-from dashboard.lab.snapshot import check_snapshot, read_database, read_transactions
 from dashboard.lab.traffic import Request
 from dashboard.lab.waits import LabError, wait_until
-from listeners.accounts import PARTITIONED_ACCOUNTS_DB, Mode, accounts_db_name
+from listeners.accounts import Mode, accounts_db_name
 from listeners.partitions import PARTITIONED_STREAM, partition_of
 from listeners.status import Counts
 from publisher.events import STREAM_NAME, AccountEvent
@@ -302,29 +299,6 @@ def per_thousand(acts: dict[str, int], events: int) -> dict[str, float]:
         "redelivered": round(acts["redelivered"] * scale, 1),
         "guardActs": round((acts["deferred"] + acts["duplicates"]) * scale, 1),
     }
-
-
-async def check_partitioned(bench: Bench) -> CheckReport:
-    """The partitioned group's database judged like the guarded one (`CheckReport.guarded` holds its
-    totals), after both groups drained: every missing event is lost, none pending. The lab's own check
-    (`run_check`) reads the guarded and naive databases only."""
-    nc = bench.lab.nc
-    assert nc is not None
-    state = await read_database(bench.data_dir / PARTITIONED_ACCOUNTS_DB)
-    transactions = await read_transactions(bench.lab.settings.transactions_db)
-    snapshot = await last_seq(nc)
-    stream = await read_history(nc, upto=snapshot)
-    return check_snapshot({}, state, DatabaseState(present=False), transactions, stream, snapshot)
-
-
-def partitioned_verdict(report: CheckReport) -> str:
-    """`partitioned: lost=0 duplicated=0 ... | OK`, from the totals `check_partitioned` put in `guarded`."""
-    g = report.guarded
-    return (
-        f"partitioned: lost={g.lost} duplicated={g.duplicated} out_of_order={g.out_of_order}"
-        f" wrong_balance={g.wrong_balance} conflicts={report.conflicts} parked={g.parked} pending={g.pending}"
-        f" | {report.verdict}"
-    )
 
 
 # -- the table -------------------------------------------------------------------------------------

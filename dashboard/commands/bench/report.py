@@ -17,7 +17,7 @@ from dashboard.commands.bench.figures import (
     BenchResult,
     Target,
 )
-from dashboard.commands.bench.partitioned import partitioned_rows, partitioned_verdict
+from dashboard.commands.bench.partitioned import partitioned_rows
 from dashboard.lab.natsserver import SYNC_MODES, sync_label
 
 
@@ -211,11 +211,7 @@ def _load(result: BenchResult) -> str:
 def _check_lines(result: BenchResult) -> list[str]:
     if result.check is None:
         return ["check: not run"]
-    lines = [f"check: {result.check.verdict_line()}", *(f"problem: {problem}" for problem in result.check.problems)]
-    if result.partitioned_check is not None:
-        report = result.partitioned_check
-        lines += [f"check: {partitioned_verdict(report)}", *(f"problem (partitioned): {problem}" for problem in report.problems)]
-    return lines
+    return [f"check: {result.check.verdict_line()}", *(f"problem: {problem}" for problem in result.check.problems)]
 
 
 def format_partitioned(result: BenchResult) -> str:

@@ -24,7 +24,7 @@ from dashboard.commands.bench.figures import (
     machine_info,
     parse_iso,
 )
-from dashboard.commands.bench.partitioned import check_partitioned, compare, partitioned_verdict
+from dashboard.commands.bench.partitioned import compare
 from dashboard.commands.bench.phases import durability, latencies, out_of_order, recovery
 from dashboard.commands.bench.report import targets
 from dashboard.commands.bench.throughput import rounds, scaling
@@ -115,9 +115,6 @@ class Bench:
             phase_started = time.monotonic()
             await wait_drained(self.lab, timeout=self.config.ack_wait_s * 4 + 60, modes=modes)
             self.result.check = await self.lab.check()
-            if self.config.partitioned:
-                self.result.partitioned_check = await check_partitioned(self)
-                self.progress(f"    {partitioned_verdict(self.result.partitioned_check)}")
             self.result.check_seconds = time.monotonic() - phase_started
             self.progress(f"    {self.result.check.verdict_line()} ({self.result.check_seconds:.1f} s)")
         finally:
