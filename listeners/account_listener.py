@@ -323,7 +323,7 @@ class AccountListener:
             state=state,
             defer=self.config.defer,
             **self.fault.status_fields(),
-            **self.activity.status_fields(),
+            **self.activity.status_fields(self._partitioned.waiting() if self._partitioned is not None else None),
             partitions=self._partitioned.owned() if self._partitioned is not None else {},
             ts=utc_now_iso(),
         )

@@ -91,9 +91,10 @@ class Activity:
         self._recent.clear()
         return recent
 
-    def status_fields(self) -> dict[str, Any]:
-        """What the status message says of this activity; the outcomes settled since the last call go once."""
-        held = self.in_flight
+    def status_fields(self, waiting: list[Delivery] | None = None) -> dict[str, Any]:
+        """What the status message says of this activity, with the events `waiting` for a worker (a
+        partitioned listener's queues); the outcomes settled since the last call go once."""
+        held = self.in_flight + (waiting or [])
         return {
             "counters": self.counters,
             "in_flight_count": len(held),

@@ -5,7 +5,8 @@ It pulls its home partitions from the start: listener i of a group of L takes ev
 from i-1, so the server pins each partition to its home listener first. It watches the others once
 every WATCH_INTERVAL_S, and stands by: a partition that has events waiting and no owner for
 ORPHAN_LOOKS looks in a row (its owner died or froze, and the server unpinned it after the priority
-timeout) is pulled too, and the server pins it to whichever standby asks first. A listener holding
+timeout) is pulled too, and the server pins it to whichever standby asks first (one that owns more
+partitions looks one more time for each, so the least busy stands in). A listener holding
 another's partition hands it back once that partition's home asks for it again (a second pull waiting
 at the server for HAND_BACK_AFTER_S): it stops pulling, finishes and acknowledges what it has, then
 unpins it, so the home listener's waiting pull gets the next event.
@@ -26,8 +27,9 @@ from typing import TYPE_CHECKING
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from listeners.batches import HOLD_RECHECK_S, BatchHandler
+from listeners.batches import HOLD_RECHECK_S, BatchHandler, delivery_from_msg
 from listeners.faults import Faults
+from listeners.outcomes import Delivery
 from listeners.partitions import (
     PRIORITY_TIMEOUT_S,
     PartitionsError,
@@ -89,6 +91,10 @@ class PartitionedConsumer:
 
     # -- what the status says ----------------------------------------------------------------------
 
+    def waiting(self) -> list[Delivery]:
+        """Events delivered to this listener that wait in its pullers for their partition's worker."""
+        return [delivery for _p, puller in sorted(self.pullers.items()) for delivery in puller.waiting()]
+
     def owned(self) -> dict[int, str]:
         """Partition -> the pin the server gave us for it, for each partition we own as far as we know."""
         return {p: puller.pin_id for p, puller in sorted(self.pullers.items()) if puller.pin_id}
@@ -136,7 +142,7 @@ class PartitionedConsumer:
                 await self.handlers[partition].release_held()
 
     async def _pull(self, partition: int) -> None:
-        puller = PartitionPuller(self.nc, partition, self.batch, self.ack_wait_s)
+        puller = PartitionPuller(self.nc, partition, self.batch, self.ack_wait_s, lambda msg: delivery_from_msg(msg, True))
         await puller.start()
         self.pullers[partition] = puller
         self._pulling_since[partition] = time.monotonic()
@@ -225,7 +231,8 @@ class PartitionedConsumer:
         if puller is None:
             orphan = state.pinned_id is None and state.lag > 0
             self._orphan_looks[partition] = self._orphan_looks[partition] + 1 if orphan else 0
-            if self._orphan_looks[partition] >= ORPHAN_LOOKS:
+            # A listener that owns fewer partitions looks fewer times: the least busy standby stands in.
+            if self._orphan_looks[partition] >= ORPHAN_LOOKS + len(self.owned()):
                 log.info("partition %d has no owner and %d events waiting: standing in", partition, state.lag)
                 self._orphan_looks[partition] = 0
                 await self._pull(partition)

@@ -18,11 +18,13 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from listeners.outcomes import Delivery
 from listeners.partitions import PARTITIONED_STREAM, PIN_GROUP, PRIORITY_TIMEOUT_S, consumer_name
 
 log = logging.getLogger(__name__)
@@ -40,7 +42,9 @@ RECONNECT_LOOK_S = 0.1
 class PartitionPuller:
     """Keeps one pull open on a partition's consumer and queues what it delivers, in order."""
 
-    def __init__(self, nc: NATS, partition: int, batch: int, ack_wait_s: float) -> None:
+    def __init__(
+        self, nc: NATS, partition: int, batch: int, ack_wait_s: float, parse: Callable[[Msg], Delivery] | None = None
+    ) -> None:
         self.nc = nc
         self.partition = partition
         self.batch = batch
@@ -50,7 +54,9 @@ class PartitionPuller:
         self.new_pin = False  # set with each new pin, cleared by the worker that took note of it
         self.pins_lost = 0
         self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{PARTITIONED_STREAM}.{consumer_name(partition)}"
-        self._queue: deque[tuple[Msg, float]] = deque()  # (message, when it was last told in progress)
+        # (message, when it was last told in progress, what it is, for the status)
+        self._queue: deque[tuple[Msg, float, Delivery | None]] = deque()
+        self._parse = parse
         self._arrived = asyncio.Event()
         self._ended = asyncio.Event()  # the open pull is over: all it asked for came, or an end status
         self._asked = 0  # events the open pull may still bring
@@ -101,6 +107,10 @@ class PartitionPuller:
     def queued(self) -> int:
         return len(self._queue)
 
+    def waiting(self) -> list[Delivery]:
+        """The events delivered to us and not yet taken by the worker, in order."""
+        return [delivery for _msg, _touched, delivery in self._queue if delivery is not None]
+
     async def take(self, batch: int, timeout: float) -> list[Msg]:
         """Up to `batch` queued events, as soon as there is one; [] after `timeout` with none."""
         if not self._queue:
@@ -122,7 +132,7 @@ class PartitionPuller:
             if pin and pin != self.pin_id:
                 log.info("partition %d pinned to this listener", self.partition)
                 self.pin_id, self.pinned_at, self.new_pin = pin, time.monotonic(), True
-            self._queue.append((msg, time.monotonic()))
+            self._queue.append((msg, time.monotonic(), self._parse(msg) if self._parse else None))
             self._arrived.set()
             self._asked -= 1
             if self._asked <= 0:  # the pull got all it asked for: the server sends no end for it
@@ -177,10 +187,10 @@ class PartitionPuller:
     def _touch_waiting(self) -> None:
         """Tell the server we still hold the queued events that have waited half an ack wait."""
         now = time.monotonic()
-        for index, (msg, touched) in enumerate(self._queue):
+        for index, (msg, touched, delivery) in enumerate(self._queue):
             if now - touched >= self.ack_wait_s / 2:
                 asyncio.ensure_future(_quietly(msg.in_progress()))
-                self._queue[index] = (msg, now)
+                self._queue[index] = (msg, now, delivery)
 
 
 async def _quietly(awaitable) -> None:

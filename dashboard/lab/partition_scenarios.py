@@ -156,7 +156,7 @@ async def hot_partition(lab: Lab, say: Say, rng: random.Random) -> str:
     await say(f"{Hot}'s events are processed at normal speed again.")
     await lab.control("slow-user", hot, slow_ms=0)
     return (
-        f"Here {Hot}'s partition-mates waited {seconds(part['mates'])} in the partitioned group and"
+        f"Here {Hot}'s partition-mates waited {seconds(part['mates'])} in the partitioned group, and the same users"
         f" {seconds(guard['mates'])} in the guarded group; users of other partitions {seconds(part['others'])}."
     )
 
@@ -230,8 +230,8 @@ async def owner_dies(lab: Lab, say: Say, rng: random.Random) -> str:
     )
     unpinned_after = unpinned_at - killed_at
     await say(
-        f"The server kept p{p} pinned to the dead {owner} for {unpinned_after:.1f} s: it lets an owner go"
-        f" {PRIORITY_TIMEOUT_S:g} s after its last pull. Then p{p} had no owner until {standby}, standing by, saw it"
+        f"The server kept p{p} pinned to the dead {owner} for {unpinned_after:.1f} s after the kill: it lets an owner"
+        f" go {PRIORITY_TIMEOUT_S:g} s after its last pull, and {owner} had last pulled a moment before it died. Then p{p} had no owner until {standby}, standing by, saw it"
         f" waiting with events and took it, {taken_at - killed_at:.1f} s after the kill."
     )
     rows = [row for row in await applied_rows(lab, "partitioned", [liv]) if row.number > 1]

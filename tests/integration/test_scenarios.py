@@ -139,7 +139,7 @@ async def test_hot_partition_holds_up_the_slow_users_partition_mates_and_not_the
     assert done("partitioned", mates) > done("partitioned", others) + 1.5
     assert done("partitioned", mates) > done("guarded", mates) + 1.5
     measured = re.search(
-        r"Here Hot's partition-mates waited ([\d.]+) s in the partitioned group and ([\d.]+) s in the guarded group;"
+        r"Here Hot's partition-mates waited ([\d.]+) s in the partitioned group, and the same users ([\d.]+) s in the guarded group;"
         r" users of other partitions ([\d.]+) s\.$",
         run.lesson,
     )
