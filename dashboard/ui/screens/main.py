@@ -52,7 +52,8 @@ EXPLANATIONS = {
     ),
     "slow_user": (
         "a form for a user and milliseconds: each of that user's events takes that long in every listener of every"
-        " group (0: normal again). The partitioned group's partition waits for it; the others go on with the rest"
+        " group (0: normal again). The partitioned group's partition waits for it; the guarded and naive listeners take"
+        " that user's events apart, one at a time, lowest number first, and go on with everyone else"
     ),
     "restart_server": "stop and start the embedded NATS server (every node, with --cluster); the stream is kept",
     "select_node": (
