@@ -9,7 +9,7 @@ status names the pin the server reports, docs/design.md "The partitioned group")
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dashboard.lab.observe import PartitionsSeen
@@ -73,12 +73,68 @@ class PartitionRow:
 
 
 @dataclass(slots=True)
+class OwnerTrack:
+    """What the timeline knows of one partition's owner, so that it says only the real moves."""
+
+    home: str | None = None  # the first listener seen owning it: the server pins a partition to its home first
+    last: str | None = None  # the last listener seen owning it
+    dropped: bool = False  # `last` was seen not pulling (killed, paused, stopped) since it took the partition
+    said_none: bool = False  # a row said the partition has no owner while events wait
+
+    def see(self, row: PartitionRow, states: dict[str, str]) -> str | None:
+        """The timeline row for what changed about the partition's owner, if it is worth one."""
+        if self.last is not None and states.get(self.last) not in PULLING:
+            self.dropped = True
+        owner = row.owner
+        if owner is None:
+            if row.pinned or self.last is None or row.lag == 0 or self.said_none:
+                # a new owner has not reported its pin yet; nobody ever held it; or an idle partition's pin
+                # merely expired: nothing waits for an owner
+                return None
+            self.said_none = True
+            return f"{row.label} has no owner ({self.why_none()})"
+        if self.last is None:  # nobody -> its first owner: the first events pin it to its home listener
+            self.home = self.home or owner
+            self.last = owner
+            return None
+        was, again, dropped = self.last, self.said_none, self.dropped
+        self.last, self.dropped, self.said_none = owner, not row.owner_pulls, False
+        if owner == was:
+            return f"{row.label} owned by {owner} again" if again else None
+        if owner == self.home:
+            return f"{row.label} back with {owner} " + (f"(was {was}, which stopped pulling)" if dropped else f"(handed back by {was})")
+        return f"{row.label} now owned by {owner} (was {was}" + (": a standby took it over)" if dropped else ")")
+
+    def why_none(self) -> str:
+        if self.dropped:
+            return f"its owner {self.last} stopped pulling"
+        if self.last != self.home:
+            return f"{self.last} is handing it back"
+        return f"the server dropped {self.last}'s pin"
+
+
+def owner_moves(tracks: dict[int, OwnerTrack], rows: Iterable[PartitionRow], states: dict[str, str]) -> list[str]:
+    """Timeline rows for the partitions whose owner changed since the last look (`tracks`, updated).
+    A partition seen for the first time only starts its track: a dashboard attached to a running lab
+    says nothing of the moves it did not see."""
+    moves = []
+    for row in rows:
+        track = tracks.get(row.partition)
+        if track is None:
+            tracks[row.partition] = OwnerTrack(row.owner, row.owner)
+        elif (move := track.see(row, states)) is not None:
+            moves.append(move)
+    return moves
+
+
+@dataclass(slots=True)
 class PartitionsView:
     """The partitioned group's partitions as the latest poll saw them; `seen` None: no partitioned
     stream (a lab without the group), or no poll yet."""
 
     seen: PartitionsSeen | None = None
     polled: bool = False  # a poll has answered, with or without the stream
+    owners: dict[int, OwnerTrack] = field(default_factory=dict)  # what the timeline said of each owner
 
     def apply(self, seen: PartitionsSeen | None) -> bool:
         """Take a poll's answer; whether it changed what the pane shows."""
@@ -119,6 +175,12 @@ def partition_rows(view: LabView) -> list[PartitionRow]:
     members = view.group_members(PARTITIONED_GROUP.name)
     statuses = [member.status for member in members if member.status is not None]
     return view.partitions.rows(statuses, {member.name: member.state for member in members})
+
+
+def partition_moves(view: LabView) -> list[str]:
+    """Timeline rows for the partitions whose owner changed since the last poll (see `OwnerTrack`)."""
+    states = {member.name: member.state for member in view.group_members(PARTITIONED_GROUP.name)}
+    return owner_moves(view.partitions.owners, partition_rows(view), states)
 
 
 def guard_acted(view: LabView, group: str = PARTITIONED_GROUP.name) -> int:

@@ -18,7 +18,7 @@ from dashboard.lab.observe import ChannelStats, PartitionsSeen
 from dashboard.lab.supervisor import Member
 from dashboard.ui.account_view import account_lines
 from dashboard.ui.cluster_view import ClusterView
-from dashboard.ui.partitions_view import PartitionsView
+from dashboard.ui.partitions_view import PartitionsView, partition_moves
 from dashboard.ui.view_items import (
     CHANNELS,
     GONE,
@@ -252,8 +252,13 @@ class LabView:
             self.mark("accounts", "status")
 
     def apply_partitions(self, seen: PartitionsSeen | None) -> None:
+        """A poll of the partitions; a partition whose owner moved gets a timeline row, as a node's
+        leadership does."""
         if self.partitions.apply(seen):
             self.mark("groups", "listeners", "accounts")
+        for move in partition_moves(self):
+            if self.phase == "running":
+                self.lab_event(move, self.now)
 
     def apply_report(self, report: CheckReport) -> None:
         self.report, self.checking = report, False

@@ -14,7 +14,7 @@ async def test_every_key_on_the_help_screen_is_explained(settings: Settings) -> 
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         keys = [key for key, _, _ in app.screen.rows]
-        assert keys == ["d", "w", "1-9", "k", "p", "r", "c", "s", "a", "u", "n", "N K P L R", "b", "t", "x", "␣", "l", "h", "?", "q"]
+        assert keys == ["d", "w", "1-9", "k", "p", "r", "c", "s", "a", "n", "N K P L R", "b", "t", "x", "␣", "l", "h", "u", "?", "q"]
         assert [key for key, _, explanation in app.screen.rows if not explanation] == []
         await pilot.press("escape")
         await pilot.pause()

@@ -153,3 +153,20 @@ def test_without_a_partitioned_database_the_group_is_not_judged() -> None:
     assert view.verdict("partitioned") is None
     assert [line.partitioned_ok for line in view.account_lines()] == [None, None]
     assert status_verdict(view) == "partitioned …"
+
+
+def test_a_partition_taken_over_by_a_standby_gets_a_timeline_row() -> None:
+    view = partitioned_lab()
+    view.phase = "running"
+    pins = {0: "pin-0", 1: "pin-1", 2: "pin-2"}
+    view.apply_partitions(PartitionsSeen(3, tuple(partition(p, pin) for p, pin in pins.items())))
+    view.apply_members([member("P1", "partitioned", 11, "killed")])
+    view.apply_partitions(PartitionsSeen(3, (partition(0, None), partition(1, "pin-1"), partition(2, None, pending=2))))
+    view.apply_status(status("P2", 12, "partitioned", partitions={1: "pin-1", 2: "pin-2b"}))
+    view.apply_partitions(PartitionsSeen(3, (partition(0, None), partition(1, "pin-1"), partition(2, "pin-2b", pending=2))))
+    lab_rows = [entry.event for entry in view.timeline if entry.lab_event]
+    assert lab_rows == [
+        "P1 killed (SIGKILL) holding nothing",
+        "p2 has no owner (its owner P1 stopped pulling)",
+        "p2 now owned by P2 (was P1: a standby took it over)",
+    ]

@@ -54,7 +54,14 @@ LEGEND = (
         "the listener lost its connection and is making another · its consumer has no leader answering (a cluster"
         " electing one after a node died): it keeps asking",
     ),
-    ("holds … for Ns", "events the listener fetched and has not acknowledged yet, and for how long"),
+    (
+        "holds … for Ns",
+        "events the listener fetched and has not acknowledged yet, and for how long. A listener that is slowed, or"
+        " holds events longer than the ack wait (a slow user's, a partition's new owner waiting for the old one's),"
+        " tells the server every half ack wait that it is still working on them (in_progress): their ack wait starts"
+        " again and they are not sent again, so `holds … for 11.7s` past the ack wait with no redelivery is a live"
+        " listener at work; only a killed or paused one's events come back",
+    ),
     ("(early: waits for #N)", "an event that came before its predecessor; the guard will not apply it before #N"),
     ("redelivery in Ns", "a killed or paused listener's events go to another member after the ack wait"),
     (
@@ -102,7 +109,9 @@ LEGEND = (
     (
         "p0 → P1 · owner · owns",
         "the owner of p0 is P1: the server has pinned the partition to it and delivers its events to P1 alone,"
-        " one batch after another",
+        " one batch after another. The server pins a partition to a listener when it delivers that partition's first"
+        " event to it: P1 pulls p0 and p2 and P2 pulls p1 from the start, so they become their owners with the first"
+        " events; until then, and for a partition no user hashes to, the owner shows —",
     ),
     ("lag N", "events of the partition not processed yet: not delivered, or delivered and not acknowledged"),
     (
@@ -112,13 +121,22 @@ LEGEND = (
         f" order. A restarted home listener gets its partition back about {HAND_BACK_AFTER_S:g} s later (hand-back)",
     ),
     ("none — no listener runs", "events wait in the partition and no listener of the group runs to take it"),
-    ("—", "nobody owns the partition and nothing waits in it: the first listener to get one of its events will"),
+    (
+        "—",
+        "nobody owns the partition and nothing waits in it: no event of it has come yet (no user may hash to it), or"
+        " its owner's pin expired while idle; the listener that gets its next event becomes its owner",
+    ),
     ("new owner…", "the server just pinned the partition to a listener that has not reported it yet (a hand-over)"),
+    (
+        "── p2 now owned by P2 ──",
+        "a timeline row for each move of a partition: a standby took it over (was P1), back with its home listener"
+        " (handed back), or no owner while events wait (its owner stopped pulling); the first pins make no row",
+    ),
     ("N still to copy in", "events of ACCOUNT_EVENTS the partitioned stream has not copied in yet"),
     (
-        "guard acted N×",
-        "how often the number guard had to act for the group (skipped duplicates, deferred, conflicts, parked, over"
-        " its listeners' restarts): 0 in a clean run; a crash between commit and ack, a failover from a frozen"
+        "guard acted N× since start",
+        "how often the number guard had to act for the group since the lab started, over every process of its"
+        " listeners, restarts included (skipped duplicates, deferred, conflicts, parked): 0 in a clean run; a crash between commit and ack, a failover from a frozen"
         " owner, or events published out of order make it act",
     ),
     ("Nodes (with --cluster)", ""),
@@ -195,7 +213,10 @@ LEGEND = (
     ),
     (
         "jim slow: N s/event (u)",
-        "every listener of every group takes N s over each of that user's events (u sets it; 0 ends it)",
+        "every listener of every group takes N s over each of that user's events (u sets it; 0 ends it). A partitioned"
+        " listener handles a partition in order, so the user's partition-mates wait behind each slow event; the"
+        " guarded and naive listeners take that user's events apart (a slow lane), one at a time, lowest number"
+        " first, and go on with everyone else",
     ),
     ("ack wait", "how long NATS waits for an acknowledgement before it delivers an event again"),
     ("sync always", "the embedded server writes each event to disk before acknowledging it"),

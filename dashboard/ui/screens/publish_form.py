@@ -41,6 +41,12 @@ class AmountValidator(Validator):
         return self.success()
 
 
+def start_hint(user_id: str, other: str) -> str:
+    """Which field the cursor starts in: the other one when the user is filled in already. The form is
+    50 columns wide inside, so this goes on the hint line, which wraps (a label is cut)."""
+    return f"The cursor starts in {other} (Tab: User)." if user_id else "The cursor starts in User."
+
+
 class PublishForm(ModalScreen[PublishRequest | None]):
     """User and amount; Enter sends, Esc cancels. Returns the request, or None when cancelled."""
 
@@ -54,12 +60,12 @@ class PublishForm(ModalScreen[PublishRequest | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="publish-form"):
             yield Label(f"{self.kind.capitalize()} (account:{self.kind})", id="publish-title")
-            yield Label("User (the last one used; the cursor starts in Amount, Tab comes here)" if self.user_id else "User")
+            yield Label("User (the last one used)" if self.user_id else "User")
             yield Input(self.user_id, placeholder="user id, like jim", id="user", validators=[UserIdValidator()])
             yield Label("Amount in dollars")
             yield Input(placeholder="like 70 or 70.50", id="amount", validators=[AmountValidator()])
             yield Static("", id="publish-error")
-            yield Static("Enter sends · Esc cancels", id="publish-hint")
+            yield Static(f"{start_hint(self.user_id, 'Amount')} Enter sends · Esc cancels", id="publish-hint")
 
     def on_mount(self) -> None:
         self.query_one("#amount" if self.user_id else "#user", Input).focus()

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Static
 
-from dashboard.ui.screens.publish_form import UserIdValidator
+from dashboard.ui.screens.publish_form import UserIdValidator, start_hint
 
 MAX_SLOW_MS = 3_600_000  # what the lab's host takes (dashboard/lab/service.py)
 DEFAULT_SLOW_MS = 2000
@@ -47,14 +47,15 @@ class SlowUserForm(ModalScreen[SlowUserRequest | None]):
         # The publish form's ids, so its styles (app.tcss): one look for the forms.
         with Vertical(id="publish-form"):
             yield Label("Slow user (every listener of every group)", id="publish-title")
-            yield Label("User")
+            yield Label("User (the last one used)" if self.user_id else "User")
             yield Input(self.user_id, placeholder="user id, like jim", id="user", validators=[UserIdValidator()])
             yield Label("Milliseconds per event (0: normal again)")
             yield Input(str(self.ms), placeholder="like 2000", id="ms", validators=[MillisecondsValidator()])
             yield Static("", id="publish-error")
             yield Static(
-                "A partition waits for its slow user's events; the other groups go on with the rest."
-                " Enter sends · Esc cancels",
+                f"{start_hint(self.user_id, 'Milliseconds')} Milliseconds: how long each event of the user takes in"
+                " every listener; 0 = back to normal. A partition waits for its slow user's events; the other groups"
+                " go on with the rest. Enter sends · Esc cancels",
                 id="publish-hint",
             )
 

@@ -71,11 +71,15 @@ def partition_item(row: PartitionRow, short: bool) -> Text:
     return item
 
 
-def guard_text(view: LabView) -> Text:
+def guard_text(view: LabView, short: bool = False) -> Text:
+    """`guard acted 0× since start`: over every process of the group since the lab started (a short
+    header, one line under 34 rows, has no room for `since start`; ? says it)."""
     acted = guard_acted(view)
     text = Text(no_wrap=True)
     text.append("guard acted ", "dim")
     text.append(f"{acted}×", "yellow" if acted else "dim")
+    if not short:
+        text.append(" since start", "dim")
     return text
 
 
@@ -95,7 +99,7 @@ def pack(items: list[Text], width: int, indent: str) -> list[Text]:
 
 def partitioned_header(view: LabView, members: int, width: int, short: bool = False) -> list[Text]:
     """`account-service-partitioned · partitioned · 2 listeners, users split into 3 partitions…`, then
-    `p0→P1 lag 0 · p1→P2 lag 0 · p2→P1 lag 0 · guard acted 0×` on as many lines as it takes; one line
+    `p0 → P1 lag 0 · p1 → P2 lag 0 · p2 → P1 lag 0 · guard acted 0× since start` on as many lines as it takes; one line
     when `short`."""
     group, count = PARTITIONED_GROUP, view.partitions.count
     title = Text(no_wrap=True, overflow="ellipsis")
@@ -112,7 +116,7 @@ def partitioned_header(view: LabView, members: int, width: int, short: bool = Fa
     seen = view.partitions.seen
     if seen is not None and seen.source_lag:
         items.append(Text(f"{seen.source_lag} still to copy in", "yellow"))
-    items.append(guard_text(view))
+    items.append(guard_text(view, short))
     if short:
         return [title + Text(": ", "dim") + pack(items, 10_000, "")[0]]
     return [title, *pack(items, width, "  ")]
