@@ -6,10 +6,11 @@ from i-1, so the server pins each partition to its home listener first. It watch
 every WATCH_INTERVAL_S, and stands by: a partition that has events waiting and no owner for
 ORPHAN_LOOKS looks in a row (its owner died or froze, and the server unpinned it after the priority
 timeout) is pulled too, and the server pins it to whichever standby asks first (one that owns more
-partitions looks one more time for each, so the least busy stands in). A listener holding
-another's partition hands it back once that partition's home asks for it again (a second pull waiting
-at the server for HAND_BACK_AFTER_S): it stops pulling, finishes and acknowledges what it has, then
-unpins it, so the home listener's waiting pull gets the next event.
+partitions looks one more time for each, so the least busy stands in). A home listener that sees
+its partition pinned to another for CLAIM_LOOKS looks (it was away, and is back) claims it on
+`natslab.partitions.claim.<p>`, every look until it owns it; the listener holding it stops pulling,
+finishes and acknowledges what it has, then unpins it, so the home listener's waiting pull gets the
+next event.
 
 Each partition has its own worker and batch handler, so a slow event holds up its partition only;
 the batches of every partition are written through the one account database connection in turn.
@@ -52,8 +53,10 @@ WATCH_INTERVAL_S = 0.5
 ORPHAN_LOOKS = 3
 # A standby that got no pin for this long after it began pulling (another standby won) stops again.
 STANDBY_GIVES_UP_S = 2 * PRIORITY_TIMEOUT_S
-# Longer than a standby that lost the race keeps pulling, so only a home listener gets a partition back.
-HAND_BACK_AFTER_S = STANDBY_GIVES_UP_S + 1.0
+# A home listener claims its partition back after seeing it pinned to another this many looks in a row
+# (a pin just given to it may not have reached it yet).
+CLAIM_LOOKS = 2
+CLAIM_SUBJECT = "natslab.partitions.claim"
 IDLE_TAKE_S = 0.5
 # How often a listener that took a partition over looks whether its predecessor's events are back.
 FENCE_LOOK_S = 0.2
@@ -72,6 +75,7 @@ class PartitionedConsumer:
         wake: asyncio.Event,
     ) -> None:
         self.nc = nc
+        self.name = config.name
         self.partitions = config.partitions
         self.home = set(config.home)
         self.batch = config.batch
@@ -84,8 +88,7 @@ class PartitionedConsumer:
         self._wake = wake
         self._orphan_looks: dict[int, int] = defaultdict(int)
         self._pulling_since: dict[int, float] = {}
-        self._crowded_since: dict[int, float] = {}
-        self._calm_looks: dict[int, int] = defaultdict(int)
+        self._held_looks: dict[int, int] = defaultdict(int)  # home partitions seen pinned to another
         self._retiring: dict[int, bool] = {}  # partition -> unpin once drained (a hand-back)
         self.pins_lost = 0
 
@@ -124,6 +127,7 @@ class PartitionedConsumer:
 
     async def run(self) -> None:
         """Work until the stop event; then settle what was taken and hand the rest back."""
+        claims = await self.nc.subscribe(f"{CLAIM_SUBJECT}.*", cb=self._on_claim)
         for partition in sorted(self.home):
             await self._pull(partition)
         workers = [asyncio.create_task(self._work(p), name=f"partition-{p}") for p in range(self.partitions)]
@@ -132,6 +136,7 @@ class PartitionedConsumer:
             await self._stop.wait()
         finally:
             watch.cancel()
+            await _quietly_unsubscribe(claims)
             for puller in self.pullers.values():
                 await puller.stop()
             await asyncio.gather(*workers, return_exceptions=True)
@@ -226,7 +231,10 @@ class PartitionedConsumer:
 
     async def _look(self, partition: int, state: PartitionState, now: float) -> None:
         puller = self.pullers.get(partition)
-        if partition in self.home or partition in self._retiring:
+        if partition in self.home:
+            await self._claim_if_held(partition, puller, state)
+            return
+        if partition in self._retiring:
             return
         if puller is None:
             orphan = state.pinned_id is None and state.lag > 0
@@ -237,26 +245,37 @@ class PartitionedConsumer:
                 self._orphan_looks[partition] = 0
                 await self._pull(partition)
             return
-        if not puller.owner:
-            if now - self._pulling_since.get(partition, now) > STANDBY_GIVES_UP_S:
-                await self._stop_pulling(partition, hand_back=False)  # another standby got it
+        if not puller.owner and now - self._pulling_since.get(partition, now) > STANDBY_GIVES_UP_S:
+            await self._stop_pulling(partition, hand_back=False)  # another standby got it
+
+    async def _claim_if_held(self, partition: int, puller: PartitionPuller | None, state: PartitionState) -> None:
+        """Our home partition pinned to another listener (we were away): ask for it back."""
+        held = state.pinned_id is not None and (puller is None or puller.pin_id != state.pinned_id)
+        self._held_looks[partition] = self._held_looks[partition] + 1 if held else 0
+        if self._held_looks[partition] >= CLAIM_LOOKS:
+            await self.nc.publish(f"{CLAIM_SUBJECT}.{partition}", self.name.encode())
+
+    async def _on_claim(self, msg: Msg) -> None:
+        """A home listener asks for its partition: hand it back if we hold it."""
+        token = msg.subject.rsplit(".", 1)[1]
+        partition = int(token) if token.isdigit() else -1
+        puller = self.pullers.get(partition)
+        if puller is None or partition in self.home or partition in self._retiring or not puller.owner:
             return
-        if state.waiting < 2:  # nobody but us asks for it (twice in a row: a pull between two is not news)
-            self._calm_looks[partition] += 1
-            if self._calm_looks[partition] >= 2:
-                self._crowded_since.pop(partition, None)
-            return
-        self._calm_looks[partition] = 0
-        since = self._crowded_since.setdefault(partition, now)
-        if now - since >= HAND_BACK_AFTER_S:
-            log.info("partition %d: its home listener asks for it again; handing it back", partition)
-            await self._stop_pulling(partition, hand_back=True)
+        log.info("partition %d: %s, its home listener, asks for it; handing it back", partition, msg.data.decode())
+        await self._stop_pulling(partition, hand_back=True)
 
     async def _stop_pulling(self, partition: int, *, hand_back: bool) -> None:
-        self._crowded_since.pop(partition, None)
         self._retiring[partition] = hand_back
         await self.pullers[partition].stop()
         self._wake.set()
+
+
+async def _quietly_unsubscribe(sub) -> None:
+    try:
+        await sub.unsubscribe()
+    except Exception as exc:  # the connection may be closed already
+        log.debug("unsubscribe failed: %r", exc)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:

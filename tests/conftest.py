@@ -103,7 +103,9 @@ async def nc(nats_server: EmbeddedServer):
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", ack_wait_s=TEST_ACK_WAIT_S)
+    # No partitioned group unless a test asks for one: its two listeners and sourced stream cost CPU
+    # that the tests of the other groups share.
+    return Settings(data_dir=tmp_path / "data", ack_wait_s=TEST_ACK_WAIT_S, partitioned=0)
 
 
 LabFactory = Callable[..., Awaitable[Lab]]

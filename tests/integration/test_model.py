@@ -41,7 +41,7 @@ class GuardedSystem(RuleBasedStateMachine):
     def start_lab(self) -> None:
         # Started here, not in __init__: hypothesis calls teardown() once an initialize rule has run,
         # so a lab that fails to become ready is still stopped.
-        self.lab = Lab(Settings(data_dir=Path(self.tmp.name), ack_wait_s=1.0))
+        self.lab = Lab(Settings(data_dir=Path(self.tmp.name), ack_wait_s=1.0, partitioned=0))
         self.run(self.lab.start(listeners=2, naive=0))
         self.run(wait_listeners_ready(self.lab))
         self.listeners = dict.fromkeys(sorted(self.supervisor.listeners), "running")

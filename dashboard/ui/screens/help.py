@@ -13,7 +13,6 @@ from textual.widgets import Static
 
 from dashboard.lab.cluster import NODE_STATES
 from dashboard.lab.natsserver import SYNC_INTERVAL
-from listeners.partitioned import HAND_BACK_AFTER_S
 from listeners.partitions import PRIORITY_TIMEOUT_S
 from publisher.service import RETRY_MAX_S
 
@@ -118,7 +117,8 @@ LEGEND = (
         "P1 killed · none — failing over",
         f"failover: a killed or paused owner keeps its pin until it has not pulled for {PRIORITY_TIMEOUT_S:g} s; then a"
         " standby listener takes the partition, and what the old owner held comes back to it after the ack wait, in"
-        f" order. A restarted home listener gets its partition back about {HAND_BACK_AFTER_S:g} s later (hand-back)",
+        " order. A restarted home listener claims its partition back, and the standby hands it over once it has"
+        " finished what it holds (hand-back), usually within a second or two",
     ),
     ("none — no listener runs", "events wait in the partition and no listener of the group runs to take it"),
     (
