@@ -90,7 +90,7 @@ async def hold_next_event(app: NatslabApp, pilot: Pilot, names: tuple[str, ...])
 
 
 async def test_publishing_with_the_keys_changes_the_account_pane(settings: Settings) -> None:
-    settings.naive = 1
+    settings.naive, settings.partitioned = 1, 2  # a column for each group
     app = NatslabApp(settings)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: listeners_ready(app), 30, "the lab to start")

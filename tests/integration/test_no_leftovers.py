@@ -34,7 +34,7 @@ def test_a_test_that_breaks_inside_a_lab_leaves_nothing_running(tmp_path: Path, 
     test = TESTS[how]
     command = [
         sys.executable, "-m", "pytest", str(HERE / "lab_that_breaks.py"), "-k", test,
-        "-p", "no:cacheprovider", f"--basetemp={base}", "-q", "--timeout", "20",
+        "-p", "no:cacheprovider", f"--basetemp={base}", "-q", "--timeout", "12",
     ]  # fmt: skip
     inner = subprocess.Popen(
         command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -1,5 +1,6 @@
 """The partitioned group against a real nats-server: the server's partitions, owners and their
-failover, per-user order without the guard acting, the guard as a safety net, and the slow user."""
+failover, per-user order without the guard acting, and the guard as a safety net. The slow user's
+partition-mates are the `hot-partition` scenario's test (test_scenarios.py)."""
 
 from __future__ import annotations
 
@@ -138,34 +139,6 @@ async def test_a_crash_between_commit_and_ack_is_caught_by_the_guard_and_counted
     await wait_until(lambda: lab.counts.totals(mode="partitioned").duplicates == 1, 5, "the guard's catch to be counted")
     rows = [row for row in applied_rows(lab) if row[0] == user]
     assert [(row[1], row[2]) for row in rows] == [(1, "applied"), (2, "applied")]
-
-
-async def test_the_slow_users_partition_mates_wait_for_it_only_in_the_partitioned_group(make_lab: LabFactory) -> None:
-    lab = await make_lab(listeners=2, partitioned=2)
-    await wait_listeners_ready(lab)
-    hot = users_of(0, 1, prefix="hot")[0]
-    mates, others = users_of(0, 2), users_of(1, 2)
-    await lab.control("slow-user", hot, slow_ms=400)
-    start = time.monotonic()
-    await publish(lab, [hot, *mates, *others], 4)
-    done: dict[tuple[str, str], float] = {}
-
-    async def all_done() -> bool:
-        for mode in ("guarded", "partitioned"):
-            for row in await lab.accounts(mode):  # type: ignore[arg-type]
-                if row.last_number >= 4:
-                    done.setdefault((mode, row.user_id), time.monotonic() - start)
-        return len(done) == 2 * 5
-
-    await wait_until(all_done, 30, "both groups to apply every event")
-    slow_part = 4 * 0.4
-    # Partitioned: the mates finish with the hot user, after its four slow events; the others long before.
-    assert min(done[("partitioned", u)] for u in mates) >= slow_part
-    assert max(done[("partitioned", u)] for u in others) < slow_part
-    # Guarded: nobody waits for the hot user.
-    assert max(done[("guarded", u)] for u in mates + others) < slow_part
-    assert lab.counts.totals(mode="partitioned").deferred == 0
-    await lab.control("slow-user", hot, slow_ms=0)
 
 
 async def test_a_lab_asked_for_another_partition_count_than_its_events_have_is_refused(make_lab: LabFactory) -> None:
