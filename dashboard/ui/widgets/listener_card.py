@@ -2,7 +2,7 @@
 its last outcome). The consumer's figures belong to the queue group and are shown once, above its cards.
 
 A card is one line (number, name, state, what it holds or did last); the selected card, and every card
-on a tall terminal, adds a second line with its pid and counters.
+on a tall terminal with at most three listeners, adds a second line with its pid and counters.
 """
 
 from __future__ import annotations

@@ -122,6 +122,11 @@ def partitioned_header(view: LabView, members: int, width: int, short: bool = Fa
     return [title, *pack(items, width, "  ")]
 
 
+# With more listeners than this, only the selected card shows its pid and counters, also on a tall
+# terminal: five detailed cards left the account pane no rows at 160x48.
+DETAILED_UP_TO = 3
+
+
 class QueueGroupsPane(Vertical):
     """Each queue group (the partitioned one when the lab has it): the consumer's state, or the partitions,
     then the members' cards."""
@@ -175,7 +180,8 @@ class QueueGroupsPane(Vertical):
             self._header_lines[group.mode] = len(lines)
             header.update(Text("\n").join(lines), layout=relayout)
             for listener in members:
-                detailed = tall or listener.name == view.selected
+                # Every card's pid and counters only while they leave the panes below their rows.
+                detailed = (tall and len(numbers) <= DETAILED_UP_TO) or listener.name == view.selected
                 self._cards[listener.name].show(view, listener, numbers[listener.name], detailed)
 
     def _rebuild(self, view: LabView, layout: list[tuple[str, tuple[str, ...]]]) -> None:
