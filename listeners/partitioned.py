@@ -83,14 +83,12 @@ class PartitionedConsumer:
         self.fault = fault
         self.handlers = {p: make_handler(p) for p in range(self.partitions)}
         self.pullers: dict[int, PartitionPuller] = {}
-        self.states: dict[int, PartitionState] = {}
         self._stop = stop
         self._wake = wake
         self._orphan_looks: dict[int, int] = defaultdict(int)
         self._pulling_since: dict[int, float] = {}
         self._held_looks: dict[int, int] = defaultdict(int)  # home partitions seen pinned to another
         self._retiring: dict[int, bool] = {}  # partition -> unpin once drained (a hand-back)
-        self.pins_lost = 0
 
     # -- what the status says ----------------------------------------------------------------------
 
@@ -221,12 +219,10 @@ class PartitionedConsumer:
                 except Exception as exc:  # no connection or no leader for now: look again later
                     log.debug("partition %d info failed: %r", partition, exc)
                     continue
-                self.states[partition] = state
                 puller = self.pullers.get(partition)
                 if puller is not None and state.pinned_id is None:
                     puller.forget_pin(asked)
                 await self._look(partition, state, time.monotonic())
-            self.pins_lost = sum(p.pins_lost for p in self.pullers.values())
             await _wait(self._stop, WATCH_INTERVAL_S)
 
     async def _look(self, partition: int, state: PartitionState, now: float) -> None:

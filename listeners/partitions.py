@@ -74,6 +74,12 @@ def partitions_of_transform(destination: str | None) -> int | None:
         return None
 
 
+def partitions_of_stream(info: api.StreamInfo) -> int | None:
+    """N of a partitioned stream's `{{partition(N,2)}}` source transform; None when it has none."""
+    transforms = [t for source in info.config.sources or [] for t in source.subject_transforms or []]
+    return partitions_of_transform(transforms[0].dest if transforms else None)
+
+
 def consumer_name(partition: int) -> str:
     return f"{CONSUMER_PREFIX}{partition}"
 
@@ -122,9 +128,7 @@ async def ensure_partitioned_stream(nc: NATS, partitions: int, replicas: int | N
         info = await js.stream_info(PARTITIONED_STREAM)
     except NotFoundError:
         return await js.add_stream(stream_config(partitions, replicas or min(MAX_REPLICAS, cluster_size(nc))))
-    sources = info.config.sources or []
-    transforms = [t for s in sources for t in (s.subject_transforms or [])]
-    existing = partitions_of_transform(transforms[0].dest if transforms else None)
+    existing = partitions_of_stream(info)
     if existing is not None and existing != partitions:
         raise PartitionsError(
             f"the partitioned stream splits users into {existing} partitions, not {partitions}: the count"

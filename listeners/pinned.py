@@ -52,7 +52,6 @@ class PartitionPuller:
         self.pin_id: str | None = None
         self.pinned_at = 0.0  # monotonic time the server gave us the pin we hold
         self.new_pin = False  # set with each new pin, cleared by the worker that took note of it
-        self.pins_lost = 0
         self._subject = f"$JS.API.CONSUMER.MSG.NEXT.{PARTITIONED_STREAM}.{consumer_name(partition)}"
         # (message, when it was last told in progress, what it is, for the status)
         self._queue: deque[tuple[Msg, float, Delivery | None]] = deque()
@@ -143,7 +142,6 @@ class PartitionPuller:
         if status == "423":  # the pin went to another listener
             if self.pin_id is not None:
                 log.info("partition %d: pin lost (%s)", self.partition, headers.get("Description", ""))
-                self.pins_lost += 1
             self.pin_id = None
         self._ended.set()  # 404 no messages, 408 expired, 409 leadership change or max ack pending...
 

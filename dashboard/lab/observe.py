@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
-from listeners.partitions import PARTITIONED_STREAM, PartitionState, partition_states, partitions_of_transform
+from listeners.partitions import PARTITIONED_STREAM, PartitionState, partition_states, partitions_of_stream
 from publisher.events import STREAM_NAME, STREAM_SUBJECTS, channel_of_subject
 
 
@@ -77,9 +77,7 @@ async def partitions_seen(nc: NATS) -> PartitionsSeen | None:
         info = await nc.jetstream().stream_info(PARTITIONED_STREAM)
     except NotFoundError:
         return None
-    sources = info.config.sources or []
-    transforms = [transform for source in sources for transform in (source.subject_transforms or [])]
-    count = partitions_of_transform(transforms[0].dest if transforms else None)
+    count = partitions_of_stream(info)
     if count is None:
         return None
     source_lag = sum(source.lag or 0 for source in info.sources or [])

@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nats.aio.client import Client as NATS
-from nats.js import api
 from nats.js.errors import NotFoundError
 
 from dashboard.lab.checker import AppliedRow, CheckReport, DatabaseState, Floor, ParkedRow, check_data
@@ -35,7 +34,7 @@ from listeners.partitions import (
     PARTITIONED_STREAM,
     PartitionsError,
     partition_state,
-    partitions_of_transform,
+    partitions_of_stream,
     source_sequence,
 )
 from publisher.events import STREAM_NAME, AccountEvent
@@ -177,7 +176,7 @@ async def partition_floors(nc: NATS) -> tuple[int | None, ...] | None:
     """
     js = nc.jetstream()
     try:
-        count = partition_count(await js.stream_info(PARTITIONED_STREAM))
+        count = partitions_of_stream(await js.stream_info(PARTITIONED_STREAM))
     except NotFoundError:
         return None
     if count is None:
@@ -193,12 +192,6 @@ async def partition_floors(nc: NATS) -> tuple[int | None, ...] | None:
             raise HistoryError(f"the partitioned group's consumers cannot be read: {exc}") from None
         floors.append(await _source_seq(js, floor))
     return tuple(floors)
-
-
-def partition_count(info: api.StreamInfo) -> int | None:
-    """N of the partitioned stream's `{{partition(N,2)}}` transform; None when it has none."""
-    transforms = [t for source in info.config.sources or [] for t in source.subject_transforms or []]
-    return partitions_of_transform(transforms[0].dest if transforms else None)
 
 
 async def _source_seq(js, seq: int) -> int:
@@ -291,7 +284,7 @@ async def _partitioned_backlog(nc: NATS) -> int:
         copy = await js.stream_info(PARTITIONED_STREAM)
     except NotFoundError:
         return 0
-    count = partition_count(copy) or 0
+    count = partitions_of_stream(copy) or 0
     lag = max(0, (await js.stream_info(STREAM_NAME)).state.messages - copy.state.messages)
     for partition in range(count):
         try:
